@@ -1,0 +1,128 @@
+"""Small shared helpers: validation at the boundary, fingerprints, devices, cache paths.
+
+Everything here is dependency-light so every layer may import it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "cache_dir",
+    "check_features",
+    "check_labels",
+    "fingerprint",
+    "limit_threads",
+    "resolve_device",
+]
+
+
+def check_features(features, name: str = "features") -> np.ndarray:
+    """Validate a (n_samples, n_features) array; return it as C-contiguous float32.
+
+    Raises TypeError for non-numeric input and ValueError for wrong shapes,
+    empty arrays and NaN/inf values, naming the argument and the fix.
+    """
+    if hasattr(features, "detach"):  # a torch tensor
+        features = features.detach().cpu().numpy()
+    try:
+        arr = np.asarray(features)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a 2-D numeric array, got {type(features).__name__}: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one sample with one feature")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+        raise ValueError(
+            f"{name} contains NaN or infinite values in {bad.size} row(s) (first: {bad[:5].tolist()}); "
+            "drop or repair those rows before labelling"
+        )
+    return arr
+
+
+def check_labels(labels, n_samples: int, name: str = "labels") -> np.ndarray:
+    """Validate an (n_samples,) int label array with -1 for unlabelled; return int64."""
+    arr = np.asarray(labels)
+    if arr.shape != (n_samples,):
+        raise ValueError(f"{name} must have shape ({n_samples},) to match features, got {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must be integers (class ids, -1 for unlabelled), got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and arr.min() < -1:
+        raise ValueError(f"{name} must be >= -1 (-1 marks unlabelled), found {int(arr.min())}")
+    return arr
+
+
+def check_k(k, name: str = "k") -> int:
+    """Validate a positive batch size."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, got {k!r}")
+    if k <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {k}")
+    return int(k)
+
+
+def fingerprint(arr: np.ndarray) -> str:
+    """Content hash of an array (shape, dtype and bytes): the key of every geometry cache."""
+    arr = np.ascontiguousarray(arr)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{arr.shape}|{arr.dtype.str}|".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def resolve_device(device="auto"):
+    """'auto' -> CUDA when available else CPU; any torch device spec otherwise."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but CUDA is not available; use device='auto' or 'cpu'")
+    return dev
+
+
+def cache_dir(*parts: str) -> Path:
+    """The on-disk cache root ($ALWIDGET_CACHE_DIR, else $XDG_CACHE_HOME/alwidget, else ~/.cache/alwidget)."""
+    root = os.environ.get("ALWIDGET_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "alwidget")
+    path = Path(root, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def limit_threads(n: int | None):
+    """Cap BLAS/OpenMP and torch intra-op threads inside the block.
+
+    Spin-waiting thread pools slow down badly when a browser and a kernel share
+    two cores, so the interactive path runs with a small, fixed pool.
+    """
+    if n is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(old)
