@@ -1,0 +1,379 @@
+"""Linear probe: multinomial logistic regression on pool-standardised features (torch).
+
+The probe is the only model alwidget trains. It is small on purpose: after every label
+the session refits it on the labelled rows (warm-started, a few L-BFGS steps) and rescores
+the whole pool with one matrix product, so the pool is kept on the device already
+standardised.
+
+Shapes: ``X`` is ``(n_samples, n_features)``, ``labels`` is ``(n_samples,)`` int with ``-1``
+for unlabelled, probabilities are ``(n_samples, n_classes)``.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+
+from ._util import check_features, check_labels, fingerprint, resolve_device
+
+__all__ = ["LinearProbe"]
+
+# Rows per block when streaming the pool through the device (bounded temporaries).
+_BLOCK_BYTES = 1 << 24
+# Upper bound on the augmented training matrix (rows x copies x features) in elements.
+_MAX_TRAIN_ELEMENTS = 1 << 25
+# New inputs are clipped to this many pool standard deviations so logits stay finite.
+_CLIP = 1e6
+
+
+class _Pool:
+    """A pool standardised once: mean/std (float64 statistics) and the float32 result on a device."""
+
+    def __init__(self, X: np.ndarray, device):
+        import torch
+
+        n, d = X.shape
+        rows = max(1, _BLOCK_BYTES // (8 * d))
+        # Two passes in float64 so huge or tiny inputs neither overflow nor lose the variance.
+        total = torch.zeros(d, dtype=torch.float64, device=device)
+        for a in range(0, n, rows):
+            total += torch.from_numpy(X[a:a + rows]).to(device, torch.float64).sum(0)
+        mean = total / n
+        sq = torch.zeros(d, dtype=torch.float64, device=device)
+        for a in range(0, n, rows):
+            sq += (torch.from_numpy(X[a:a + rows]).to(device, torch.float64) - mean).square().sum(0)
+        std = (sq / n).sqrt()
+        std = torch.where(std > 0, std, torch.ones_like(std))  # constant columns standardise to 0
+        out = torch.empty((n, d), dtype=torch.float32, device=device)
+        for a in range(0, n, rows):
+            out[a:a + rows] = ((torch.from_numpy(X[a:a + rows]).to(device, torch.float64) - mean) / std).float()
+        self.mean, self.std, self.X = mean, std, out
+        self.n_samples, self.n_features = n, d
+
+
+# A small process-wide cache so that fresh probes on the same pool (one per simulation
+# round, one per strategy call) reuse the standardised tensor instead of recomputing it.
+_POOL_CACHE: OrderedDict = OrderedDict()  # (fingerprint, device) -> _Pool
+_POOL_CACHE_SIZE = 2
+_ID_CACHE: dict = {}  # id(array) -> (weakref to array, fingerprint): skips hashing the same object
+_LOCK = threading.Lock()
+
+
+def _remember(X, fp: str) -> None:
+    try:
+        _ID_CACHE[id(X)] = (weakref.ref(X), fp)
+    except TypeError:  # objects without weak references are hashed every time
+        return
+    if len(_ID_CACHE) > 64:
+        for key in [k for k, (ref, _) in _ID_CACHE.items() if ref() is None]:
+            del _ID_CACHE[key]
+
+
+def _get_pool(X, device) -> _Pool:
+    """The standardised pool for X on device, from the cache when the content was seen before.
+
+    An array seen before is recognised by identity without re-hashing (so an array mutated
+    in place after its first use is not noticed); other inputs are fingerprinted.
+    """
+    fp = None
+    with _LOCK:
+        entry = _ID_CACHE.get(id(X))
+        if entry is not None and entry[0]() is X:
+            fp = entry[1]
+            key = (fp, str(device))
+            if key in _POOL_CACHE:
+                _POOL_CACHE.move_to_end(key)
+                return _POOL_CACHE[key]
+    arr = check_features(X, "X")
+    if fp is None:
+        fp = fingerprint(arr)
+        with _LOCK:
+            _remember(X, fp)
+    key = (fp, str(device))
+    with _LOCK:
+        if key in _POOL_CACHE:
+            _POOL_CACHE.move_to_end(key)
+            return _POOL_CACHE[key]
+    pool = _Pool(arr, device)
+    with _LOCK:
+        _POOL_CACHE[key] = pool
+        while len(_POOL_CACHE) > _POOL_CACHE_SIZE:
+            _POOL_CACHE.popitem(last=False)
+    return pool
+
+
+def clear_pool_cache() -> None:
+    """Drop every cached standardised pool (frees their memory on the device)."""
+    with _LOCK:
+        _POOL_CACHE.clear()
+        _ID_CACHE.clear()
+
+
+class LinearProbe:
+    """Multinomial logistic regression with L2 and input dropout, trained full-batch with L-BFGS.
+
+    Parameters
+    ----------
+    l2 : float
+        L2 penalty on the weights, in the scale of a summed loss (``l2=1`` matches
+        scikit-learn's ``LogisticRegression(C=1)``); the bias is not penalised.
+    input_dropout : float in [0, 1)
+        Dropout rate on the standardised inputs during training. It is applied as
+        ``n_dropout_copies`` fixed masked copies of every labelled row (inverted scaling), so the
+        objective is deterministic, L-BFGS converges, and a row keeps its masks across refits
+        (warm starts stay warm).
+    device : "auto", "cpu", "cuda", torch.device
+        Where the pool lives and training runs ("auto": CUDA when available).
+    seed : int
+        Seeds the training masks.
+    max_iter, warm_iter : int
+        L-BFGS iterations for a cold fit and for a warm-started refit.
+
+    Classes are ids ``0..n_classes-1``. A class with no labelled row gets probability 0 and is
+    never predicted (its logits are masked), so declaring classes up front is harmless.
+    """
+
+    def __init__(self, l2: float = 1.0, input_dropout: float = 0.1, device="auto", seed: int = 0,
+                 max_iter: int = 100, warm_iter: int = 20, n_dropout_copies: int = 4):
+        if not np.isfinite(l2) or l2 < 0:
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        if not 0 <= input_dropout < 1:
+            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout!r}")
+        for name, v in (("max_iter", max_iter), ("warm_iter", warm_iter), ("n_dropout_copies", n_dropout_copies)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        self.l2 = float(l2)
+        self.input_dropout = float(input_dropout)
+        self.seed = int(seed)
+        self.max_iter = int(max_iter)
+        self.warm_iter = int(warm_iter)
+        self.n_dropout_copies = int(n_dropout_copies)
+        self.device = resolve_device(device)
+        self._pool: _Pool | None = None
+        self._W = None  # (D, C) float32 tensor
+        self._b = None  # (C,) float32 tensor
+        self._seen = np.zeros(0, dtype=bool)  # (C,) classes with at least one label in the last fit
+        self._proba = None  # cached pool probabilities after the last fit
+        self._train_masks = None
+        self.n_iter_ = 0
+
+    # -- state -----------------------------------------------------------------
+    @property
+    def n_classes(self) -> int:
+        """Number of classes the weight matrix holds (0 before the first fit)."""
+        return 0 if self._W is None else int(self._W.shape[1])
+
+    @property
+    def seen_classes(self) -> np.ndarray:
+        """(n_classes,) bool: classes that had labelled rows in the last fit."""
+        return self._seen.copy()
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._W is not None
+
+    def _check_fitted(self):
+        if self._W is None:
+            raise RuntimeError("the probe is not fitted yet; call fit(X, labels) with at least one label first")
+
+    # -- training --------------------------------------------------------------
+    def fit(self, X, labels, n_classes: int | None = None) -> "LinearProbe":
+        """Fit on the labelled rows of the pool X (labels (N,) int, -1 = unlabelled).
+
+        Standardisation statistics come from the whole pool. Weights from the previous fit
+        warm-start this one; new classes add zero-initialised columns.
+        """
+        import torch
+
+        pool = _get_pool(X, self.device)
+        labels = check_labels(labels, pool.n_samples)
+        idx = np.flatnonzero(labels >= 0)
+        if idx.size == 0:
+            raise ValueError("fit needs at least one labelled sample (labels >= 0); got none")
+        c = int(labels[idx].max()) + 1
+        if n_classes is not None:
+            if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < c:
+                raise ValueError(f"n_classes must be an integer >= the largest label + 1 ({c}), got {n_classes!r}")
+            c = int(n_classes)
+        c = max(c, self.n_classes)
+        d = pool.n_features
+        warm = self._W is not None and self._W.shape[0] == d
+        if not warm:
+            self._W = torch.zeros((d, c), dtype=torch.float32, device=self.device)
+            self._b = torch.zeros(c, dtype=torch.float32, device=self.device)
+        elif c > self._W.shape[1]:
+            grow = c - self._W.shape[1]
+            self._W = torch.cat([self._W, self._W.new_zeros((d, grow))], 1)
+            self._b = torch.cat([self._b, self._b.new_zeros(grow)])
+        if pool is not self._pool:
+            self._train_masks = None
+        self._pool = pool
+
+        y = labels[idx]
+        seen = np.bincount(y, minlength=c) > 0
+        cols = np.flatnonzero(seen)
+        remap = np.full(c, -1, dtype=np.int64)
+        remap[cols] = np.arange(cols.size)
+        cols_t = torch.from_numpy(cols).to(self.device)
+        if cols.size > 1:
+            xl, yl = self._training_rows(idx, torch.from_numpy(remap[y]).to(self.device))
+            W = self._W[:, cols_t].clone().requires_grad_(True)
+            b = self._b[cols_t].clone().requires_grad_(True)
+            reg = 0.5 * self.l2 / idx.size
+            opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=self.warm_iter if warm else self.max_iter,
+                                    history_size=10, line_search_fn="strong_wolfe",
+                                    tolerance_grad=1e-6, tolerance_change=1e-10)
+
+            def closure():
+                opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(xl @ W + b, yl) + reg * W.square().sum()
+                loss.backward()
+                return loss
+
+            with torch.enable_grad():
+                opt.step(closure)
+            self.n_iter_ = int(opt.state[W].get("n_iter", 0))
+            with torch.no_grad():
+                if torch.isfinite(W).all() and torch.isfinite(b).all():
+                    self._W[:, cols_t] = W.detach()
+                    self._b[cols_t] = b.detach()
+        else:
+            self.n_iter_ = 0  # a single class: every prediction is that class, nothing to learn
+        self._seen = seen
+        self._proba = None
+        return self
+
+    def _training_rows(self, idx: np.ndarray, y):
+        """Labelled rows, each repeated under fixed dropout masks: (rows, D) and (rows,) targets.
+
+        Row i's k-th mask is row (i * copies + k) of a seeded mask bank, so a row keeps its
+        masks from one fit to the next.
+        """
+        import torch
+
+        xl = self._pool.X[torch.from_numpy(idx).to(self.device)]
+        p = self.input_dropout
+        if p == 0:
+            return xl, y
+        d = xl.shape[1]
+        copies = max(1, min(self.n_dropout_copies, _MAX_TRAIN_ELEMENTS // max(1, idx.size * d)))
+        if self._train_masks is None or self._train_masks.shape[1] != d:
+            g = torch.Generator(device="cpu").manual_seed(self.seed)
+            bank = (torch.rand((4096, d), generator=g) >= p).float() / (1 - p)
+            self._train_masks = bank.to(self.device)
+        bank = self._train_masks
+        rows = (torch.from_numpy(idx).to(self.device)[:, None] * copies
+                + torch.arange(copies, device=self.device)[None, :]) % bank.shape[0]
+        xa = (xl[:, None, :] * bank[rows]).reshape(-1, d)
+        return xa, y.repeat_interleave(copies)
+
+    # -- prediction ------------------------------------------------------------
+    def transform(self, X=None):
+        """Pool-standardised features as a float32 torch tensor on ``self.device``, (N, D).
+
+        ``X=None`` returns the cached pool tensor itself (do not modify it); new inputs are
+        standardised with the pool's statistics.
+        """
+        import torch
+
+        if self._pool is None:
+            raise RuntimeError("the probe has no pool yet; call fit(X, labels) first")
+        if X is None:
+            return self._pool.X
+        arr = check_features(X, "X")
+        if arr.shape[1] != self._pool.n_features:
+            raise ValueError(f"X has {arr.shape[1]} features but the probe was fitted on {self._pool.n_features}")
+        t = torch.from_numpy(arr).to(self.device, torch.float64)
+        return ((t - self._pool.mean) / self._pool.std).clamp_(-_CLIP, _CLIP).float()
+
+    def _logits(self, xs):
+        """Logits over seen classes only, (n, n_seen), finite."""
+        import torch
+
+        cols = torch.from_numpy(np.flatnonzero(self._seen)).to(self.device)
+        z = xs @ self._W[:, cols] + self._b[cols]
+        return torch.nan_to_num(z, nan=0.0, posinf=3e38, neginf=-3e38)
+
+    def predict_proba(self, X=None) -> np.ndarray:
+        """Class probabilities (N, n_classes) float32; X=None scores the pool seen in fit.
+
+        Classes without labels get probability 0. Computed with a log-softmax, so large logits
+        neither overflow nor produce NaN. The pool's result is cached until the next fit.
+        """
+        import torch
+
+        self._check_fitted()
+        if X is None and self._proba is not None:
+            return self._proba.copy()
+        xs = self.transform(X)
+        n = xs.shape[0]
+        out = np.zeros((n, self.n_classes), dtype=np.float32)
+        cols = np.flatnonzero(self._seen)
+        rows = max(1, _BLOCK_BYTES // (4 * xs.shape[1]))
+        with torch.no_grad():
+            for a in range(0, n, rows):
+                p = torch.log_softmax(self._logits(xs[a:a + rows]), dim=1).exp()
+                out[a:a + rows, cols] = p.cpu().numpy()
+        if X is None:
+            self._proba = out
+            return out.copy()
+        return out
+
+    def predict(self, X=None) -> np.ndarray:
+        """Most probable class id per row, (N,) int64."""
+        return self.predict_proba(X).argmax(1).astype(np.int64)
+
+    def predict_dropout(self, X=None, n_passes: int = 3, p: float = 0.75, seed: int = 0) -> np.ndarray:
+        """Predicted class ids under ``n_passes`` input-dropout masks: (n_passes, N) int64.
+
+        Each pass drops every standardised input feature with probability ``p`` and scales the
+        rest by ``1 / (1 - p)`` (inverted dropout). For speed the masks come from a seeded bank
+        of 4096 i.i.d. Bernoulli rows that each block of the pool reads at a random offset:
+        every point's mask is exactly Bernoulli, a point gets a different bank row in every
+        pass, and points in different blocks may share a row. The pool is read once for all
+        passes. Same seed and device -> same output.
+        """
+        import torch
+
+        self._check_fitted()
+        if isinstance(n_passes, bool) or not isinstance(n_passes, (int, np.integer)) or n_passes < 1:
+            raise ValueError(f"n_passes must be a positive integer, got {n_passes!r}")
+        if not 0 <= p < 1:
+            raise ValueError(f"p must be in [0, 1), got {p!r}")
+        xs = self.transform(X)
+        n, d = xs.shape
+        bank = self._dropout_bank(d, float(p), int(seed))  # (2R, D): a row window never wraps
+        r_bank = bank.shape[0] // 2
+        rows = min(n, r_bank)
+        n_blocks = -(-n // rows)
+        base = np.random.default_rng([int(seed), n]).integers(0, r_bank, n_blocks)
+        step = max(1, r_bank // n_passes)  # passes read disjoint rows for the same point
+        cols = torch.from_numpy(np.flatnonzero(self._seen)).to(self.device)
+        w, bias = self._W[:, cols], self._b[cols]
+        out = torch.empty((n_passes, n), dtype=torch.int64, device=self.device)
+        buf = torch.empty((rows, d), dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            for blk in range(n_blocks):
+                a = blk * rows
+                xb = xs[a:a + rows]
+                r = xb.shape[0]
+                for t in range(n_passes):
+                    o = int(base[blk] + t * step) % r_bank
+                    torch.mul(xb, bank[o:o + r], out=buf[:r])
+                    z = torch.addmm(bias, buf[:r], w)
+                    out[t, a:a + r] = torch.nan_to_num(z, nan=0.0).argmax(1)
+        return cols[out].cpu().numpy()
+
+    def _dropout_bank(self, d: int, p: float, seed: int):
+        """Seeded (2R, D) float mask bank with inverted scaling; cached for the last (d, p, seed)."""
+        import torch
+
+        key = (d, p, seed)
+        if getattr(self, "_bank_key", None) != key:
+            g = torch.Generator(device="cpu").manual_seed(seed)
+            m = (torch.rand((4096, d), generator=g) >= p).float().mul_(1.0 / (1.0 - p))
+            self._bank = torch.cat([m, m]).to(self.device)
+            self._bank_key = key
+        return self._bank
