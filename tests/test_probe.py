@@ -1,0 +1,188 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from alwidget.probe import LinearProbe
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def _partial(y, n, seed=0):
+    """Labels with n random rows revealed, -1 elsewhere."""
+    labels = np.full(len(y), -1, dtype=np.int64)
+    idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
+    labels[idx] = y[idx]
+    return labels
+
+
+def test_learns_digits_well_above_chance(digits):
+    X, y = digits
+    labels = _partial(y, 100)
+    probe = LinearProbe(device="cpu").fit(X, labels)
+    rest = labels < 0
+    acc = (probe.predict()[rest] == y[rest]).mean()
+    assert acc > 0.8  # chance is 0.1
+    proba = probe.predict_proba()
+    assert proba.shape == (len(y), 10) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+    assert probe.n_classes == 10 and probe.device == torch.device("cpu")
+
+
+def test_pool_is_standardised_over_the_whole_pool_and_cached(digits):
+    X, y = digits
+    a = LinearProbe(device="cpu").fit(X, _partial(y, 20))
+    xs = a.transform()
+    assert xs.shape == X.shape and xs.dtype == torch.float32
+    np.testing.assert_allclose(xs.mean(0).numpy(), 0.0, atol=1e-4)
+    std = xs.std(0, unbiased=False).numpy()
+    varying = X.std(0) > 0
+    np.testing.assert_allclose(std[varying], 1.0, atol=1e-3)
+    assert np.all(std[~varying] == 0)  # constant pixels become 0, not NaN
+    # A second probe on the same array (and on an equal copy) reuses the standardised tensor.
+    b = LinearProbe(device="cpu").fit(X, _partial(y, 30))
+    c = LinearProbe(device="cpu").fit(X.copy(), _partial(y, 30))
+    assert b.transform() is xs and c.transform() is xs
+
+
+def test_warm_start_reuses_weights(digits):
+    X, y = digits
+    labels = _partial(y, 60)
+    probe = LinearProbe(device="cpu", input_dropout=0.0)
+    probe.fit(X, labels)
+    cold_iters = probe.n_iter_
+    before = probe.predict_proba()
+    probe.fit(X, labels)  # same problem, warm: already at the optimum
+    assert probe.n_iter_ < cold_iters
+    np.testing.assert_allclose(probe.predict_proba(), before, atol=1e-3)
+    # One more label: the warm refit agrees with a cold fit on the same labels.
+    labels[np.flatnonzero(labels < 0)[0]] = 3
+    probe.fit(X, labels)
+    cold = LinearProbe(device="cpu", input_dropout=0.0, max_iter=500).fit(X, labels)
+    agree = (probe.predict() == cold.predict()).mean()
+    assert agree > 0.97
+
+
+def test_new_classes_grow_the_weight_matrix(digits):
+    X, y = digits
+    labels = np.full(len(y), -1)
+    first = np.flatnonzero(y < 2)[:20]
+    labels[first] = y[first]
+    probe = LinearProbe(device="cpu").fit(X, labels)
+    assert probe.n_classes == 2
+    assert set(np.unique(probe.predict())) <= {0, 1}
+    new = np.flatnonzero(y == 2)[:10]
+    labels[new] = 2
+    probe.fit(X, labels)
+    assert probe.n_classes == 3
+    assert probe.predict_proba().shape == (len(y), 3)
+    assert (probe.predict()[y == 2] == 2).mean() > 0.8
+    # Declared classes without labels get probability exactly 0 and are never predicted.
+    probe.fit(X, labels, n_classes=6)
+    proba = probe.predict_proba()
+    assert proba.shape == (len(y), 6) and np.all(proba[:, 3:] == 0)
+    assert probe.seen_classes.tolist() == [True, True, True, False, False, False]
+    assert probe.predict_dropout().max() <= 2
+
+
+def test_single_class_predicts_that_class(digits):
+    X, y = digits
+    labels = np.full(len(y), -1)
+    labels[:3] = 4
+    probe = LinearProbe(device="cpu").fit(X, labels)
+    proba = probe.predict_proba()
+    assert proba.shape == (len(y), 5)
+    assert np.all(proba[:, 4] == 1) and np.all(probe.predict_dropout() == 4)
+
+
+def test_no_nan_on_extreme_inputs():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 16)).astype(np.float32)
+    X[0] = 1e30
+    X[1] = -3e38
+    X[2, :4] = 1e-42  # denormals
+    X[:, 5] = 7.0  # a constant column
+    X[3:6, 6] = 1e20
+    labels = np.full(400, -1)
+    labels[:60] = rng.integers(0, 4, 60)
+    probe = LinearProbe(device="cpu", l2=1e-6).fit(X, labels)
+    proba = probe.predict_proba()
+    assert np.isfinite(proba).all() and np.all(proba >= 0)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+    assert np.isfinite(probe.transform().numpy()).all()
+    # New inputs far outside the pool: logits are clipped, never inf - inf.
+    huge = np.array([[3e38] * 16, [-3e38] * 16, [0.0] * 16], dtype=np.float32)
+    assert np.isfinite(probe.predict_proba(huge)).all()
+    assert probe.predict_dropout(huge).shape == (3, 3)
+
+
+def test_no_nan_with_float16_features():
+    rng = np.random.default_rng(1)
+    X = (rng.standard_normal((300, 8)) * 1e4).astype(np.float16)
+    X[0] = 65000  # near float16's maximum
+    X[1] = np.float16(6e-8)  # float16 subnormal
+    labels = np.full(300, -1)
+    labels[:30] = rng.integers(0, 3, 30)
+    probe = LinearProbe(device="cpu").fit(X, labels)
+    assert np.isfinite(probe.predict_proba()).all()
+    assert np.isfinite(probe.predict_proba(X[:5])).all()
+
+
+def test_predict_dropout_shape_and_determinism(digits):
+    X, y = digits
+    probe = LinearProbe(device="cpu").fit(X, _partial(y, 80))
+    a = probe.predict_dropout(n_passes=3, p=0.75, seed=5)
+    assert a.shape == (3, len(y)) and a.dtype == np.int64
+    assert a.min() >= 0 and a.max() < 10
+    assert np.array_equal(a, probe.predict_dropout(n_passes=3, p=0.75, seed=5))
+    assert not np.array_equal(a, probe.predict_dropout(n_passes=3, p=0.75, seed=6))
+    # p = 0 keeps every feature: every pass equals the plain prediction.
+    plain = probe.predict()
+    assert np.all(probe.predict_dropout(n_passes=2, p=0.0) == plain)
+    # Heavy dropout flips some predictions, but most confident ones survive.
+    flips = (a != plain).mean()
+    assert 0.01 < flips < 0.7
+    assert probe.predict_dropout(X[:7], n_passes=4).shape == (4, 7)
+
+
+def test_dropout_masks_keep_the_expected_fraction():
+    # With one-hot weights the predicted class reveals which inputs survived the mask.
+    X = np.eye(4, dtype=np.float32).repeat(500, axis=0)
+    labels = np.full(len(X), -1)
+    labels[::500] = np.arange(4)
+    probe = LinearProbe(device="cpu", input_dropout=0.0).fit(X, labels)
+    passes = probe.predict_dropout(n_passes=8, p=0.75, seed=0)
+    # A row's own feature is dropped with probability 0.75; then it is mispredicted.
+    kept = (passes == np.repeat(np.arange(4), 500)).mean()
+    assert 0.2 < kept < 0.5
+
+
+def test_bad_input_raises_clear_errors(digits):
+    X, y = digits
+    probe = LinearProbe(device="cpu")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        probe.predict_proba()
+    with pytest.raises(ValueError, match="at least one labelled"):
+        probe.fit(X, np.full(len(y), -1))
+    with pytest.raises(ValueError, match="shape"):
+        probe.fit(X, y[:10])
+    with pytest.raises(ValueError, match="n_classes"):
+        probe.fit(X, y, n_classes=3)
+    bad = X.copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        probe.fit(bad, y)
+    probe.fit(X, _partial(y, 30))
+    with pytest.raises(ValueError, match="features"):
+        probe.predict_proba(X[:, :10])
+    with pytest.raises(ValueError, match="p must be"):
+        probe.predict_dropout(p=1.0)
+    with pytest.raises(ValueError, match="input_dropout"):
+        LinearProbe(input_dropout=1.5)
+    with pytest.raises(ValueError, match="l2"):
+        LinearProbe(l2=-1)
