@@ -242,8 +242,14 @@ function render({ model, el }) {
         opts.transition = true;
         opts.transitionDuration = 400;
       }
-      await scatter.draw(buildPoints(), opts);
+      const tb = performance.now();
+      const pts = buildPoints();
+      const td = performance.now();
+      await scatter.draw(pts, opts);
+      S.timings.buildMs = td - tb;
+      S.timings.drawCallMs = performance.now() - td;
       S.spatialIndex = scatter.get("spatialIndex");
+      updateRings();
     } catch (err) {
       showLocalError(`map: ${err && err.message ? err.message : err}`);
     } finally {
@@ -668,6 +674,7 @@ function render({ model, el }) {
     S.updateT0 = performance.now();
     renderLegend();
     renderGallery();
+    S.timings.domMs = performance.now() - S.updateT0;
     drawNow();
   }
 
@@ -679,6 +686,7 @@ function render({ model, el }) {
     S.updateT0 = performance.now();
     renderLegend();
     renderGallery();
+    S.timings.domMs = performance.now() - S.updateT0;
     drawNow();
   }
 
