@@ -1,0 +1,611 @@
+"""Feature-only geometry: normalisation, kNN, k-means, ProbCover's delta and ball graph.
+
+Everything here depends only on the features, which never change during a session, so
+:meth:`Geometry.of` keeps one :class:`Geometry` per feature set (keyed by content
+fingerprint) and every expensive result on it is computed once and reused across rounds.
+
+Backends. Exact neighbour searches and k-means run through faiss when it is importable and
+the work stays on the CPU, otherwise through torch in row blocks (``block x N`` distance
+tiles, never an ``N x N`` matrix) on CUDA when available, else on the CPU. Force one with
+the ``backend`` argument or the module flag :data:`BACKEND` (``"auto" | "faiss" | "torch"``).
+
+All distances are Euclidean. Shapes: ``X`` is ``(n_samples, n_features)``.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+
+from ._util import check_features, fingerprint, resolve_device
+
+__all__ = ["BACKEND", "Geometry", "kmeans", "knn", "normalize"]
+
+#: Default backend: "auto" (faiss on CPU when importable, torch otherwise), "faiss" or "torch".
+BACKEND = "auto"
+# Bytes of one distance tile in the torch paths (rows x N float32).
+_TILE_BYTES = 1 << 26
+# Points whose exact nearest-other-pseudo-label distance is computed to bound delta from above.
+_DELTA_SAMPLE = 1000
+# Refuse to build a ball graph with more edges than this (12 bytes per edge while building).
+MAX_EDGES = 400_000_000
+
+
+# --------------------------------------------------------------------------- backends
+
+def _has_faiss() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _resolve(backend=None, device=None):
+    """-> ("faiss", None) or ("torch", torch.device)."""
+    backend = BACKEND if backend is None else backend
+    if backend not in ("auto", "faiss", "torch"):
+        raise ValueError(f"backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
+    if backend == "faiss":
+        if not _has_faiss():
+            raise ValueError("backend='faiss' was asked for but faiss is not installed; "
+                             "pip install faiss-cpu, or use backend='auto'")
+        return "faiss", None
+    dev = resolve_device("auto" if device is None else device)
+    if backend == "auto" and dev.type == "cpu" and _has_faiss():
+        return "faiss", None
+    return "torch", dev
+
+
+def _rows_per_tile(n_cols: int) -> int:
+    return max(1, _TILE_BYTES // (4 * max(1, n_cols)))
+
+
+def _sq_dists(a, b, b_sq):
+    """Squared distances between torch row blocks a (m, D) and b (n, D) -> (m, n), >= 0."""
+    d = (a * a).sum(1, keepdim=True) - 2.0 * (a @ b.T) + b_sq[None, :]
+    return d.clamp_min_(0.0)
+
+
+def _to_torch(X, dev):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
+
+
+# --------------------------------------------------------------------------- public functions
+
+def normalize(X) -> np.ndarray:
+    """L2-normalised rows as float32 (N, D); all-zero rows stay zero."""
+    X = np.asarray(X, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64)).astype(np.float32)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(X / norms[:, None], dtype=np.float32)
+
+
+def knn(X, k: int, *, exclude_self: bool = True, backend=None, device=None):
+    """Exact k nearest neighbours of every row of X among the rows of X.
+
+    Returns ``(dist, idx)``: (N, k) float32 Euclidean distances, ascending, and (N, k) int64
+    indices. With ``exclude_self`` a row never lists itself (an identical duplicate row still
+    counts as a neighbour at distance 0). ``k`` is capped at the number of other rows.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = X.shape[0]
+    k = int(min(k, n - 1 if exclude_self else n))
+    if k <= 0:
+        return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+    kq = k + 1 if exclude_self else k
+    kind, dev = _resolve(backend, device)
+    if kind == "faiss":
+        import faiss
+
+        index = faiss.IndexFlatL2(X.shape[1])
+        index.add(X)
+        sq, idx = index.search(X, kq)
+        idx = idx.astype(np.int64)
+    else:
+        import torch
+
+        xt = _to_torch(X, dev)
+        x_sq = (xt * xt).sum(1)
+        rows = _rows_per_tile(n)
+        sq = np.empty((n, kq), np.float32)
+        idx = np.empty((n, kq), np.int64)
+        with torch.no_grad():
+            for a in range(0, n, rows):
+                v, i = torch.topk(_sq_dists(xt[a:a + rows], xt, x_sq), kq, dim=1, largest=False, sorted=True)
+                sq[a:a + rows], idx[a:a + rows] = v.cpu().numpy(), i.cpu().numpy()
+    if exclude_self:
+        # Move the row itself (wherever ties put it) to the end, then drop the last column.
+        is_self = idx == np.arange(n)[:, None]
+        order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
+        sq, idx = np.take_along_axis(sq, order, 1), np.take_along_axis(idx, order, 1)
+    return np.sqrt(np.maximum(sq, 0.0)).astype(np.float32), np.ascontiguousarray(idx)
+
+
+def kmeans(X, n_clusters: int, *, seed: int = 0, n_iter: int = 20, backend=None, device=None,
+           max_points_per_centroid: int = 256):
+    """Seeded k-means (Lloyd) on the rows of X.
+
+    Returns ``(assign, centroids)``: (N,) int64 cluster ids in ``0..K-1`` and (K, D) float32
+    centroids, ``K = min(n_clusters, N)``. Training uses at most ``max_points_per_centroid * K``
+    rows (a seeded subsample, as faiss does); every row is then assigned to its nearest
+    centroid. Clusters may come out empty when X has fewer distinct rows than K.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n, d = X.shape
+    K = int(max(1, min(int(n_clusters), n)))
+    kind, dev = _resolve(backend, device)
+    if kind == "faiss":
+        import faiss
+
+        km = faiss.Kmeans(d, K, niter=int(n_iter), seed=int(seed), verbose=False,
+                          max_points_per_centroid=int(max_points_per_centroid), min_points_per_centroid=1)
+        km.train(X)
+        _, assign = km.index.search(X, 1)
+        return assign[:, 0].astype(np.int64), np.asarray(km.centroids, dtype=np.float32)
+    return _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid)
+
+
+def _assign_torch(xt, cent):
+    """Nearest centroid per row (torch): (ids (n,), squared distances (n,))."""
+    import torch
+
+    c_sq = (cent * cent).sum(1)
+    rows = _rows_per_tile(cent.shape[0])
+    ids = torch.empty(xt.shape[0], dtype=torch.int64, device=xt.device)
+    best = torch.empty(xt.shape[0], dtype=torch.float32, device=xt.device)
+    for a in range(0, xt.shape[0], rows):
+        v, i = _sq_dists(xt[a:a + rows], cent, c_sq).min(1)
+        ids[a:a + rows], best[a:a + rows] = i, v
+    return ids, best
+
+
+def _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid):
+    import torch
+
+    rng = np.random.default_rng(seed)
+    n = X.shape[0]
+    train = np.sort(rng.choice(n, max_points_per_centroid * K, replace=False)) if n > max_points_per_centroid * K \
+        else np.arange(n)
+    with torch.no_grad():
+        xt = _to_torch(X[train], dev)
+        m = xt.shape[0]
+        # k-means++ seeding (one candidate per step), seeded through numpy.
+        chosen = [int(rng.integers(m))]
+        best = _sq_dists(xt, xt[chosen], (xt[chosen] ** 2).sum(1))[:, 0]
+        for _ in range(1, K):
+            w = best.double().cpu().numpy()
+            tot = w.sum()
+            nxt = int(rng.choice(m, p=w / tot)) if tot > 0 else int(rng.integers(m))
+            chosen.append(nxt)
+            best = torch.minimum(best, _sq_dists(xt, xt[nxt:nxt + 1], (xt[nxt] ** 2).sum()[None])[:, 0])
+        cent = xt[chosen].clone()
+        for _ in range(int(n_iter)):
+            ids, dist = _assign_torch(xt, cent)
+            sums = torch.zeros_like(cent).index_add_(0, ids, xt)
+            cnt = torch.bincount(ids, minlength=K).to(xt.dtype)
+            empty = torch.nonzero(cnt == 0).flatten()
+            cent = torch.where(cnt[:, None] > 0, sums / cnt.clamp_min(1)[:, None], cent)
+            if empty.numel():
+                # Re-seed empty clusters at the points worst served by their centroid.
+                far = torch.argsort(dist, descending=True, stable=True)[: empty.numel()]
+                cent[empty] = xt[far]
+        assign, _ = _assign_torch(_to_torch(X, dev), cent)
+        return assign.cpu().numpy().astype(np.int64), cent.cpu().numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------- range search
+
+def _range_csr(X, radius: float, backend=None, device=None):
+    """All ordered pairs (i, j) with ||x_i - x_j|| < radius, grouped by i.
+
+    Returns ``(indptr (N+1,) int64, indices (E,) int32, sq (E,) float32 squared distances)``.
+    Row i contains i itself whenever radius > 0 (up to rounding of its zero distance).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = X.shape[0]
+    r2 = float(radius) ** 2
+    counts = np.zeros(n, np.int64)
+    parts_i, parts_d = [], []
+    kind, dev = _resolve(backend, device)
+    if kind == "faiss":
+        import faiss
+
+        index = faiss.IndexFlatL2(X.shape[1])
+        index.add(X)
+        step = 8192
+        for a in range(0, n, step):
+            lims, dd, ii = index.range_search(X[a:a + step], r2)
+            counts[a:a + step] = np.diff(lims)
+            parts_i.append(ii.astype(np.int32))
+            parts_d.append(dd.astype(np.float32))
+    else:
+        import torch
+
+        xt = _to_torch(X, dev)
+        x_sq = (xt * xt).sum(1)
+        rows = _rows_per_tile(n)
+        with torch.no_grad():
+            for a in range(0, n, rows):
+                d = _sq_dists(xt[a:a + rows], xt, x_sq)
+                hit = d < r2
+                rr, cc = torch.nonzero(hit, as_tuple=True)  # row-major: grouped by row
+                counts[a:a + d.shape[0]] = torch.bincount(rr, minlength=d.shape[0]).cpu().numpy()
+                parts_i.append(cc.to(torch.int32).cpu().numpy())
+                parts_d.append(d[rr, cc].cpu().numpy())
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    indices = np.concatenate(parts_i) if parts_i else np.zeros(0, np.int32)
+    sq = np.concatenate(parts_d) if parts_d else np.zeros(0, np.float32)
+    return indptr, indices, sq
+
+
+def _nearest_other_sq(X, pseudo, rows, backend=None, device=None):
+    """Exact squared distance from each X[rows] to the nearest row with another pseudo-label,
+    and the number of rows of X within that distance bound tile (for edge estimates)."""
+    import torch
+
+    kind, dev = _resolve(backend, device)
+    dev = dev if kind == "torch" else torch.device("cpu")
+    xt = _to_torch(X, dev)
+    x_sq = (xt * xt).sum(1)
+    lab = torch.from_numpy(pseudo).to(dev)
+    out = np.empty(len(rows), np.float32)
+    step = _rows_per_tile(X.shape[0])
+    with torch.no_grad():
+        for a in range(0, len(rows), step):
+            r = torch.from_numpy(np.asarray(rows[a:a + step])).to(dev)
+            d = _sq_dists(xt[r], xt, x_sq)
+            d[lab[r][:, None] == lab[None, :]] = float("inf")
+            out[a:a + step] = d.min(1).values.cpu().numpy()
+    return out
+
+
+def _count_within_sq(X, rows, r2, backend=None, device=None) -> np.ndarray:
+    """Number of rows of X with squared distance < r2 from each X[rows]."""
+    import torch
+
+    kind, dev = _resolve(backend, device)
+    dev = dev if kind == "torch" else torch.device("cpu")
+    xt = _to_torch(X, dev)
+    x_sq = (xt * xt).sum(1)
+    out = np.empty(len(rows), np.int64)
+    step = _rows_per_tile(X.shape[0])
+    with torch.no_grad():
+        for a in range(0, len(rows), step):
+            r = torch.from_numpy(np.asarray(rows[a:a + step])).to(dev)
+            out[a:a + step] = (_sq_dists(xt[r], xt, x_sq) < r2).sum(1).cpu().numpy()
+    return out
+
+
+def purity_rank(n: int, purity: float) -> int:
+    """1-based rank r (ascending) of delta among the N nearest-other distances.
+
+    delta = d_(r) with r = N - ceil(purity * N) + 1: then at least ceil(purity * N) points have
+    d >= delta, and any larger value leaves at most ceil(purity * N) - 1 of them.
+    """
+    m = int(np.ceil(purity * n - 1e-9))
+    m = min(max(m, 1), n)
+    return n - m + 1
+
+
+# --------------------------------------------------------------------------- the cache
+
+class Geometry:
+    """Everything that depends only on one feature set, computed lazily and cached.
+
+    Use :meth:`Geometry.of` rather than the constructor: it returns the cached instance for
+    a feature set seen before (by identity without re-hashing, else by content fingerprint).
+    Features must not be modified in place after they were first used.
+
+    Attributes
+    ----------
+    X : (N, D) float32, L2-normalised rows.
+    fingerprint : str, content hash of the raw features.
+    """
+
+    _cache: "OrderedDict[tuple, Geometry]" = OrderedDict()
+    _ids: dict = {}  # id(array) -> (weakref, fingerprint)
+    _lock = threading.Lock()
+    cache_size = 4
+
+    def __init__(self, features: np.ndarray, fp: str | None = None, backend=None, device=None):
+        self.raw = features
+        self.fingerprint = fp or fingerprint(features)
+        self.X = normalize(features)
+        self.n_samples, self.n_features = self.X.shape
+        self.backend, self.device = backend, device
+        self._lock = threading.RLock()
+        self._kmeans: dict = {}
+        self._knn = None
+        self._typ: dict = {}
+        self._members: dict = {}
+        self._delta: dict = {}
+        self._ball: dict = {}
+        self._sqn = None  # (N,) squared row norms
+        self._mind = None  # coreset: (centres (sorted int64), min squared distance (N,))
+        self._cover = None  # probcover: (delta, labelled (sorted), covered, gain)
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def of(cls, features, backend=None, device=None) -> "Geometry":
+        """The cached Geometry of ``features`` (validated with ``check_features`` on first sight)."""
+        fp = None
+        with cls._lock:
+            hit = cls._ids.get(id(features))
+            if hit is not None and hit[0]() is features:
+                fp = hit[1]
+        arr = None
+        if fp is None:
+            arr = check_features(features)
+            fp = fingerprint(arr)
+            try:
+                with cls._lock:
+                    cls._ids[id(features)] = (weakref.ref(features), fp)
+                    if len(cls._ids) > 64:
+                        for key in [k for k, (r, _) in cls._ids.items() if r() is None]:
+                            del cls._ids[key]
+            except TypeError:  # no weak references (lists): hashed on every call
+                pass
+        key = (fp, BACKEND if backend is None else backend, None if device is None else str(device))
+        with cls._lock:
+            geo = cls._cache.get(key)
+            if geo is not None:
+                cls._cache.move_to_end(key)
+                return geo
+        geo = cls(check_features(features) if arr is None else arr, fp, backend, device)
+        with cls._lock:
+            cls._cache[key] = geo
+            while len(cls._cache) > cls.cache_size:
+                cls._cache.popitem(last=False)
+        return geo
+
+    @classmethod
+    def clear_cache(cls) -> None:
+        """Forget every cached feature set."""
+        with cls._lock:
+            cls._cache.clear()
+            cls._ids.clear()
+
+    # -- k-means and kNN ---------------------------------------------------------------
+    def kmeans(self, n_clusters: int, seed: int = 0):
+        """Cached :func:`kmeans` of the normalised features: (assign (N,), centroids (K, D))."""
+        key = (int(min(n_clusters, self.n_samples)), int(seed))
+        with self._lock:
+            if key not in self._kmeans:
+                self._kmeans[key] = kmeans(self.X, key[0], seed=key[1], backend=self.backend, device=self.device)
+            return self._kmeans[key]
+
+    def knn(self, k: int):
+        """Cached :func:`knn` of the normalised features (self excluded); a larger k is reused."""
+        k = int(min(k, self.n_samples - 1))
+        with self._lock:
+            if self._knn is None or self._knn[0].shape[1] < k:
+                self._knn = knn(self.X, k, backend=self.backend, device=self.device)
+            d, i = self._knn
+            return d[:, :k], i[:, :k]
+
+    def members(self, n_clusters: int, seed: int = 0):
+        """Rows of each k-means cluster: (order (N,), starts (K+1,)); cluster c is order[starts[c]:starts[c+1]]."""
+        key = (int(min(n_clusters, self.n_samples)), int(seed))
+        with self._lock:
+            if key not in self._members:
+                assign, _ = self.kmeans(*key)
+                order = np.argsort(assign, kind="stable")
+                starts = np.zeros(key[0] + 1, np.int64)
+                np.cumsum(np.bincount(assign, minlength=key[0]), out=starts[1:])
+                self._members[key] = (order, starts)
+            return self._members[key]
+
+    def typicality_order(self, n_clusters: int, seed: int, cluster: int, n_neighbors: int = 20):
+        """Members of one cluster sorted by typicality, most typical first, and their typicality.
+
+        Typicality = 1 / (mean distance to the k nearest other members), k = min(n_neighbors,
+        size // 2); a size-1 cluster gets typicality 0. Computed once per cluster and cached;
+        ties keep index order. Returns ``(rows (s,) int64, typicality (s,) float64)``.
+        """
+        key = (int(min(n_clusters, self.n_samples)), int(seed), int(cluster), int(n_neighbors))
+        with self._lock:
+            hit = self._typ.get(key)
+            if hit is not None:
+                return hit
+            order, starts = self.members(key[0], key[1])
+            rows = order[starts[cluster]:starts[cluster + 1]]
+            k = min(int(n_neighbors), rows.size // 2)
+            if k < 1:
+                typ = np.zeros(rows.size)
+            else:
+                dist, _ = knn(self.X[rows], k, backend=self.backend, device=self.device)
+                # Identical rows have mean distance 0: keep typicality finite and largest.
+                typ = 1.0 / (dist.astype(np.float64).mean(1) + 1e-12)
+            o = np.lexsort((rows, -typ))
+            self._typ[key] = (rows[o], typ[o])
+            return self._typ[key]
+
+    # -- ProbCover ---------------------------------------------------------------------
+    def probcover_delta(self, n_classes: int, seed: int = 0, purity: float = 0.95) -> float:
+        """ProbCover's delta: the largest delta with purity(delta) >= ``purity``.
+
+        Pseudo-labels come from k-means with K = ``n_classes`` (at least 2). With d_i the
+        distance from point i to the nearest point of another pseudo-label, a point is pure
+        iff d_i >= delta (balls are open: ||x - y|| < delta), so delta is exactly the order
+        statistic d_(r) of :func:`purity_rank`: no grid, no bisection.
+
+        Only the smallest d_i matter, so the d_i are read off one exact range search at a
+        radius R that provably contains delta: R starts from the exact d_i of a seeded sample of
+        points (a high quantile of them, so R >= delta almost surely) and is doubled in the rare
+        case fewer than r points have d_i < R. The ball graph for delta comes from the same
+        search and is cached (:meth:`ball_graph`). Returns inf when every point has one
+        pseudo-label (then every ball is the whole pool).
+        """
+        if not 0 < purity <= 1:
+            raise ValueError(f"purity must be in (0, 1], got {purity!r}")
+        K = int(min(max(2, int(n_classes)), self.n_samples))
+        key = (K, int(seed), float(purity))
+        with self._lock:
+            if key in self._delta:
+                return self._delta[key]["delta"]
+            n = self.n_samples
+            pseudo = self.kmeans(K, seed)[0] if K >= 2 else np.zeros(n, np.int64)
+            r = purity_rank(n, purity)
+            rng = np.random.default_rng([int(seed), 7])
+            sample = np.arange(n) if n <= _DELTA_SAMPLE else np.sort(rng.choice(n, _DELTA_SAMPLE, replace=False))
+            ds = np.sort(_nearest_other_sq(self.X, pseudo, sample, self.backend, self.device))
+            if not np.isfinite(ds[0]):  # one pseudo-label everywhere: no point is ever impure
+                self._delta[key] = {"delta": float("inf"), "purity": 1.0, "n_pseudo": K}
+                return float("inf")
+            s = sample.size
+            if s == n:
+                j = r - 1
+            else:  # a quantile well above the target share, so R >= delta with high probability
+                f = r / n
+                j = int(np.ceil(s * f + 4.0 * np.sqrt(s * f * (1 - f)))) + 1
+            j = min(j, s - 1)
+            finite = ds[np.isfinite(ds)]
+            r2 = float(ds[j]) if np.isfinite(ds[j]) else float(finite[-1])
+            r2 = r2 * 1.02 + 1e-9
+            # Expected edges from the sample, before committing memory to them.
+            est = float(_count_within_sq(self.X, sample[: min(s, 200)], r2, self.backend, self.device).mean()) * n
+            if est > MAX_EDGES:
+                raise ValueError(
+                    f"ProbCover's ball graph would hold about {est:.2e} edges at purity={purity} with "
+                    f"{K} pseudo-classes; pass a larger n_classes or a lower purity")
+            max_r2 = 4.0 * float(np.max(np.einsum("ij,ij->i", self.X, self.X))) + 1e-6
+            while True:
+                indptr, indices, sq = _range_csr(self.X, np.sqrt(r2), self.backend, self.device)
+                rows = np.repeat(np.arange(n), np.diff(indptr))
+                other = np.where(pseudo[rows] != pseudo[indices], sq, np.inf).astype(np.float32)
+                dmin = np.full(n, np.inf, np.float32)
+                nonempty = np.diff(indptr) > 0
+                if other.size:
+                    red = np.minimum.reduceat(other, indptr[:-1][nonempty])
+                    dmin[nonempty] = red
+                if np.count_nonzero(dmin < r2) >= r or r2 >= max_r2:
+                    break
+                r2 = min(r2 * 4.0, max_r2)  # doubles the radius
+            d2 = np.partition(dmin, r - 1)[r - 1]
+            delta = float(np.sqrt(d2)) if np.isfinite(d2) else float("inf")
+            achieved = float(np.count_nonzero(dmin >= d2)) / n
+            self._delta[key] = {"delta": delta, "purity": achieved, "n_pseudo": K}
+            if np.isfinite(d2):
+                self._ball[delta] = _ball_from_pairs(n, indptr, indices, sq, d2, rows)
+            return delta
+
+    def probcover_info(self, n_classes: int, seed: int = 0, purity: float = 0.95) -> dict:
+        """{'delta', 'purity' (achieved share of pure points), 'n_pseudo' (K used)}."""
+        self.probcover_delta(n_classes, seed, purity)
+        K = int(min(max(2, int(n_classes)), self.n_samples))
+        return dict(self._delta[(K, int(seed), float(purity))])
+
+    def ball_graph(self, delta: float):
+        """Symmetric delta-ball graph as CSR ``(indptr, indices)`` (int32 indices, self-loops
+        included): j is in row i iff ||x_i - x_j|| < delta. Cached per delta."""
+        delta = float(delta)
+        with self._lock:
+            hit = self._ball.get(delta)
+            if hit is None:
+                indptr, indices, sq = _range_csr(self.X, delta, self.backend, self.device)
+                rows = np.repeat(np.arange(self.n_samples), np.diff(indptr))
+                hit = _ball_from_pairs(self.n_samples, indptr, indices, sq, np.float32(delta) ** 2, rows)
+                self._ball[delta] = hit
+            return hit
+
+    # -- Coreset -------------------------------------------------------------------
+    def min_sq_dist(self, centres: np.ndarray) -> np.ndarray:
+        """(N,) float32 squared distance from every row to its nearest row in ``centres``
+        (inf when there are none). The last result is kept: a superset of the previous centres
+        (one more label) only costs the new centres."""
+        centres = np.unique(np.asarray(centres, dtype=np.int64))
+        with self._lock:
+            base = None
+            if self._mind is not None:
+                old, dist = self._mind
+                if old.size <= centres.size and np.isin(old, centres, assume_unique=True).all():
+                    base = dist.copy()
+                    centres_new = np.setdiff1d(centres, old, assume_unique=True)
+            if base is None:
+                base = np.full(self.n_samples, np.inf, np.float32)
+                centres_new = centres
+            for a in range(0, centres_new.size, 256):
+                base = np.minimum(base, self.sq_dist_to(centres_new[a:a + 256]).min(1))
+            self._mind = (centres, base)
+            return base.copy()
+
+    def sq_dist_to(self, rows) -> np.ndarray:
+        """(N, len(rows)) float32 squared distances from every row to the given rows, >= 0."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._sqn is None:
+            self._sqn = np.einsum("ij,ij->i", self.X, self.X)
+        d = self._sqn[:, None] - 2.0 * (self.X @ self.X[rows].T) + self._sqn[rows][None, :]
+        return np.maximum(d, 0.0, out=d).astype(np.float32, copy=False)
+
+    # -- ProbCover coverage state (kept between rounds) ----------------------------
+    def coverage(self, delta: float, labelled: np.ndarray):
+        """(covered (N,) bool, gain (N,) int64) for the ball graph at ``delta`` given labelled rows.
+
+        covered: inside the ball of a labelled row; gain[v]: not-yet-covered rows in v's ball.
+        The last state is kept and updated incrementally when labels were only added.
+        """
+        indptr, indices = self.ball_graph(delta)
+        labelled = np.unique(np.asarray(labelled, dtype=np.int64))
+        with self._lock:
+            st = self._cover
+            if (st is not None and st[0] == delta and st[1].size <= labelled.size
+                    and np.isin(st[1], labelled, assume_unique=True).all()):
+                covered, gain = st[2].copy(), st[3].copy()
+                new = np.setdiff1d(labelled, st[1], assume_unique=True)
+            else:
+                covered = np.zeros(self.n_samples, bool)
+                gain = np.diff(indptr).astype(np.int64)
+                new = labelled
+            cover_rows(indptr, indices, new, covered, gain)
+            self._cover = (delta, labelled, covered.copy(), gain.copy())
+            return covered, gain
+
+
+def csr_gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Concatenated neighbour lists of ``rows`` (vectorised)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return np.zeros(0, indices.dtype)
+    starts = indptr[rows].astype(np.int64)
+    lens = indptr[rows + 1].astype(np.int64) - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, indices.dtype)
+    offs = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
+    return indices[offs + np.arange(total)]
+
+
+def cover_rows(indptr, indices, rows, covered: np.ndarray, gain: np.ndarray) -> int:
+    """Mark the balls of ``rows`` covered, updating gains in place; returns newly covered count.
+
+    Each point is covered once and then removes itself from the gain of every ball holding it
+    (its own neighbour list, the graph being symmetric): O(E) over a whole selection.
+    """
+    nb = csr_gather(indptr, indices, rows)
+    if nb.size == 0:
+        return 0
+    fresh = np.unique(nb[~covered[nb]])
+    if fresh.size == 0:
+        return 0
+    covered[fresh] = True
+    ws = csr_gather(indptr, indices, fresh)
+    gain -= np.bincount(ws, minlength=gain.size)
+    return int(fresh.size)
+
+
+def _ball_from_pairs(n, indptr, indices, sq, d2, rows):
+    """Symmetric CSR (indptr, int32 indices) of the pairs with sq < d2, self-loops added."""
+    import scipy.sparse as sp
+
+    keep = (sq < d2) & (indices != rows)
+    m = sp.csr_matrix((np.ones(int(keep.sum()), bool), (rows[keep], indices[keep])), shape=(n, n))
+    m = (m + m.T + sp.identity(n, dtype=bool, format="csr")).tocsr()
+    m.sort_indices()
+    ip = m.indptr.astype(np.int32 if m.nnz < 2**31 else np.int64)
+    return ip, m.indices.astype(np.int32)

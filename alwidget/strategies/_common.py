@@ -1,0 +1,137 @@
+"""Shared plumbing of the strategies: the registry, the per-call context, small helpers.
+
+A strategy is a function ``fn(ctx, k, **params) -> (indices, info)`` registered under a name.
+``ctx`` (:class:`Context`) holds the validated pool, the cached feature geometry and, for
+model-based strategies, the probe. ``k`` is already capped at the number of unlabelled
+points; the function returns exactly ``k`` distinct unlabelled indices.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..geometry import Geometry
+
+__all__ = ["Context", "REGISTRY", "register", "top_k"]
+
+#: name -> Strategy
+REGISTRY: dict = {}
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    fn: object
+    needs_model: bool
+    summary: str
+
+    @property
+    def params(self) -> set | None:
+        """Keyword parameters the strategy accepts (None: anything)."""
+        sig = inspect.signature(self.fn)
+        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return None
+        return {n for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+def register(name: str, *, needs_model: bool = False, summary: str = ""):
+    """Decorator: add a strategy to the registry under ``name``."""
+
+    def deco(fn):
+        REGISTRY[name] = Strategy(name, fn, needs_model, summary or (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+
+    return deco
+
+
+@dataclass
+class Context:
+    """One selection call: validated inputs plus lazily built geometry and probe.
+
+    features : the caller's feature object (handed to the probe so its pool cache hits)
+    labels : (N,) int64, -1 = unlabelled
+    """
+
+    features: object
+    labels: np.ndarray
+    seed: int
+    probe: object = None
+    backend: object = None
+    device: object = None
+    _geometry: Geometry | None = field(default=None, repr=False)
+
+    @property
+    def geometry(self) -> Geometry:
+        if self._geometry is None:
+            self._geometry = Geometry.of(self.features, backend=self.backend)
+        return self._geometry
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def unlabelled(self) -> np.ndarray:
+        return np.flatnonzero(self.labels < 0)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return np.flatnonzero(self.labels >= 0)
+
+    @property
+    def seen_classes(self) -> np.ndarray:
+        """Class ids that have at least one label."""
+        return np.unique(self.labels[self.labels >= 0])
+
+    def rng(self, salt: int = 0) -> np.random.Generator:
+        return np.random.default_rng([int(self.seed), int(salt)])
+
+    def fitted_probe(self, n_classes=None):
+        """The caller's probe (assumed fitted on this pool), else a fresh LinearProbe fitted here."""
+        if self.probe is None:
+            from ..probe import LinearProbe
+
+            self.probe = LinearProbe(seed=self.seed, device="auto" if self.device is None else self.device)
+            self.probe.fit(self.features, self.labels, n_classes=n_classes)
+        return self.probe
+
+    def proba(self, n_classes=None) -> np.ndarray:
+        """(N, C) class probabilities of the pool from the probe."""
+        p = np.asarray(self.fitted_probe(n_classes).predict_proba())
+        if p.ndim != 2 or p.shape[0] != self.n_samples:
+            raise ValueError(f"probe scores {p.shape[0] if p.ndim else 0} rows but features have "
+                             f"{self.n_samples}; pass a probe fitted on these features, or probe=None")
+        return p
+
+
+def top_k(scores: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """The ``k`` candidates with the highest scores; ties broken by a seeded random order."""
+    prio = rng.permutation(candidates.size)
+    order = np.lexsort((prio, -np.asarray(scores, dtype=np.float64)))
+    return candidates[order[:k]]
+
+
+def model_cold_start(ctx: Context, k: int, name: str, cold_start: str, params: dict):
+    """Run ``cold_start`` in place of a model-based strategy that has fewer than 2 labelled classes."""
+    if cold_start not in REGISTRY or REGISTRY[cold_start].needs_model or cold_start == "auto":
+        raise ValueError(f"cold_start must be a strategy that needs no model "
+                         f"({', '.join(n for n, s in REGISTRY.items() if not s.needs_model and n != 'auto')}), "
+                         f"got {cold_start!r}")
+    n_seen = ctx.seen_classes.size
+    idx, info = call(cold_start, ctx, k, params)
+    info["reason"] = (f"{cold_start}: {name} needs labels from at least 2 classes "
+                      f"({n_seen} labelled so far), cold start")
+    info["requested"] = name
+    return idx, info
+
+
+def call(name: str, ctx: Context, k: int, params: dict):
+    """Run a registered strategy with the subset of ``params`` it accepts."""
+    strat = REGISTRY[name]
+    ok = strat.params
+    kw = dict(params) if ok is None else {p: v for p, v in params.items() if p in ok}
+    idx, info = strat.fn(ctx, k, **kw)
+    info.setdefault("strategy", name)
+    return np.asarray(idx, dtype=np.int64), info

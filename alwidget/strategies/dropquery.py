@@ -1,0 +1,73 @@
+"""DropQuery (Gupte et al., TMLR 2024): dropout disagreement, then k-means for diversity.
+
+1. Predict the pool with the probe without dropout -> y_hat.
+2. Run M = ``n_passes`` (3) more passes with input dropout p = ``p`` (0.75, inverted
+   scaling, :meth:`alwidget.probe.LinearProbe.predict_dropout`) and count, per point, the
+   passes whose prediction differs from y_hat.
+3. Candidates: unlabelled points flipped in more than floor(M / 2) passes; while there are
+   fewer than ``candidate_factor`` * B (25 B) of them, lower that bar one pass at a time,
+   down to "flipped at least once".
+4. Fewer than B candidates: take them all and fill at random from the rest of the pool.
+   Otherwise k-means with K = B on the candidates' (normalised) features and take the
+   candidate nearest each centroid (the next nearest when two centroids share one).
+
+Labels from fewer than 2 classes: the ``cold_start`` strategy runs instead (default
+``typiclust``; the paper starts from the points nearest k-means centroids, which TypiClust
+refines with typicality).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..geometry import kmeans
+from ._common import Context, model_cold_start, register
+
+
+def nearest_distinct(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """For each centroid the nearest row of X not already taken by an earlier centroid.
+
+    Requires len(X) >= len(centroids). Returns (K,) row indices into X.
+    """
+    d = ((centroids * centroids).sum(1)[:, None] - 2.0 * centroids @ X.T + (X * X).sum(1)[None, :])
+    out = d.argmin(1)
+    if np.unique(out).size == out.size:
+        return out
+    taken = np.zeros(X.shape[0], bool)
+    for c in range(out.size):
+        if taken[out[c]]:
+            row = np.where(taken, np.inf, d[c])
+            out[c] = int(row.argmin())
+        taken[out[c]] = True
+    return out
+
+
+@register("dropquery", needs_model=True, summary="dropout-disagreement candidates, k-means for diversity")
+def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candidate_factor: int = 25,
+              n_classes=None, cold_start: str = "typiclust"):
+    """DropQuery batch of k points; see the module docstring."""
+    if ctx.seen_classes.size < 2:
+        return model_cold_start(ctx, k, "dropquery", cold_start, {"n_classes": n_classes})
+    probe = ctx.fitted_probe(n_classes)
+    y_hat = ctx.proba(n_classes).argmax(1)
+    drops = np.asarray(probe.predict_dropout(None, n_passes=n_passes, p=p, seed=ctx.seed))
+    flips = (drops != y_hat[None, :]).sum(0)
+    unl = ctx.unlabelled
+    f_unl = flips[unl]
+    bar = n_passes // 2  # candidates flip in more than `bar` passes
+    while bar > 0 and np.count_nonzero(f_unl > bar) < candidate_factor * k:
+        bar -= 1
+    cand = unl[f_unl > bar]
+    info = {"n_candidates": int(cand.size), "min_flips": int(bar + 1), "n_passes": int(n_passes), "p": float(p)}
+    if cand.size < k:
+        rest = np.setdiff1d(unl, cand, assume_unique=True)
+        fill = ctx.rng(7).choice(rest, size=k - cand.size, replace=False)
+        info["filled_random"] = int(k - cand.size)
+        info["reason"] = (f"dropquery: only {cand.size} points flip under dropout (< {k}); "
+                          f"took them all and {k - cand.size} at random")
+        return np.concatenate([cand, fill]), info
+    Xc = ctx.geometry.X[cand]
+    _, cent = kmeans(Xc, k, seed=ctx.seed, backend=ctx.backend)
+    idx = cand[nearest_distinct(Xc, cent)]
+    info["reason"] = (f"dropquery: {cand.size} points flip in >= {bar + 1} of {n_passes} dropout passes; "
+                      f"nearest to each of {k} k-means centroids")
+    return idx, info

@@ -1,0 +1,81 @@
+"""TypiClust (Hacohen et al., ICML 2022): typical points of the least-covered clusters.
+
+Cluster the whole pool (labelled and unlabelled) with k-means, K = min(L + B, max_clusters);
+ignore clusters of at most ``min_cluster_size`` points; visit the clusters round-robin,
+fewest labels first (labels picked in this batch count), then largest first, and from each
+take the unlabelled point with the highest typicality
+``1 / mean distance to its k nearest neighbours inside the cluster``, k = min(20, size // 2).
+
+Cheap repeated calls. The session asks for a batch after every label, so K is rounded up
+to the next value of :data:`K_LADDER` (at most 25 % more clusters than L + B): one k-means
+per ladder step serves every L in between from the geometry cache, and typicality is
+computed lazily, once per cluster that is actually visited, and cached with the clustering.
+Pass ``ladder=False`` for K = L + B exactly.
+
+Avoided defects of the reference code: clustering is seeded; the kNN of a cluster is
+computed once (not per pick); size-1 clusters get typicality 0 instead of NaN; exactly B
+points are returned (when clusters run out, the rest is filled at random and reported).
+"""
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from ._common import Context, register
+
+# Cluster counts tried in order: exact up to 8, then m * 2**e for m in 4..7 (steps <= 25 %).
+K_LADDER = sorted({*range(1, 9), *(m << e for e in range(1, 20) for m in (4, 5, 6, 7))})
+
+
+def ladder_up(k: int) -> int:
+    """Smallest ladder value >= k."""
+    for v in K_LADDER:
+        if v >= k:
+            return v
+    return int(k)
+
+
+@register("typiclust", summary="typical points of the least-labelled k-means clusters (low budget)")
+def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size: int = 5,
+              n_neighbors: int = 20, ladder: bool = True):
+    """TypiClust batch of k points; see the module docstring."""
+    geo = ctx.geometry
+    n = ctx.n_samples
+    labelled = ctx.labelled
+    want = min(labelled.size + k, int(max_clusters))
+    K = min(ladder_up(want) if ladder else want, int(max_clusters), n)
+    assign, _ = geo.kmeans(K, ctx.seed)
+    sizes = np.bincount(assign, minlength=K)
+    held = np.bincount(assign[labelled], minlength=K)
+    free = sizes - held
+    heap = [(int(held[c]), -int(sizes[c]), int(c)) for c in range(K)
+            if sizes[c] > min_cluster_size and free[c] > 0]
+    heapq.heapify(heap)
+    taken = np.zeros(n, bool)
+    taken[labelled] = True
+    picks: list[int] = []
+    pointer: dict = {}
+    while heap and len(picks) < k:
+        cnt, neg_size, c = heapq.heappop(heap)
+        rows, _ = geo.typicality_order(K, ctx.seed, c, n_neighbors)
+        p = pointer.get(c, 0)
+        while p < rows.size and taken[rows[p]]:
+            p += 1
+        if p == rows.size:
+            continue  # cluster exhausted: drop it
+        picks.append(int(rows[p]))
+        taken[rows[p]] = True
+        pointer[c] = p + 1
+        heapq.heappush(heap, (cnt + 1, neg_size, c))
+    info = {"n_clusters": int(K), "n_clusters_wanted": int(want)}
+    reason = (f"typiclust: {labelled.size} labels + {k} asked -> {K} k-means clusters, "
+              f"most typical point of the least-labelled clusters")
+    short = k - len(picks)
+    if short:
+        rest = np.flatnonzero(~taken)
+        picks.extend(ctx.rng(2).choice(rest, size=short, replace=False).tolist())
+        info["filled_random"] = int(short)
+        reason += f"; {short} filled at random (clusters of > {min_cluster_size} points ran out)"
+    info["reason"] = reason
+    return np.asarray(picks, dtype=np.int64), info
