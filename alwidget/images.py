@@ -1,0 +1,518 @@
+"""Image sources with defensive decoding and on-demand thumbnails.
+
+An :class:`ImageSet` is an ordered list of images from a folder, a list of paths, a
+pandas DataFrame or an in-memory uint8 array. Listing is cheap (one ``stat`` per file);
+pixels are decoded only when asked for (``open``, ``thumbnail``, or the embedding
+step). Files that cannot be read are never fatal: they are recorded in ``skipped``
+(path + reason) and summarised in one log line, while readable odd formats (CMYK,
+16-bit, palette, alpha, EXIF-rotated) are converted to plain RGB.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import logging
+import os
+import stat
+import struct
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageSet", "UnreadableImage", "load_rgb", "summarize_skipped"]
+
+logger = logging.getLogger("alwidget")
+
+#: Extensions picked up by :meth:`ImageSet.from_folder` (compared case-insensitively).
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+     ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico"}
+)
+
+#: Default decompression-bomb limit: images with more pixels are skipped, not decoded.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+_THUMB_CACHE_SIZE = 4096  # ~3 KB per 96 px JPEG: about 12 MB at most
+
+
+class UnreadableImage(Exception):
+    """Raised by :func:`load_rgb` with a short human reason (the file is skipped, not fatal)."""
+
+
+def _to_rgb(im):
+    """Convert any Pillow mode to 8-bit RGB; alpha is composited over white."""
+    from PIL import Image
+
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        # Pillow clips 16/32-bit grey to 0..255 on convert("L"); rescale instead.
+        arr = np.asarray(im)
+        if mode.startswith("I;16"):
+            arr = arr.astype(np.float32) / 257.0
+        else:
+            arr = arr.astype(np.float64)
+            lo, hi = float(arr.min()), float(arr.max())
+            if mode == "I" and lo >= 0 and hi <= 255:
+                pass
+            elif mode == "I" and lo >= 0 and hi <= 65535:
+                arr = arr / 257.0
+            else:  # arbitrary range (float images, signed ints): stretch
+                arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        grey = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+        return grey.convert("RGB")
+    if mode == "P" or mode == "PA":
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "La", "RGBa", "RGBX"):
+        if mode == "RGBX":
+            return im.convert("RGB")
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, ...
+
+
+def load_rgb(source, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    """Decode one image file (path or bytes) into an RGB ``PIL.Image``, or raise UnreadableImage.
+
+    Applies the EXIF orientation, takes the first frame of animations, converts odd
+    modes to RGB and refuses images with more than ``max_pixels`` pixels before
+    decoding them (decompression bombs).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(source)
+            w, h = im.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise UnreadableImage(
+                    f"too large ({w}x{h} = {w * h:,} pixels > limit {max_pixels:,}; raise max_pixels to read it)"
+                )
+            im.load()
+    except UnreadableImage:
+        raise
+    except FileNotFoundError:
+        raise UnreadableImage("file not found") from None
+    except IsADirectoryError:
+        raise UnreadableImage("is a directory, not a file") from None
+    except PermissionError:
+        raise UnreadableImage("permission denied") from None
+    except Image.DecompressionBombError as exc:
+        raise UnreadableImage(f"too large (decompression-bomb limit): {exc}") from None
+    except UnidentifiedImageError:
+        raise UnreadableImage("not an image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        msg = str(exc) or type(exc).__name__
+        if "truncated" in msg.lower():
+            raise UnreadableImage(f"truncated file ({msg})") from None
+        raise UnreadableImage(f"corrupt image ({msg})") from None
+    except Exception as exc:  # any other decoder failure: skip the file, keep going
+        raise UnreadableImage(f"cannot decode ({type(exc).__name__}: {exc})") from None
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block must not cost us a readable image
+        pass
+    try:
+        return _to_rgb(im)
+    except Exception as exc:
+        raise UnreadableImage(f"cannot convert mode {im.mode!r} to RGB ({exc})") from None
+
+
+def summarize_skipped(skipped, total: int, what: str = "images") -> str | None:
+    """One human line about skipped files (None when nothing was skipped)."""
+    n = len(skipped)
+    if n == 0:
+        return None
+    reasons = collections.Counter(str(r).split(" (")[0] for r in skipped["reason"])
+    parts = ", ".join(f"{c} {r}" for r, c in reasons.most_common(4))
+    if len(reasons) > 4:
+        parts += ", ..."
+    return f"skipped {n} of {total} {what} that could not be read ({parts}); see .skipped for the list"
+
+
+def _array_to_rgb_image(arr: np.ndarray):
+    from PIL import Image
+
+    if arr.ndim == 2:
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if arr.shape[2] == 1:
+        return Image.fromarray(arr[:, :, 0], mode="L").convert("RGB")
+    if arr.shape[2] == 4:
+        return _to_rgb(Image.fromarray(arr, mode="RGBA"))
+    return Image.fromarray(arr, mode="RGB")
+
+
+def _check_image_array(array) -> np.ndarray:
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    arr = np.asarray(array)
+    if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[3] not in (1, 3, 4)):
+        raise ValueError(
+            "array must have shape (n_images, height, width) for grey or (n_images, height, width, 1|3|4) "
+            f"for colour, got {arr.shape}; for channels-first data use array.transpose(0, 2, 3, 1)"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ValueError(f"array is empty (shape {arr.shape}); pass at least one image")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= 255:
+            arr = arr.astype(np.uint8)
+        else:
+            raise TypeError(
+                f"array must be uint8 pixels in 0..255, got dtype {arr.dtype}"
+                + (f" with range {arr.min()}..{arr.max()}" if arr.size and np.issubdtype(arr.dtype, np.number) else "")
+                + "; convert e.g. with (x * 255).round().astype(np.uint8) for floats in [0, 1]"
+            )
+    return np.ascontiguousarray(arr)
+
+
+def _norm_path(p) -> str:
+    return os.path.normcase(os.path.abspath(os.fspath(Path(p).expanduser())))
+
+
+class ImageSet:
+    """An ordered set of images: files (lazy, decoded on demand) or an in-memory uint8 array.
+
+    Build one with :meth:`from_folder`, :meth:`from_paths`, :meth:`from_dataframe` or
+    :meth:`from_arrays`. Attributes:
+
+    - ``names``: display names (plain strings; relative paths for files),
+    - ``given_labels``: labels that came with the images (subfolder names, a DataFrame
+      column, or ``labels=``), or None,
+    - ``paths``: absolute file paths (None for arrays),
+    - ``skipped``: DataFrame (path, reason) of files that could not be read so far.
+    """
+
+    def __init__(self, *, paths=None, sizes=None, mtimes=None, array=None, names, given_labels=None,
+                 skipped=(), max_pixels=DEFAULT_MAX_PIXELS, source=""):
+        self.paths = paths
+        self._sizes = sizes
+        self._mtimes = mtimes
+        self.array = array
+        self.names = list(names)
+        self.given_labels = None if given_labels is None else list(given_labels)
+        self.max_pixels = max_pixels
+        self.source = source
+        self._skipped = dict(skipped)  # path -> reason, insertion-ordered
+        self._failed_index = {}  # index -> reason, for images found unreadable after listing
+        self._thumbs = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._keys = None
+
+    # construction ---------------------------------------------------------------------
+    @classmethod
+    def from_folder(cls, path, labels_from_subfolders: bool = False, *, recursive: bool = True,
+                    extensions=None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> "ImageSet":
+        """All images under ``path`` (recursive by default), sorted by relative path.
+
+        ``labels_from_subfolders=True`` takes each image's first-level subfolder name as
+        its given label (images directly in ``path`` get None). ``extensions`` overrides
+        :data:`IMAGE_EXTENSIONS` (case-insensitive, with the dot).
+        """
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"path={str(path)!r} does not exist; pass a folder of images")
+        if not root.is_dir():
+            raise NotADirectoryError(
+                f"path={str(path)!r} is a file, not a folder; use ImageSet.from_paths([...]) for single files"
+            )
+        exts = IMAGE_EXTENSIONS if extensions is None else frozenset(e.lower() for e in extensions)
+        found = []
+        ignored = 0
+        stack = [root]
+        while stack:
+            d = stack.pop()
+            try:
+                entries = list(os.scandir(d))
+            except OSError as exc:
+                logger.warning("alwidget: cannot list %s (%s); its images are left out", d, exc)
+                continue
+            for e in entries:
+                try:
+                    if e.is_dir(follow_symlinks=True):
+                        if recursive and not e.name.startswith("."):
+                            stack.append(Path(e.path))
+                        continue
+                except OSError:
+                    continue
+                if os.path.splitext(e.name)[1].lower() in exts and not e.name.startswith("._"):
+                    found.append(e.path)
+                else:
+                    ignored += 1
+        rel = sorted((os.path.relpath(p, root).replace(os.sep, "/"), p) for p in found)
+        labels = None
+        if labels_from_subfolders:
+            labels = [r.split("/", 1)[0] if "/" in r else None for r, _ in rel]
+        if ignored:
+            logger.info("alwidget: ignored %d files in %s without an image extension", ignored, root)
+        out = cls._from_file_list([p for _, p in rel], names=[r for r, _ in rel], labels=labels,
+                                  max_pixels=max_pixels, source=str(root))
+        if len(out) == 0 and not out._skipped:
+            raise ValueError(
+                f"no images found under {str(path)!r} (extensions: {', '.join(sorted(exts))}); "
+                "check the folder or pass extensions=[...]"
+            )
+        return out
+
+    @classmethod
+    def from_paths(cls, paths, labels=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> "ImageSet":
+        """Images from a list of file paths (order kept; duplicate paths counted once).
+
+        Display names are the paths relative to their common folder.
+        """
+        if isinstance(paths, (str, os.PathLike)):
+            raise TypeError("paths must be a list of file paths; for a folder use ImageSet.from_folder(path)")
+        paths = [os.fspath(Path(p).expanduser()) for p in paths]
+        if labels is not None:
+            labels = list(labels)
+            if len(labels) != len(paths):
+                raise ValueError(f"labels has {len(labels)} entries but paths has {len(paths)}; pass one label per path")
+        return cls._from_file_list(paths, names=None, labels=labels, max_pixels=max_pixels, source="paths")
+
+    @classmethod
+    def from_dataframe(cls, df, path_column: str = "path", label_column: str | None = None, *,
+                       root=None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> "ImageSet":
+        """Images listed in a DataFrame column (relative paths resolved against ``root``).
+
+        Missing labels (NaN/None) in ``label_column`` become None.
+        """
+        if path_column not in df.columns:
+            raise KeyError(f"path_column={path_column!r} is not a column of df (columns: {list(df.columns)})")
+        if label_column is not None and label_column not in df.columns:
+            raise KeyError(f"label_column={label_column!r} is not a column of df (columns: {list(df.columns)})")
+        paths = [str(p) for p in df[path_column].tolist()]
+        if root is not None:
+            paths = [p if os.path.isabs(p) else os.path.join(os.fspath(root), p) for p in paths]
+        labels = None
+        if label_column is not None:
+            import pandas as pd
+
+            labels = [None if (v is None or (not isinstance(v, str) and pd.isna(v))) else v
+                      for v in df[label_column].tolist()]
+        return cls._from_file_list(paths, names=None, labels=labels, max_pixels=max_pixels, source="dataframe")
+
+    @classmethod
+    def from_arrays(cls, array, names=None, labels=None) -> "ImageSet":
+        """Images from a uint8 array (n, h, w) grey or (n, h, w, 1|3|4) colour.
+
+        ``names`` default to ``"#0", "#1", ...``; ``labels`` (one per image) become ``given_labels``.
+        """
+        arr = _check_image_array(array)
+        n = arr.shape[0]
+        if names is None:
+            names = [f"#{i}" for i in range(n)]
+        else:
+            names = [str(x) for x in names]
+            if len(names) != n:
+                raise ValueError(f"names has {len(names)} entries but array has {n} images")
+        if labels is not None:
+            labels = list(labels.tolist() if isinstance(labels, np.ndarray) else labels)
+            if len(labels) != n:
+                raise ValueError(f"labels has {len(labels)} entries but array has {n} images")
+        return cls(array=arr, names=names, given_labels=labels, max_pixels=None, source="array")
+
+    @classmethod
+    def _from_file_list(cls, paths, names, labels, max_pixels, source):
+        seen = set()
+        keep_paths, sizes, mtimes, keep_names, keep_labels = [], [], [], [], []
+        skipped = {}
+        duplicates = conflicts = 0
+        first_label = {}
+        for i, p in enumerate(paths):
+            norm = _norm_path(p)
+            lab = None if labels is None else labels[i]
+            if norm in seen or norm in skipped:
+                duplicates += 1
+                if labels is not None and first_label.get(norm) != lab:
+                    conflicts += 1
+                continue
+            first_label[norm] = lab
+            try:
+                st = os.stat(norm)
+            except FileNotFoundError:
+                skipped[norm] = "file not found"
+                continue
+            except OSError as exc:
+                skipped[norm] = f"cannot access ({exc.strerror or exc})"
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped[norm] = "not a regular file"
+                continue
+            if st.st_size == 0:
+                skipped[norm] = "empty file (0 bytes)"
+                continue
+            seen.add(norm)
+            keep_paths.append(norm)
+            sizes.append(st.st_size)
+            mtimes.append(st.st_mtime_ns)
+            keep_names.append(None if names is None else names[i])
+            keep_labels.append(lab)
+        if names is None:
+            keep_names = _relative_names(keep_paths)
+        out = cls(paths=keep_paths, sizes=np.asarray(sizes, dtype=np.int64),
+                  mtimes=np.asarray(mtimes, dtype=np.int64), names=keep_names,
+                  given_labels=None if labels is None else keep_labels,
+                  skipped=skipped, max_pixels=max_pixels, source=source)
+        if duplicates:
+            msg = f"alwidget: {duplicates} duplicate path(s) counted once"
+            if conflicts:
+                msg += f" ({conflicts} with a different label; the first label was kept)"
+            logger.warning(msg)
+        line = summarize_skipped(out.skipped, len(paths) - duplicates)
+        if line:
+            logger.warning("alwidget: %s", line)
+        return out
+
+    # access ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        kind = "array" if self.array is not None else "files"
+        return f"ImageSet({len(self)} {kind} from {self.source!r}, {len(self._skipped) + len(self._failed_index)} skipped)"
+
+    @property
+    def is_array(self) -> bool:
+        return self.array is not None
+
+    @property
+    def skipped(self):
+        """DataFrame with columns ``path`` and ``reason``: every file that could not be read."""
+        import pandas as pd
+
+        rows = list(self._skipped.items())
+        rows += [(self.paths[i] if self.paths is not None else self.names[i], r)
+                 for i, r in sorted(self._failed_index.items())]
+        return pd.DataFrame(rows, columns=["path", "reason"])
+
+    def _check_index(self, i) -> int:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"index must be an integer, got {type(i).__name__}")
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} is out of range for {n} images")
+        return int(i) % n
+
+    def mark_unreadable(self, i: int, reason: str) -> None:
+        """Record that image ``i`` could not be decoded (used by the embedding step)."""
+        with self._lock:
+            self._failed_index[int(i)] = str(reason)
+
+    def load(self, i: int):
+        """Decode image ``i`` as RGB ``PIL.Image`` or raise UnreadableImage (nothing recorded)."""
+        i = self._check_index(i)
+        if self.array is not None:
+            return _array_to_rgb_image(self.array[i])
+        return load_rgb(self.paths[i], self.max_pixels)
+
+    def open(self, i: int):
+        """Image ``i`` as an RGB ``PIL.Image``; an unreadable file is recorded in ``skipped`` and re-raised."""
+        try:
+            return self.load(i)
+        except UnreadableImage as exc:
+            self.mark_unreadable(self._check_index(i), str(exc))
+            raise
+
+    def thumbnail(self, i: int, size: int = 96, *, quality: int = 80) -> bytes:
+        """JPEG bytes of image ``i`` fitted into ``size`` x ``size`` (cached, LRU).
+
+        An unreadable file yields a grey placeholder and is recorded in ``skipped``.
+        """
+        i = self._check_index(i)
+        size = int(size)
+        if size <= 0:
+            raise ValueError(f"size must be a positive number of pixels, got {size}")
+        key = (i, size, quality)
+        with self._lock:
+            hit = self._thumbs.get(key)
+            if hit is not None:
+                self._thumbs.move_to_end(key)
+                return hit
+        from PIL import Image
+
+        try:
+            im = self.open(i)
+            im.thumbnail((size, size), Image.Resampling.LANCZOS)
+            if max(im.size) < size // 2:  # tiny sources (28 px) are upscaled so they stay visible
+                scale = size / max(im.size)
+                im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                               Image.Resampling.NEAREST)
+        except UnreadableImage:
+            im = Image.new("RGB", (size, size), (200, 200, 200))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=quality)
+        data = buf.getvalue()
+        with self._lock:
+            self._thumbs[key] = data
+            while len(self._thumbs) > _THUMB_CACHE_SIZE:
+                self._thumbs.popitem(last=False)
+        return data
+
+    def subset(self, indices) -> "ImageSet":
+        """A new ImageSet with the images at ``indices`` (e.g. ``Embeddings.keep``), in that order."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"indices must lie in 0..{len(self) - 1}")
+        out = ImageSet(
+            paths=None if self.paths is None else [self.paths[i] for i in idx],
+            sizes=None if self._sizes is None else self._sizes[idx],
+            mtimes=None if self._mtimes is None else self._mtimes[idx],
+            array=None if self.array is None else self.array[idx],
+            names=[self.names[i] for i in idx],
+            given_labels=None if self.given_labels is None else [self.given_labels[i] for i in idx],
+            skipped=self._skipped, max_pixels=self.max_pixels, source=self.source,
+        )
+        for i, r in self._failed_index.items():  # keep the record of what was left out
+            name = self.paths[i] if self.paths is not None else self.names[i]
+            out._skipped.setdefault(name, r)
+        if self._keys is not None:
+            out._keys = self._keys[idx]
+        return out
+
+    def identities(self) -> np.ndarray:
+        """(n,) ``|S16`` keys naming each image's content for caches.
+
+        Files: blake2b of (absolute path, size, mtime_ns), so a touched or replaced
+        file gets a new key. Arrays: blake2b of the image's shape, dtype and bytes.
+        """
+        if self._keys is None:
+            if self.array is not None:
+                keys = [array_key(a) for a in self.array]
+            else:
+                keys = [file_key(p, s, m) for p, s, m in zip(self.paths, self._sizes.tolist(), self._mtimes.tolist())]
+            self._keys = np.array(keys, dtype="S16") if keys else np.zeros(0, dtype="S16")
+        return self._keys
+
+
+def file_key(path: str, size: int, mtime_ns: int) -> bytes:
+    """16-byte cache key of a file: blake2b over ``"<abs path>\\0<size>\\0<mtime_ns>"`` (UTF-8)."""
+    return hashlib.blake2b(f"{path}\0{int(size)}\0{int(mtime_ns)}".encode("utf-8", "surrogateescape"),
+                           digest_size=16).digest()
+
+
+def array_key(image: np.ndarray) -> bytes:
+    """16-byte cache key of one in-memory image: blake2b over shape, dtype and pixel bytes."""
+    image = np.ascontiguousarray(image)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{image.shape}|{image.dtype.str}|".encode())
+    h.update(memoryview(image).cast("B"))
+    return h.digest()
+
+
+def _relative_names(paths) -> list:
+    if not paths:
+        return []
+    try:
+        common = os.path.commonpath([os.path.dirname(p) for p in paths])
+    except ValueError:  # different drives on Windows
+        return [os.path.basename(p) for p in paths]
+    return [os.path.relpath(p, common).replace(os.sep, "/") for p in paths]
