@@ -1,0 +1,310 @@
+"""Labeller without a browser: the messages the front end sends go through the same handler,
+and the tests look at what reached the store and what the kernel sent back."""
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from alwidget import _serialize
+from alwidget.images import ImageSet
+from alwidget.store import LabelStore
+from alwidget.widget import Labeller, default_store_path
+
+N = 240
+CLASSES = ["zero", "one", "two"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_digits()
+    keep = np.flatnonzero(d.target < 3)[:N]
+    return d.data[keep].astype(np.float32), d.target[keep], d.images[keep]
+
+
+class Recorder:
+    """Stands in for the comm: keeps every message the widget sends to the browser."""
+
+    def __init__(self):
+        self.messages = []
+
+    def __call__(self, content, buffers):
+        self.messages.append((content, [bytes(b) for b in buffers]))
+
+    def of(self, kind):
+        return [(c, b) for c, b in self.messages if c.get("type") == kind]
+
+    def arrays(self):
+        """Reassemble the chunked arrays of the last commit: name -> ndarray."""
+        commits = self.of("commit")
+        assert commits, "no commit message was sent"
+        version = commits[-1][0]["version"]
+        out = {}
+        for content, (buf,) in self.of("array"):
+            if content["version"] != version:
+                continue
+            arr = out.setdefault(content["name"], np.zeros(content["total"], dtype=content["dtype"]))
+            part = np.frombuffer(buf, dtype=content["dtype"])
+            arr[content["offset"] : content["offset"] + part.size] = part
+        return commits[-1][0], out
+
+    def label_deltas(self):
+        """All label changes sent, in order: list of (indices, class ids)."""
+        return [
+            (np.frombuffer(b[0], dtype=np.int32), np.frombuffer(b[1], dtype=np.int16)) for _, b in self.of("labels")
+        ]
+
+
+def make(digits, tmp_path, **kw):
+    X, _, _ = digits
+    kw.setdefault("classes", CLASSES)
+    kw.setdefault("store", tmp_path / "labels.sqlite")
+    kw.setdefault("coords", X[:, :2] + X[:, 2:4])  # a cheap, deterministic map
+    kw.setdefault("batch_size", 5)
+    w = Labeller(X, **kw)
+    rec = Recorder()
+    w._emit = rec
+    return w, rec
+
+
+def stored(path):
+    store = LabelStore.open_readonly(path)
+    try:
+        return store.current()
+    finally:
+        store.close()
+
+
+def test_hello_sends_the_full_state_as_binary_arrays(digits, tmp_path):
+    w, rec = make(digits, tmp_path)
+    w.session.wait()  # the first batch comes from the Session's worker
+    w.handle_message({"type": "hello"})
+    commit, arrays = rec.arrays()
+    assert commit["reset"] is True and commit["n_points"] == N
+    assert set(arrays) == {"x", "y", "label", "pred", "uncert", "batch"}
+    assert arrays["x"].dtype == np.float32 and arrays["x"].shape == (N,)
+    assert np.abs(np.concatenate([arrays["x"], arrays["y"]])).max() <= 1.0
+    assert arrays["label"].dtype == np.int16 and (arrays["label"] == -1).all()
+    assert arrays["batch"].dtype == np.int32 and len(arrays["batch"]) == 5
+    np.testing.assert_array_equal(arrays["batch"], w.batch)
+    # Nothing traveled as a JSON list of per-point values.
+    for content, _ in rec.messages:
+        assert all(not isinstance(v, list) or len(v) < 10 for v in content.values())
+    assert w.status["n_points"] == N and w.status["error"] == ""
+    w.close()
+
+
+def test_a_label_is_durable_before_the_map_hears_of_it(digits, tmp_path):
+    w, rec = make(digits, tmp_path)
+    w.session.wait()
+    target = int(w.batch[0])
+    w.handle_message({"type": "label", "indices": [target], "class": "one"})
+    assert w.status["error"] == ""
+    assert stored(tmp_path / "labels.sqlite") == {target: "one"}
+    (idx, cls), = rec.label_deltas()
+    assert idx.tolist() == [target] and cls.tolist() == [1]
+    assert w.labels == {target: "one"}
+    assert w.status["counts"] == {"zero": 0, "one": 1, "two": 0} and w.status["n_labelled"] == 1
+    w.session.wait()
+    w.close()
+
+
+def test_lasso_labels_arrive_as_a_binary_buffer_and_undo_as_one_step(digits, tmp_path):
+    w, rec = make(digits, tmp_path)
+    chosen = np.arange(10, 40, dtype=np.int32)
+    w.handle_message({"type": "label", "class": 2}, [memoryview(chosen).cast("B")])
+    assert stored(tmp_path / "labels.sqlite") == {i: "two" for i in chosen.tolist()}
+    w.handle_message({"type": "undo"})
+    assert stored(tmp_path / "labels.sqlite") == {}
+    (idx1, cls1), (idx2, cls2) = rec.label_deltas()
+    assert idx1.tolist() == idx2.tolist() == chosen.tolist()
+    assert set(cls1.tolist()) == {2} and set(cls2.tolist()) == {-1}
+    assert w.labels == {}
+    w.session.wait()
+    w.close()
+
+
+@pytest.mark.parametrize(
+    "message, words",
+    [
+        ({"type": "label", "indices": [N + 5], "class": "one"}, "out of range"),
+        ({"type": "label", "indices": [-1], "class": "one"}, "out of range"),
+        ({"type": "label", "indices": ["3"], "class": "one"}, "integers"),
+        ({"type": "label", "indices": [1.5], "class": "one"}, "integers"),
+        ({"type": "label", "indices": [True], "class": "one"}, "integers"),
+        ({"type": "label", "indices": 3, "class": "one"}, "list"),
+        ({"type": "label", "indices": [], "class": "one"}, "no point"),
+        ({"type": "label", "indices": [1], "class": "cat"}, "unknown class"),
+        ({"type": "label", "indices": [1], "class": 7}, "out of range"),
+        ({"type": "label", "indices": [1], "class": None}, "class"),
+        ({"type": "label", "indices": [1], "class": [1]}, "class"),
+        ({"type": "label", "class": "one"}, "indices"),
+        ({"type": "explode"}, "unknown message type"),
+        ({"no": "type"}, "unknown message type"),
+        (["not", "a", "dict"], "JSON object"),
+        ({"type": "thumbs", "indices": "all"}, "list"),
+        ({"type": "add_class", "name": ""}, "non-empty"),
+        ({"type": "add_class", "name": 5}, "non-empty"),
+    ],
+)
+def test_malformed_messages_become_words_in_the_status(digits, tmp_path, message, words):
+    w, rec = make(digits, tmp_path)
+    w.handle_message(message)  # never raises
+    assert words in w.status["error"]
+    assert words in w.status["error"] and w.status["n_labelled"] == 0
+    assert stored(tmp_path / "labels.sqlite") == {}
+    # The kernel goes on: a good message works and clears the error.
+    w.handle_message({"type": "label", "indices": [3], "class": "zero"})
+    assert w.status["error"] == ""
+    assert stored(tmp_path / "labels.sqlite") == {3: "zero"}
+    w.session.wait()
+    w.close()
+
+
+def test_retraining_pushes_new_colours_and_a_new_batch(digits, tmp_path):
+    _, y, _ = digits
+    w, rec = make(digits, tmp_path)
+    w.session.wait()
+    first = w.batch.copy()
+    for i in first.tolist():
+        w.handle_message({"type": "label", "indices": [i], "class": CLASSES[y[i]]})
+    # Make sure two classes or more are present so the probe trains.
+    for c in range(3):
+        i = int(np.flatnonzero(y == c)[0])
+        w.handle_message({"type": "label", "indices": [i], "class": CLASSES[c]})
+    w.session.wait()
+    commits = [c for c, _ in rec.of("commit") if not c["reset"]]
+    assert commits and "pred" in commits[-1]["names"] and "batch" in commits[-1]["names"]
+    _, arrays = rec.arrays()
+    assert (arrays["pred"] >= 0).all() and arrays["pred"].max() < 3
+    assert arrays["uncert"].dtype == np.uint8
+    new = arrays["batch"]
+    assert len(new) == 5 and not set(new.tolist()) & set(first.tolist())
+    labelled = np.array(sorted(w.labels))
+    assert not np.isin(new, labelled).any()
+    # The probe separates digits 0/1/2 well: predictions mostly match the truth.
+    assert (arrays["pred"] == y).mean() > 0.8
+    assert w.status["last_retrain"] != ""
+    w.close()
+
+
+def test_accept_batch_labels_the_batch_as_predicted(digits, tmp_path):
+    _, y, _ = digits
+    w, rec = make(digits, tmp_path)
+    w.session.wait()
+    w.handle_message({"type": "accept_batch"})
+    assert "no predictions" in w.status["error"]
+    for c in range(3):
+        idx = np.flatnonzero(y == c)[:3].tolist()
+        w.handle_message({"type": "label", "indices": idx, "class": CLASSES[c]})
+    w.session.wait()
+    batch = w.batch.tolist()
+    pred = {i: CLASSES[int(rec.arrays()[1]["pred"][i])] for i in batch}
+    w.handle_message({"type": "accept_batch"})
+    assert w.status["error"] == ""
+    labels = stored(tmp_path / "labels.sqlite")
+    assert {i: labels[i] for i in batch} == pred
+    w.session.wait()
+    w.close()
+
+
+def test_add_class_from_the_widget(digits, tmp_path):
+    w, rec = make(digits, tmp_path)
+    w.handle_message({"type": "add_class", "name": "smudge"})
+    assert w.classes == CLASSES + ["smudge"] and w.status["error"] == ""
+    w.handle_message({"type": "label", "indices": [4], "class": "smudge"})
+    assert stored(tmp_path / "labels.sqlite") == {4: "smudge"}
+    assert rec.label_deltas()[-1][1].tolist() == [3]
+    w.handle_message({"type": "add_class", "name": "smudge"})
+    assert "already exists" in w.status["error"]
+    w.session.wait()
+    w.close()
+
+
+def test_thumbnails_and_names_travel_on_demand(digits, tmp_path):
+    X, _, images = digits
+    pixels = (images * 255 / 16).astype(np.uint8)
+    names = [f"<img src=x onerror=alert({i})>.png" for i in range(N)]
+    imageset = ImageSet.from_arrays(pixels, names=names)
+    w, rec = make(digits, tmp_path, images=imageset)
+    w.handle_message({"type": "label", "indices": [2], "class": "zero"})
+    w.handle_message({"type": "thumbs", "request": 7, "indices": [2, 5]})
+    (content, blobs), = rec.of("thumbs")
+    assert content["request"] == 7
+    assert [it["index"] for it in content["items"]] == [2, 5]
+    assert content["items"][0]["name"] == names[2]  # sent as text; the browser shows it with textContent
+    assert content["items"][0]["label"] == "zero" and content["items"][1]["label"] is None
+    assert len(blobs) == 2 and all(b[:2] == b"\xff\xd8" for b in blobs)  # JPEG
+    df = w.to_dataframe()
+    assert df.loc[2, "name"] == names[2] and df.loc[2, "label"] == "zero"
+    w.session.wait()
+    w.close()
+
+
+def test_default_store_is_a_file_that_resumes(digits, capsys):
+    X, _, _ = digits
+    w = Labeller(X, classes=CLASSES, coords=X[:, :2], name="digits test")
+    path = default_store_path(X, "digits test")
+    assert w.store_path == str(path) and path.name.startswith("digits-test-")
+    assert str(path) in capsys.readouterr().out
+    w._emit = Recorder()
+    w.handle_message({"type": "label", "indices": [9], "class": "two"})
+    w.session.wait()
+    w.close()
+    again = Labeller(X, coords=X[:, :2], name="digits test")
+    assert again.labels == {9: "two"} and again.classes == CLASSES
+    again.session.wait()
+    again.close()
+    mem = Labeller(X, classes=CLASSES, store=":memory:", coords=X[:, :2])
+    assert mem.store_path == "" and mem.status["store"] == ":memory:"
+    mem.session.wait()
+    mem.close()
+
+
+def test_export_and_dataframe(digits, tmp_path):
+    w, rec = make(digits, tmp_path)
+    w.handle_message({"type": "label", "indices": [0, 1], "class": "one"})
+    w.session.wait()
+    df = w.to_dataframe()
+    assert len(df) == N and list(df.columns) == ["index", "name", "label", "prediction", "confidence"]
+    assert df.loc[0, "label"] == "one" and df["label"].notna().sum() == 2
+    out = w.export(tmp_path / "labels.csv")
+    text = out.read_text()
+    assert text.splitlines()[0] == "index,name,label,prediction,confidence" and ",one," in text
+    pq = w.export(tmp_path / "labels.parquet")
+    import pandas as pd
+
+    assert pd.read_parquet(pq)["label"].notna().sum() == 2
+    with pytest.raises(ValueError, match="csv or .parquet"):
+        w.export(tmp_path / "labels.txt")
+    w.close()
+
+
+def test_new_coordinates_travel_without_a_reset(digits, tmp_path):
+    X, _, _ = digits
+    w, rec = make(digits, tmp_path, coords=np.c_[np.arange(N), np.zeros(N)])
+    assert w.status["coords"] == "given"
+    rng = np.random.default_rng(0)
+    w.set_coords(rng.normal(size=(N, 2)), kind="umap")
+    commit, arrays = rec.arrays()
+    assert commit["reset"] is False and set(arrays) == {"x", "y"}
+    assert w.status["coords"] == "umap"
+    with pytest.raises(ValueError, match="shape"):
+        w.set_coords(np.zeros((N, 3)))
+    w.close()
+
+
+def test_constructor_checks_its_arguments(digits, tmp_path):
+    X, _, images = digits
+    with pytest.raises(ValueError, match="coords"):
+        Labeller(X, classes=CLASSES, store=":memory:", coords=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="projection"):
+        Labeller(X, classes=CLASSES, store=":memory:", projection="tsne")
+    small = ImageSet.from_arrays((images[:10] * 15).astype(np.uint8))
+    with pytest.raises(ValueError, match="image_index"):
+        Labeller(X, classes=CLASSES, store=":memory:", images=small, coords=X[:, :2])
+    with pytest.raises(TypeError, match="ImageSet"):
+        Labeller(X, classes=CLASSES, store=":memory:", images=["a.png"], coords=X[:, :2])
+    w = Labeller(X, classes=CLASSES, store=":memory:", coords=X[:, :2])
+    with pytest.raises(Exception, match="color_by"):
+        w.color_by = "rainbow"
+    w.color_by = "uncertainty"
+    w.close()
