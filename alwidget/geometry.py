@@ -13,24 +13,62 @@ All distances are Euclidean. Shapes: ``X`` is ``(n_samples, n_features)``.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 import weakref
 from collections import OrderedDict
 
 import numpy as np
 
-from ._util import check_features, fingerprint, resolve_device
+from ._util import check_features, fingerprint, limit_threads, resolve_device
 
-__all__ = ["BACKEND", "Geometry", "kmeans", "knn", "normalize"]
+__all__ = ["BACKEND", "Geometry", "default_threads", "kmeans", "knn", "normalize", "threads"]
 
 #: Default backend: "auto" (faiss on CPU when importable, torch otherwise), "faiss" or "torch".
 BACKEND = "auto"
+# Up to this many rows, kNN runs as one numpy product (no index set-up cost): TypiClust's
+# per-cluster neighbour searches are mostly this small.
+SMALL_N = 2048
 # Bytes of one distance tile in the torch paths (rows x N float32).
 _TILE_BYTES = 1 << 26
 # Points whose exact nearest-other-pseudo-label distance is computed to bound delta from above.
 _DELTA_SAMPLE = 1000
 # Refuse to build a ball graph with more edges than this (12 bytes per edge while building).
 MAX_EDGES = 400_000_000
+
+
+# --------------------------------------------------------------------------- threads
+
+def default_threads() -> int:
+    """CPU threads for selection: all usable CPUs but one (kernel, browser), at most 4, and
+    at most $OMP_NUM_THREADS. On 2 busy cores one thread is 4x faster than two for the
+    memory-bound per-pick updates (spin-waiting pools), so 2 CPUs -> 1 thread."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    n = max(1, min(n - 1, 4))
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return min(n, int(env)) if env.isdigit() and int(env) > 0 else n
+
+
+@contextlib.contextmanager
+def threads(n: int | None = None):
+    """Cap BLAS/OpenMP/torch threads and faiss's OpenMP pool to ``n`` inside the block."""
+    n = default_threads() if n is None else int(n)
+    with limit_threads(n):
+        faiss = sys.modules.get("faiss")
+        if faiss is None:
+            yield
+            return
+        old = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(n)
+        try:
+            yield
+        finally:
+            faiss.omp_set_num_threads(old)
 
 
 # --------------------------------------------------------------------------- backends
@@ -99,7 +137,14 @@ def knn(X, k: int, *, exclude_self: bool = True, backend=None, device=None):
         return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
     kq = k + 1 if exclude_self else k
     kind, dev = _resolve(backend, device)
-    if kind == "faiss":
+    if n <= SMALL_N:
+        x_sq = np.einsum("ij,ij->i", X, X)
+        d = x_sq[:, None] - 2.0 * (X @ X.T) + x_sq[None, :]
+        part = np.argpartition(d, kq - 1, axis=1)[:, :kq] if kq < n else np.tile(np.arange(n), (n, 1))
+        dv = np.take_along_axis(d, part, 1)
+        order = np.lexsort((part, dv), axis=-1)
+        idx, sq = np.take_along_axis(part, order, 1), np.take_along_axis(dv, order, 1)
+    elif kind == "faiss":
         import faiss
 
         index = faiss.IndexFlatL2(X.shape[1])
@@ -334,6 +379,7 @@ class Geometry:
     @classmethod
     def of(cls, features, backend=None, device=None) -> "Geometry":
         """The cached Geometry of ``features`` (validated with ``check_features`` on first sight)."""
+        _resolve(backend, "cpu")  # reject an unknown backend before any work
         fp = None
         with cls._lock:
             hit = cls._ids.get(id(features))

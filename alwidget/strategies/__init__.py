@@ -17,14 +17,10 @@ confidence, margin, entropy, power_margin), coreset, badge, auto.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-
 import numpy as np
 
-from .._util import check_k, check_labels, limit_threads
-from ..geometry import Geometry
+from .._util import check_k, check_labels
+from ..geometry import Geometry, threads
 from . import auto as _auto
 from . import badge, coreset, dropquery, probcover, random, typiclust, uncertainty  # noqa: F401  (registers)
 from ._common import REGISTRY, Context, call
@@ -40,31 +36,6 @@ def available() -> list[str]:
 def describe() -> dict:
     """{name: one-line summary} of every strategy."""
     return {n: REGISTRY[n].summary for n in available()}
-
-
-def _default_threads() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    return max(1, min(n, int(env))) if env.isdigit() and int(env) > 0 else n
-
-
-@contextlib.contextmanager
-def _threads(n: int):
-    """limit_threads plus faiss's own OpenMP setting (restored afterwards)."""
-    with limit_threads(n):
-        faiss = sys.modules.get("faiss")
-        if faiss is None:
-            yield
-            return
-        old = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(n)
-        try:
-            yield
-        finally:
-            faiss.omp_set_num_threads(old)
 
 
 def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, return_info: bool = False,
@@ -90,8 +61,8 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, re
         Geometry backend (default :data:`alwidget.geometry.BACKEND`).
     device : probe device when one is trained here ("auto": CUDA when available).
     n_threads : int, optional
-        CPU threads for BLAS/OpenMP/torch during the call (default: the CPUs this process may
-        use, capped by OMP_NUM_THREADS).
+        CPU threads for BLAS/OpenMP/faiss/torch during the call (default
+        :func:`alwidget.geometry.default_threads`: usable CPUs - 1, at most 4).
     **params : strategy parameters (e.g. ``n_classes``, ``cold_start``, ``purity``, ``beta``).
 
     Returns
@@ -110,7 +81,7 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, re
                             f"it accepts: {', '.join(sorted(allowed)) or 'none'}")
     geo = Geometry.of(features, backend=backend)  # validates features on first sight
     labels = check_labels(labels, geo.n_samples)
-    n_threads = _default_threads() if n_threads is None else check_k(n_threads, "n_threads")
+    n_threads = None if n_threads is None else check_k(n_threads, "n_threads")
     ctx = Context(features=features, labels=labels, seed=int(seed), probe=probe, backend=backend,
                   device=device, _geometry=geo)
     n_unl = int(np.count_nonzero(labels < 0))
@@ -118,7 +89,7 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, re
     if kk == 0:
         idx, info = np.zeros(0, np.int64), {"strategy": name, "reason": f"{name}: every point is labelled"}
     else:
-        with _threads(n_threads):
+        with threads(n_threads):
             idx, info = call(name, ctx, kk, params)
         idx = _finish(idx, labels, kk, ctx, info)
     if k > n_unl:
