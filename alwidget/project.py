@@ -1,0 +1,689 @@
+"""2-D maps of a feature set: an instant PCA preview and a seeded, disk-cached UMAP.
+
+Both functions return ``(n_samples, 2)`` float32 coordinates on one **canvas**
+(:func:`to_canvas`): centred on the midpoint of their bounding box and scaled by
+a single factor (aspect ratio kept) so that every point lies in ``[-1, 1]`` and
+the longer side spans it exactly. A widget can therefore draw the preview at
+once and swap in UMAP when it arrives without changing its axes.
+
+``metric="cosine"`` (the default, right for L2-normalised image embeddings)
+works on L2-normalised rows with Euclidean distance: the neighbours are exactly
+the cosine neighbours and umap-learn's fast Euclidean code paths are used.
+
+Why the UMAP path looks the way it does (figures: ``bench/bench_project.py``):
+
+* umap-learn compiles its numba kernels in every fresh process. Its own
+  nearest-neighbour search (pynndescent) adds ~40 s of compilation once
+  ``n_samples >= 4096``; an exact kNN graph from faiss (or torch blocks)
+  costs no compilation and is handed over as ``precomputed_knn``. Exact
+  search grows as N^2, so beyond ``EXACT_KNN_MAX`` points pynndescent is used.
+* A fixed ``seed`` makes umap-learn run its layout on one thread (its parallel
+  layout is not reproducible). Reproducibility is a requirement here, so the
+  layout is always seeded; ``n_jobs`` only sizes the kNN search.
+* The layout starts from the preview (scaled as umap-learn scales its own
+  initialisations), which skips the spectral initialisation and keeps the
+  UMAP map oriented like the preview, so the swap in the widget is gentle.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ._util import cache_dir as _cache_root
+from ._util import check_features, fingerprint
+
+__all__ = [
+    "EXACT_KNN_MAX",
+    "ProjectionJob",
+    "preview",
+    "project_file",
+    "to_canvas",
+    "umap",
+]
+
+#: Rows the preview's PCA is fitted on (all rows are then projected).
+PREVIEW_FIT_ROWS = 20_000
+#: Largest n_samples for which the kNN graph is computed exactly.
+EXACT_KNN_MAX = 30_000
+#: Bump when the cached coordinates would change for the same parameters.
+_CACHE_FORMAT = 1
+_METRICS = ("cosine", "euclidean")
+_KNN_METHODS = ("auto", "exact", "nndescent")
+
+ProgressCallback = Callable[[float, str], None]
+
+
+# --------------------------------------------------------------------------- canvas / preview
+
+
+def to_canvas(coords) -> np.ndarray:
+    """Map ``(n, 2)`` coordinates onto the common canvas ``[-1, 1]^2``.
+
+    Centre on the bounding-box midpoint, divide by half the longer side. A
+    single point (or all points equal) maps to the origin.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    lo, hi = coords.min(axis=0), coords.max(axis=0)
+    half = float((hi - lo).max()) / 2.0
+    out = coords - (lo + hi) / 2.0
+    if half > 0:
+        out /= half
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def _row_scale(X: np.ndarray, metric: str) -> np.ndarray:
+    """(N,) factors that L2-normalise rows for cosine (zero rows stay zero), ones otherwise."""
+    if metric == "euclidean":
+        return np.ones(X.shape[0], dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+    with np.errstate(divide="ignore"):
+        return np.where(norms > 0, 1.0 / norms, 0.0).astype(np.float32)
+
+
+def _preview(X: np.ndarray, seed: int, metric: str) -> np.ndarray:
+    """PCA to 2-D fitted on at most PREVIEW_FIT_ROWS rows; trusts X. Returns raw coords (N, 2)."""
+    n, d = X.shape
+    scale = _row_scale(X, metric)
+    rows = np.arange(n)
+    if n > PREVIEW_FIT_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(n, PREVIEW_FIT_ROWS, replace=False))
+    S = X[rows].astype(np.float64) * scale[rows, None]
+    mean = S.mean(axis=0)
+    S -= mean
+    if d <= S.shape[0]:
+        _, vecs = np.linalg.eigh(S.T @ S)  # ascending eigenvalues
+        comps = vecs[:, ::-1][:, :2]
+    else:
+        comps = np.linalg.svd(S, full_matrices=False)[2][:2].T
+    if comps.shape[1] < 2:  # one feature: second axis is constant
+        comps = np.hstack([comps, np.zeros((d, 2 - comps.shape[1]))])
+    # Eigenvectors have no sign; fix it so the map never flips between runs.
+    flip = np.sign(comps[np.abs(comps).argmax(axis=0), [0, 1]])
+    comps *= np.where(flip == 0, 1.0, flip)
+    comps32 = comps.astype(np.float32)
+    # (x * s - mean) @ V == s * (x @ V) - mean @ V: no normalised copy of X.
+    return (X @ comps32) * scale[:, None] - (mean @ comps).astype(np.float32)
+
+
+def _check_metric(metric) -> str:
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+    return metric
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed must be a non-negative integer (reproducible maps need a fixed seed), got {seed!r}")
+    return int(seed)
+
+
+def preview(X, seed: int = 0, *, metric: str = "cosine") -> np.ndarray:
+    """Instant 2-D map: the first two principal components, on the common canvas.
+
+    Parameters
+    ----------
+    X : array (n_samples, n_features)
+    seed : int
+        Chooses the rows PCA is fitted on when ``n_samples > PREVIEW_FIT_ROWS``.
+    metric : "cosine" (rows L2-normalised first) or "euclidean"
+
+    Returns
+    -------
+    (n_samples, 2) float32 in ``[-1, 1]`` (see :func:`to_canvas`). Takes about a
+    second per million 512-d rows: one pass over X after a small fit.
+    """
+    X = check_features(X, "X")
+    return to_canvas(_preview(X, _check_seed(seed), _check_metric(metric)))
+
+
+# --------------------------------------------------------------------------- kNN
+
+
+def _knn_exact(X: np.ndarray, k: int, report: ProgressCallback) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Euclidean kNN of every row among all rows, self included.
+
+    Returns (indices (N, k) int64, distances (N, k) float32). faiss when
+    importable, else torch blocks (never N x N in memory).
+    """
+    n = X.shape[0]
+    block = int(max(256, min(8192, 2**26 // max(n, 1))))
+    idx = np.empty((n, k), dtype=np.int64)
+    d2 = np.empty((n, k), dtype=np.float32)
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    if faiss is not None:
+        index = faiss.IndexFlatL2(X.shape[1])
+        index.add(X)
+        search = index.search
+    else:
+        import torch
+
+        Xt = torch.from_numpy(X)
+        sq = (Xt * Xt).sum(1)
+
+        def search(q, kk):
+            qt = torch.from_numpy(q)
+            dist = (qt * qt).sum(1, keepdim=True) + sq[None, :] - 2.0 * (qt @ Xt.T)
+            val, ind = torch.topk(dist, kk, dim=1, largest=False)
+            return val.numpy(), ind.numpy()
+
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        d2[start:stop], idx[start:stop] = search(X[start:stop], k)
+        report(stop / n, f"exact kNN graph: {stop:,}/{n:,} points")
+    # |q|^2 + |x|^2 - 2 q.x leaves rounding noise where it should be 0: clean self-distances
+    d2[idx == np.arange(n)[:, None]] = 0.0
+    return idx, np.sqrt(np.maximum(d2, 0.0))
+
+
+# --------------------------------------------------------------------------- progress inside umap-learn
+
+# umap-learn's layout loop is `for n in tqdm(range(n_epochs), **tqdm_kwds)` with
+# tqdm imported into umap.layouts. tqdm offers no callback (and in a notebook it
+# draws a widget into whatever cell is running), so the name is replaced once by
+# a dispatcher: threads that registered a hook get epoch callbacks and no bar;
+# every other caller gets umap-learn's own tqdm unchanged.
+_epoch_hooks = threading.local()
+_patch_lock = threading.Lock()
+
+
+class _Cancelled(Exception):
+    """Raised inside the layout loop when a ProjectionJob is cancelled."""
+
+
+def _prepare_umap() -> None:
+    """Install the epoch dispatcher and silence one warning, once per process."""
+    import umap.layouts as layouts
+
+    with _patch_lock:
+        # We hand umap-learn a kNN graph without a search index on purpose (we
+        # never call .transform). catch_warnings is not thread-safe, so a narrow
+        # process-wide filter hides that warning; re-added on every fit because
+        # an enclosing catch_warnings (pytest, notebooks) may have dropped it.
+        warnings.filterwarnings(
+            "ignore", message=r"precomputed_knn\[2\] \(knn_search_index\)", category=UserWarning, module="umap"
+        )
+        if getattr(layouts.tqdm, "_alwidget_dispatch", False):
+            return
+        original = layouts.tqdm
+
+        def dispatch(iterable=None, *args, **kwargs):
+            hook = getattr(_epoch_hooks, "hook", None)
+            if hook is None:
+                return original(iterable, *args, **kwargs)
+            items = list(iterable)
+            return _hooked(items, hook)
+
+        dispatch._alwidget_dispatch = True
+        layouts.tqdm = dispatch
+
+
+def _hooked(items, hook):
+    total = len(items)
+    for i, item in enumerate(items):
+        yield item
+        hook(i + 1, total)
+
+
+# --------------------------------------------------------------------------- umap
+
+
+def _umap_params(n_neighbors, min_dist, metric, knn, init) -> dict:
+    """Validate the UMAP parameters once, at the boundary."""
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 2:
+        raise ValueError(f"n_neighbors must be an integer >= 2, got {n_neighbors!r}")
+    if isinstance(min_dist, bool) or not isinstance(min_dist, (int, float, np.floating)) or not 0.0 <= min_dist <= 1.0:
+        raise ValueError(f"min_dist must be a number in [0, 1], got {min_dist!r}")
+    if knn not in _KNN_METHODS:
+        raise ValueError(f"knn must be one of {_KNN_METHODS}, got {knn!r}")
+    if init not in ("preview", "spectral"):
+        raise ValueError(f"init must be 'preview' or 'spectral', got {init!r}")
+    return {
+        "n_neighbors": int(n_neighbors),
+        "min_dist": float(min_dist),
+        "metric": _check_metric(metric),
+        "knn": knn,
+        "init": init,
+    }
+
+
+def _check_n_jobs(n_jobs):
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer or None (all cores), got {n_jobs!r}")
+    return int(n_jobs)
+
+
+def _knn_method(n: int, knn: str) -> str:
+    if knn == "auto":
+        return "exact" if n <= EXACT_KNN_MAX else "nndescent"
+    return knn
+
+
+def _cache_file(folder: Path, fp: str, seed: int, params: dict, n: int) -> Path:
+    import umap as umap_pkg
+
+    key = {
+        "features": fp,
+        "seed": seed,
+        **params,
+        "knn": _knn_method(n, params["knn"]),
+        "umap": umap_pkg.__version__,
+        "format": _CACHE_FORMAT,
+    }
+    digest = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=16).hexdigest()
+    return folder / f"umap-{digest}.npy"
+
+
+def _load_cached(path: Path, n: int) -> np.ndarray | None:
+    """The cached (n, 2) coordinates, or None when missing or unusable (then recomputed)."""
+    if not path.exists():
+        return None
+    try:
+        coords = np.load(path, allow_pickle=False)
+        if coords.shape != (n, 2) or coords.dtype != np.float32 or not np.isfinite(coords).all():
+            raise ValueError(f"unexpected content {coords.dtype} {coords.shape}")
+    except Exception as exc:  # truncated, garbage, wrong shape: recompute
+        warnings.warn(f"ignoring unreadable UMAP cache file {path} ({exc}); recomputing", RuntimeWarning, stacklevel=3)
+        return None
+    return coords
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    """Write an .npy next to its final name, then rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _thread_local_pools(n_jobs):
+    """Cap numba and faiss/OpenMP threads for the calling thread only.
+
+    Both keep per-thread settings, so a background fit never changes the pools
+    of the labelling thread (BLAS and torch pools are process-wide: untouched).
+    """
+    if n_jobs is None:
+        yield
+        return
+    import numba
+
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    old_numba = numba.get_num_threads()
+    old_omp = faiss.omp_get_max_threads() if faiss is not None else None
+    numba.set_num_threads(min(n_jobs, numba.config.NUMBA_NUM_THREADS))
+    if faiss is not None:
+        faiss.omp_set_num_threads(n_jobs)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old_numba)
+        if faiss is not None:
+            faiss.omp_set_num_threads(old_omp)
+
+
+def _fit_umap(
+    X: np.ndarray, seed: int, params: dict, n_jobs, report: ProgressCallback, preview_coords=None
+) -> np.ndarray:
+    """Compute UMAP coordinates on the canvas; trusts its (validated) inputs."""
+    import umap as umap_pkg
+
+    n = X.shape[0]
+    metric = params["metric"]
+    k = min(params["n_neighbors"], n - 1)
+    method = _knn_method(n, params["knn"])
+    if params["init"] == "preview":
+        if preview_coords is None:
+            preview_coords = to_canvas(_preview(X, seed, metric))
+        init = 10.0 * preview_coords  # umap-learn scales its own inits to max |coord| = 10
+    else:
+        init = "spectral"
+    if metric == "cosine":
+        X = X * _row_scale(X, metric)[:, None]
+
+    with _thread_local_pools(n_jobs):
+        precomputed = (None, None, None)
+        if method == "exact":
+            idx, dist = _knn_exact(X, k, lambda f, msg: report(0.4 * f, msg))
+            precomputed = (idx, dist, None)
+            first = 0.4
+        else:
+            first = 0.05
+            report(0.02, "kNN graph (pynndescent; compiles ~40 s in a fresh process)")
+        model = umap_pkg.UMAP(
+            n_neighbors=k,
+            min_dist=params["min_dist"],
+            metric="euclidean",
+            init=init,
+            random_state=seed,
+            n_jobs=1,  # umap-learn runs a seeded layout on one thread anyway; saying so avoids its warning
+            precomputed_knn=precomputed,
+            force_approximation_algorithm=method == "nndescent",
+            tqdm_kwds={"disable": True},
+        )
+        report(first, "UMAP fuzzy graph (compiles ~15 s in a fresh process)")
+
+        def on_epoch(i, total):
+            report(first + (0.99 - first) * i / total, f"UMAP layout: epoch {i}/{total}")
+
+        _prepare_umap()
+        _epoch_hooks.hook = on_epoch
+        try:
+            coords = model.fit_transform(X)
+        finally:
+            _epoch_hooks.hook = None
+    return to_canvas(coords)
+
+
+def _tqdm_reporter(progress: bool, callback: ProgressCallback | None):
+    """A report(fraction, message) that feeds a tqdm.auto bar and/or a user callback."""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=1000, desc="UMAP", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def report(fraction: float, message: str) -> None:
+        if bar is not None:
+            bar.n = int(1000 * fraction)
+            bar.set_postfix_str(message, refresh=True)
+        if callback is not None:
+            callback(float(fraction), message)
+
+    def close():
+        if bar is not None:
+            bar.close()
+
+    return report, close
+
+
+def _umap_checked(
+    X, seed, params, *, n_jobs, cache_dir, report: ProgressCallback, preview_coords=None
+) -> np.ndarray:
+    """Cache lookup, fit, atomic store; inputs already validated."""
+    n = X.shape[0]
+    if n < 4:  # too few points for a neighbour graph; PCA is exact here
+        coords = to_canvas(_preview(X, seed, params["metric"]))
+        report(1.0, "done (fewer than 4 points: PCA map)")
+        return coords
+    folder = Path(cache_dir) if cache_dir is not None else _cache_root("projections")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _cache_file(folder, fingerprint(X), seed, params, n)
+    coords = _load_cached(path, n)
+    if coords is not None:
+        report(1.0, "done (loaded from cache)")
+        return coords
+    coords = _fit_umap(X, seed, params, n_jobs, report, preview_coords)
+    _save_atomic(path, coords)
+    report(1.0, "done")
+    return coords
+
+
+def umap(
+    X,
+    seed: int = 0,
+    *,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "cosine",
+    knn: str = "auto",
+    init: str = "preview",
+    n_jobs: int | None = None,
+    cache_dir=None,
+    progress: bool = True,
+    callback: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Seeded UMAP to 2-D, on the common canvas, cached on disk.
+
+    Parameters
+    ----------
+    X : array (n_samples, n_features)
+    seed : int
+        Same seed, features and parameters -> the same coordinates.
+    n_neighbors, min_dist : umap-learn's parameters.
+    metric : "cosine" (L2-normalised rows, Euclidean kNN) or "euclidean".
+    knn : "auto" (exact up to EXACT_KNN_MAX points, else pynndescent), "exact", "nndescent".
+    init : "preview" (start from :func:`preview`) or "spectral" (umap-learn's default).
+    n_jobs : threads for the kNN search (None: all cores). The seeded layout uses one thread.
+    cache_dir : folder for cached maps; default ``alwidget._util.cache_dir("projections")``.
+        The key is the features' fingerprint, every parameter above except
+        n_jobs, and the umap-learn version. Unreadable cache files are recomputed.
+    progress : show a tqdm progress bar.
+    callback : ``callback(fraction, message)``, called with fraction rising to 1.0.
+
+    Returns
+    -------
+    (n_samples, 2) float32 in ``[-1, 1]`` (see :func:`to_canvas`).
+    """
+    X = check_features(X, "X")
+    seed = _check_seed(seed)
+    params = _umap_params(n_neighbors, min_dist, metric, knn, init)
+    n_jobs = _check_n_jobs(n_jobs)
+    report, close = _tqdm_reporter(progress, callback)
+    try:
+        return _umap_checked(X, seed, params, n_jobs=n_jobs, cache_dir=cache_dir, report=report)
+    finally:
+        close()
+
+
+# --------------------------------------------------------------------------- background job
+
+
+class ProjectionJob:
+    """The preview at once, UMAP in a background thread (for the widget).
+
+    ``job = ProjectionJob(X, seed=0, on_done=show)`` validates ``X`` and the
+    parameters in the caller's thread (bad input raises there), computes
+    ``job.preview`` (``(N, 2)`` float32, seconds), then starts a daemon thread.
+
+    Attributes and methods
+    ----------------------
+    preview : (N, 2) float32, available immediately.
+    coords : the best map so far: UMAP when done, else the preview.
+    progress : ``(fraction, message)`` of the running fit.
+    done : True once the thread finished (successfully or not).
+    error : the exception the fit raised, else None.
+    result(timeout=None) : wait; return the UMAP coords or re-raise the error.
+    cancel() : stop at the next layout epoch (the error is then a RuntimeError saying so).
+
+    Callbacks run in the worker thread: ``on_progress(fraction, message)``,
+    ``on_done(coords)``, ``on_error(exc)``. Without ``on_error`` a failure is
+    also reported as a RuntimeWarning, so it is never lost silently.
+    ``n_jobs`` (default 1) caps the threads the fit uses, leaving the other
+    core to the labelling session; it only changes speed, never the map.
+    """
+
+    def __init__(
+        self,
+        X,
+        seed: int = 0,
+        *,
+        on_done: Callable[[np.ndarray], None] | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        n_jobs: int | None = 1,
+        cache_dir=None,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        metric: str = "cosine",
+        knn: str = "auto",
+        init: str = "preview",
+    ):
+        self._X = check_features(X, "X")
+        self.seed = _check_seed(seed)
+        self.params = _umap_params(n_neighbors, min_dist, metric, knn, init)
+        self._n_jobs = _check_n_jobs(n_jobs)
+        self._cache_dir = cache_dir
+        self._on_done, self._on_progress, self._on_error = on_done, on_progress, on_error
+        self.preview = to_canvas(_preview(self._X, self.seed, self.params["metric"]))
+        self.progress: tuple[float, str] = (0.0, "starting")
+        self.error: BaseException | None = None
+        self._result: np.ndarray | None = None
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alwidget-umap", daemon=True)
+        self._thread.start()
+
+    # -- worker thread
+    def _report(self, fraction: float, message: str) -> None:
+        if self._cancel.is_set():
+            raise _Cancelled()
+        self.progress = (fraction, message)
+        if self._on_progress is not None:
+            try:
+                self._on_progress(fraction, message)
+            except Exception as exc:  # a broken progress display must not kill the fit
+                warnings.warn(f"ProjectionJob on_progress callback failed: {exc!r}", RuntimeWarning, stacklevel=2)
+
+    def _run(self) -> None:
+        try:
+            coords = _umap_checked(
+                self._X,
+                self.seed,
+                self.params,
+                n_jobs=self._n_jobs,
+                cache_dir=self._cache_dir,
+                report=self._report,
+                preview_coords=self.preview,
+            )
+        except _Cancelled:
+            self.error = RuntimeError("ProjectionJob was cancelled before UMAP finished")
+        except BaseException as exc:  # captured for result()/on_error, never lost
+            self.error = exc
+        else:
+            self._result = coords
+        finally:
+            self._X = None  # the features are not needed any more
+            self._finished.set()
+        if self.error is None:
+            self._callback(self._on_done, self._result, "on_done")
+        elif self._on_error is not None:
+            self._callback(self._on_error, self.error, "on_error")
+        elif not self._cancel.is_set():  # a cancel was asked for: nothing to warn about
+            warnings.warn(f"UMAP projection failed: {self.error!r}", RuntimeWarning, stacklevel=2)
+
+    @staticmethod
+    def _callback(fn, arg, name):
+        if fn is None:
+            return
+        try:
+            fn(arg)
+        except Exception as exc:
+            warnings.warn(f"ProjectionJob {name} callback failed: {exc!r}", RuntimeWarning, stacklevel=2)
+
+    # -- caller side
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    @property
+    def coords(self) -> np.ndarray:
+        return self._result if self._result is not None else self.preview
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the fit finished (or timeout); return whether it did."""
+        return self._finished.wait(timeout)
+
+    def result(self, timeout: float | None = None) -> np.ndarray:
+        """The UMAP coordinates; re-raises the fit's error; TimeoutError if not done in time."""
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"UMAP is still running ({self.progress[1]}); use job.preview meanwhile")
+        if self.error is not None:
+            raise self.error
+        return self._result
+
+    def cancel(self) -> None:
+        """Ask the fit to stop at its next progress point; does not block."""
+        self._cancel.set()
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _read_features(in_path: Path, features_key: str) -> tuple[np.ndarray, dict]:
+    suffix = in_path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(in_path, allow_pickle=False), {}
+    if suffix == ".npz":
+        with np.load(in_path, allow_pickle=False) as data:
+            if features_key not in data.files:
+                raise ValueError(
+                    f"{in_path} has no array named {features_key!r} (it has {data.files}); "
+                    "pass features_key= or write the features under 'features' (as `alwidget embed` does)"
+                )
+            extra = {name: data[name] for name in data.files if name != features_key}
+            return data[features_key], extra
+    raise ValueError(f"in_path must be an .npy or .npz file of features, got {in_path}")
+
+
+def project_file(
+    in_path,
+    out_path,
+    *,
+    seed: int = 0,
+    method: str = "umap",
+    features_key: str = "features",
+    progress: bool = True,
+    **umap_params,
+) -> np.ndarray:
+    """Read features from .npy/.npz, write their 2-D map to .npy/.npz; return the map.
+
+    Input: an .npy array ``(n_samples, n_features)``, or an .npz whose
+    ``features_key`` entry holds it (the file ``alwidget embed`` writes). Output:
+    ``.npy`` holds the ``(n_samples, 2)`` float32 coordinates alone; ``.npz``
+    holds ``coords``, ``method``, ``seed`` and every other entry of an input
+    .npz (names, labels, encoder id, ...) except the features. ``method`` is
+    ``"umap"`` (keyword arguments go to :func:`umap`) or ``"preview"``.
+    """
+    in_path, out_path = Path(in_path), Path(out_path)
+    if method not in ("umap", "preview"):
+        raise ValueError(f"method must be 'umap' or 'preview', got {method!r}")
+    if out_path.suffix.lower() not in (".npy", ".npz"):
+        raise ValueError(f"out_path must end in .npy or .npz, got {out_path}")
+    if not in_path.exists():
+        raise FileNotFoundError(f"no such features file: {in_path}")
+    features, extra = _read_features(in_path, features_key)
+    if method == "preview":
+        metric = umap_params.pop("metric", "cosine")
+        if umap_params:
+            raise TypeError(f"method='preview' takes only seed and metric, got {sorted(umap_params)}")
+        coords = preview(features, seed, metric=metric)
+    else:
+        coords = umap(features, seed, progress=progress, **umap_params)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if out_path.suffix.lower() == ".npy":
+                np.save(fh, coords)
+            else:
+                np.savez(fh, **extra, coords=coords, method=np.asarray(method), seed=np.asarray(seed))
+        os.replace(tmp, out_path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return coords
