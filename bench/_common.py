@@ -95,13 +95,35 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-def maxrss_bytes() -> int:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
+def reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS mark to its current RSS (Linux: ``clear_refs`` 5).
+
+    Without it, a transient peak from imports or loading data would hide (or inflate) the
+    peak of the call being measured. Returns False where the kernel does not allow it.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process since start or the last ``reset_peak_rss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r if sys.platform == "darwin" else r * 1024
 
 
-def run_worker(cmd: list[str], *, timeout_s: float, mem_cap_bytes: int, poll_s: float = 0.05) -> dict:
+def run_worker(cmd: list[str], *, timeout_s: float, mem_cap_bytes: int, poll_s: float = 0.05,
+               env: dict | None = None) -> dict:
     """Run a worker subprocess that prints one JSON object as its last stdout line.
 
     The parent polls the child's RSS (psutil) and kills it past ``mem_cap_bytes`` or
@@ -110,9 +132,12 @@ def run_worker(cmd: list[str], *, timeout_s: float, mem_cap_bytes: int, poll_s: 
     """
     import psutil
 
+    import tempfile
+
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    # Files, not pipes: a chatty worker must never block on a full pipe while we poll.
+    fout, ferr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, text=True, start_new_session=True, env=env)
     ps = psutil.Process(proc.pid)
     peak_seen, status = 0, None
     while proc.poll() is None:
@@ -129,7 +154,12 @@ def run_worker(cmd: list[str], *, timeout_s: float, mem_cap_bytes: int, poll_s: 
             _kill_tree(ps)
             break
         time.sleep(poll_s)
-    out, err = proc.communicate()
+    proc.wait()
+    fout.seek(0)
+    ferr.seek(0)
+    out, err = fout.read(), ferr.read()
+    fout.close()
+    ferr.close()
     wall = time.perf_counter() - t0
     if status:
         return {"status": status, "wall_s": wall, "sampled_peak_rss": peak_seen}

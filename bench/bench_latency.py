@@ -48,6 +48,12 @@ def warmup_indices(y: np.ndarray, n_warmup: int, seed: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- ours
 
+def _check_worker(s, when: str) -> None:
+    err = s.status.get("error")
+    if err:
+        raise RuntimeError(f"the session's background worker failed during {when}: {err}")
+
+
 def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir) -> dict:
     """Time label -> wait -> next_batch through a Session backed by an on-disk store."""
     from alwidget import Session
@@ -63,14 +69,16 @@ def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir)
     s.wait()
     s.next_batch()
     t_setup = time.perf_counter() - t0
+    _check_worker(s, "setup")
 
     for i in warmup_indices(y, n_warmup, seed):
         s.label(int(i), class_name(int(y[i])))
     t1 = time.perf_counter()
     s.wait()
     t_warm = time.perf_counter() - t1
+    _check_worker(s, "warm-up")
 
-    ack, total, active = [], [], []
+    ack, total, active, retrain, select = [], [], [], [], []
     batch_idx = list(s.next_batch())
     for _ in range(n_timed):
         i = int(batch_idx[0])
@@ -83,20 +91,22 @@ def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir)
         ack.append(t_b - t_a)
         total.append(t_c - t_a)
         st = s.status
-        st = st() if callable(st) else st
-        active.append(str(st.get("strategy", st.get("active_strategy", "?"))))
+        active.append(str(st.get("active_strategy") or st.get("strategy")))
+        retrain.append(st.get("last_retrain_ms") or np.nan)
+        select.append(st.get("last_select_ms") or np.nan)
+        _check_worker(s, "timed labels")
         if not batch_idx:
             break
-    status = s.status() if callable(s.status) else s.status
-    close = getattr(s, "close", None)
-    if callable(close):
-        close()
+    status = s.status
+    n_threads = getattr(s, "n_threads", None)
+    s.close()
     del s
     gc.collect()
     used = sorted(set(active), key=active.index)
     return {"tool": "ours", "strategy": strategy, "init_s": t_init, "setup_s": t_setup, "warmup_wait_s": t_warm,
             "ack": C.percentiles(ack), "total": C.percentiles(total), "n_timed": len(total),
-            "active": used, "status": {k: v for k, v in status.items() if isinstance(v, (str, int, float, bool))},
+            "active": used, "retrain_ms_p50": float(np.nanmedian(retrain)), "select_ms_p50": float(np.nanmedian(select)),
+            "n_threads": n_threads, "status": {k: v for k, v in status.items() if isinstance(v, (str, int, float, bool))},
             "times_ms": [t * 1000 for t in total]}
 
 
@@ -215,6 +225,7 @@ def main(argv=None) -> int:
             results.append(r)
             print(f"  ours/{strat:<9} setup {r['setup_s']:.2f} s | label ack p50 {r['ack']['p50']:.1f} ms | "
                   f"label->next batch p50 {r['total']['p50']:.0f} ms, p95 {r['total']['p95']:.0f} ms "
+                  f"(retrain+rescore {r['retrain_ms_p50']:.0f} / select {r['select_ms_p50']:.0f} ms) "
                   f"| active: {'/'.join(r['active'])}", flush=True)
         if not args.no_peer:
             for fn in (run_skactiveml, run_sklearn):
@@ -234,13 +245,16 @@ def main(argv=None) -> int:
                          "setup": C.fmt(r["setup_s"], 2),
                          "ack": C.fmt(r["ack"]["p50"], 1) if "ack" in r else "-",
                          "p50": C.fmt(r["total"]["p50"], 0), "p95": C.fmt(r["total"]["p95"], 0),
+                         "split": (f"{r['retrain_ms_p50']:.0f} / {r['select_ms_p50']:.0f}"
+                                   if r["tool"] == "ours" else None),
                          "speed": speed})
         del X, y
         gc.collect()
 
     cols = [("n", "N"), ("tool", "tool"), ("what", "strategy (active during timing)"),
             ("setup", "setup (s)"), ("ack", "label ack p50 (ms)"),
-            ("p50", "label→next batch p50 (ms)"), ("p95", "p95 (ms)")]
+            ("p50", "label→next batch p50 (ms)"), ("p95", "p95 (ms)"),
+            ("split", "retrain+rescore / select p50 (ms)")]
     if not args.no_peer:
         cols.append(("speed", "speed-up vs scikit-activeml (p50)"))
     settings = (f"synthetic Gaussian-mixture embeddings (D = {args.dim}, C = {args.classes}, rows L2-normalised, "

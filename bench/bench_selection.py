@@ -9,14 +9,15 @@ for one batch of B points twice:
 - second call: the same request again in the same process (our geometry is cached per feature
   set; scikit-activeml's ProbCover object keeps its distance matrix, the rest recompute).
 
-Peak memory is the growth of the worker's peak RSS (``ru_maxrss``) over its RSS after loading
-the data and importing the libraries, so it counts numpy, torch and faiss allocations alike.
+Peak memory is the growth of the worker's peak RSS (``VmHWM``, reset just before the first call)
+over its RSS after loading the data and importing the libraries, so it counts numpy, torch and
+faiss allocations alike.
 The parent samples the worker's RSS and kills it past ``--timeout`` seconds or ``--mem-cap-gb``,
 reporting "> T s" or "> M GB" instead of hanging or swapping.
 
     .venv/bin/python bench/bench_selection.py                 # N = 10k, 100k
     .venv/bin/python bench/bench_selection.py --n 10000,100000,1000000
-    .venv/bin/python bench/bench_selection.py --quick         # N = 5k, a couple of minutes
+    .venv/bin/python bench/bench_selection.py --quick         # N = 2k, a couple of minutes
 """
 from __future__ import annotations
 
@@ -46,10 +47,12 @@ def _worker(args) -> dict:
     y = np.load(args.y)
     labels = C.initial_labels(y, args.per_class, seed=args.seed)
     n_classes = int(y.max()) + 1
+    np.ones((64, 64)) @ np.ones((64, 64))  # BLAS start-up is not selection memory
     if args.tool == "ours":
         call = _ours_call(args.strategy, X, labels, args.batch, args.seed)
     else:
         call = _peer_call(args.strategy, X, labels, args.batch, args.seed, n_classes)
+    exact = C.reset_peak_rss()
     base = C.rss_bytes()
     t0 = time.perf_counter()
     first, info = call()
@@ -60,7 +63,8 @@ def _worker(args) -> dict:
     res = {
         "first_s": t1 - t0,
         "second_s": t2 - t1,
-        "peak_rss_delta": max(0, C.maxrss_bytes() - base),
+        "peak_rss_delta": max(0, C.peak_rss_bytes() - base),
+        "peak_rss_exact": exact,
         "n_selected": int(len(first)),
         "n_distinct": int(len(np.unique(first))),
         "all_unlabelled": bool(np.all(labels[first] == -1)) if len(first) else True,
@@ -78,8 +82,10 @@ def _worker(args) -> dict:
 
 def _ours_call(name, X, labels, k, seed):
     """Import everything the call needs before the baseline, then return the call."""
-    import torch  # noqa: F401  (import cost is not selection memory)
+    import torch  # import and start-up costs are not selection memory
     from alwidget import strategies
+
+    torch.ones(64, 64) @ torch.ones(64, 64)
 
     try:
         import faiss  # noqa: F401
@@ -144,17 +150,13 @@ def _run_one(tool, strategy, xp, yp, args, cap) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--tool", tool, "--strategy", strategy,
            "--x", str(xp), "--y", str(yp), "--batch", str(args.batch), "--per-class", str(args.per_class),
            "--seed", str(args.seed)]
-    env_backup = os.environ.get("CUDA_VISIBLE_DEVICES")
+    env = dict(os.environ)
     if args.device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    try:
-        return C.run_worker(cmd, timeout_s=args.timeout, mem_cap_bytes=cap)
-    finally:
-        if args.device == "cpu":
-            if env_backup is None:
-                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-            else:
-                os.environ["CUDA_VISIBLE_DEVICES"] = env_backup
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    if args.threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(args.threads)
+    return C.run_worker(cmd, timeout_s=args.timeout, mem_cap_bytes=cap, env=env)
 
 
 def _cell_time(r, key, args, cap) -> str:
@@ -191,10 +193,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="cpu hides the GPU from the workers; auto/cuda leave it visible")
+    p.add_argument("--threads", type=int, default=None,
+                   help="cap OpenMP/BLAS/torch threads in every worker (default: the libraries' own choice)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per (tool, strategy, N)")
     p.add_argument("--mem-cap-gb", type=float, default=None, help="default: 60%% of the machine's RAM")
     p.add_argument("--no-peer", action="store_true", help="skip scikit-activeml")
-    p.add_argument("--quick", action="store_true", help="N = 5000, 60 s timeout: a smoke run")
+    p.add_argument("--quick", action="store_true", help="N = 2000, 60 s timeout: a smoke run")
     p.add_argument("--out", default="bench_selection", help="results name under bench/results/")
     # worker mode (internal)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -211,7 +215,7 @@ def main(argv=None) -> int:
     import psutil
 
     if args.quick:
-        args.n, args.timeout = [5_000], min(args.timeout, 60.0)
+        args.n, args.timeout = [2_000], min(args.timeout, 60.0)
     unknown = sorted(set(args.strategies) - set(OURS))
     if unknown:
         p.error(f"--strategies: unknown {unknown}; choose from {','.join(OURS)}")
@@ -245,7 +249,8 @@ def main(argv=None) -> int:
                         print(f"  {tool} {s}: {r.get('status')}: {r.get('error')}")
             speedup = None
             if peer and peer.get("status") == "ok" and ours.get("status") == "ok":
-                speedup = f"{peer['first_s'] / max(ours['first_s'], 1e-9):.0f}×"
+                ratio = peer["first_s"] / max(ours["first_s"], 1e-9)
+                speedup = f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×"
             elif peer and peer.get("status") in ("timeout", "oom", "skipped") and ours.get("status") == "ok":
                 speedup = "peer did not finish" if peer.get("status") != "skipped" else "peer not run"
             extra = ""
@@ -266,8 +271,8 @@ def main(argv=None) -> int:
                    "peer_mem": _cell_mem(peer),
                    "speedup": speedup, "notes": extra or None}
             rows.append(row)
-            print(f"  {s:<10} ours {row['ours_first']:>8} s (again {row['ours_second']:>7} s, {row['ours_mem']:>6} MB)"
-                  f" | skactiveml {row['peer_first']:>8} s ({row['peer_mem']:>6} MB) | {speedup or ''} {extra}",
+            print(f"  {s:<10} ours: 1st {row['ours_first']:>8}, 2nd {row['ours_second']:>7} (s), {row['ours_mem']:>6} MB"
+                  f" | skactiveml: 1st {row['peer_first']:>8} (s), {row['peer_mem']:>6} MB | {speedup or ''} {extra}",
                   flush=True)
 
     cols = [("n", "N"), ("strategy", "strategy"), ("ours_first", "ours 1st call (s)"),
@@ -281,7 +286,8 @@ def main(argv=None) -> int:
                 f"rows L2-normalised, seed {args.seed}); {args.per_class} random oracle labels per class before "
                 f"selecting; one fresh subprocess per (tool, strategy, N); 1st call includes geometry and model "
                 f"training, 2nd call repeats it in the same process; memory = peak RSS growth over the loaded data; "
-                f"timeout {args.timeout:.0f} s, memory cap {cap / 2**30:.1f} GB; device {args.device}"
+                f"timeout {args.timeout:.0f} s, memory cap {cap / 2**30:.1f} GB; device {args.device}; "
+                f"threads {args.threads or 'library default'}"
                 + ("; QUICK smoke run" if args.quick else ""))
     notes = ["scikit-activeml models: sklearn LogisticRegression(max_iter=1000) wrapped in SklearnClassifier; "
              "ours: alwidget's LinearProbe trained inside select().",
