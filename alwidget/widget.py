@@ -105,7 +105,7 @@ class Labeller(anywidget.AnyWidget):
 
     classes = traitlets.List(traitlets.Unicode()).tag(sync=True)
     status = traitlets.Dict().tag(sync=True)
-    color_by = traitlets.Unicode("label").tag(sync=True)
+    color_by = traitlets.Unicode("prediction").tag(sync=True)
     height = traitlets.Int(520).tag(sync=True)
 
     def __init__(
@@ -161,8 +161,9 @@ class Labeller(anywidget.AnyWidget):
             Path(store).expanduser().parent.mkdir(parents=True, exist_ok=True)
             store = str(Path(store).expanduser())
 
-        self._closed = True  # until fully built (close() and __del__ look at it)
+        self._closed = True  # close() and __del__ look at it, also on a half-built widget
         super().__init__(height=int(height), **kwargs)
+        self._closed = False
         self._features = X
         self._images = images
         self._image_index = image_index
@@ -179,6 +180,7 @@ class Labeller(anywidget.AnyWidget):
         self._batch = np.zeros(0, dtype=np.int64)
         self._error = ""
         self._umap_running = False
+        self._umap_progress = 0.0
 
         self.session = Session(
             X, classes=classes, store=store, strategy=strategy, seed=seed, device=device, batch_size=batch_size
@@ -186,24 +188,37 @@ class Labeller(anywidget.AnyWidget):
         self._label_cache = self._labels_array()
         self.classes = list(self.session.classes)
 
+        self._projection = None
         if coords is not None:
             self._coords_kind = "given"
             self._x, self._y = _fit_square(coords)
-        else:
+        elif projection == "preview":
             from . import project
 
             self._coords_kind = "preview"
             self._x, self._y = _fit_square(project.preview(X, seed=seed))
-            if projection == "umap":
-                self._umap_running = True
-                threading.Thread(target=self._run_umap, args=(seed,), name="alwidget-umap", daemon=True).start()
+        else:
+            from . import project
 
-        self._closed = False
+            # The preview now; UMAP from a background thread, swapped in by on_done (which may
+            # run before this constructor returns when the map is cached).
+            self._coords_kind = "preview"
+            self._umap_running = True
+            self._projection = project.ProjectionJob(
+                X, seed=seed, on_done=self._on_umap_done, on_error=self._on_umap_error,
+                on_progress=self._on_umap_progress,
+            )
+            with self._send_lock:
+                if self._coords_kind == "preview":
+                    self._x, self._y = _fit_square(self._projection.preview)
+
         self.on_msg(self._on_custom_msg)
         # Subscribe before the first pull so that no result of the worker is missed.
         self.session.subscribe(self._on_session_update)
         with self._push_lock:
             self._refresh_model_outputs()
+        if self._dirty.is_set():  # the worker finished while we held the lock: push its result
+            self._on_session_update()
         self._update_status()
 
     # ------------------------------------------------------------------ constructors
@@ -326,12 +341,16 @@ class Labeller(anywidget.AnyWidget):
 
     def close(self):
         """Close the widget and its Session (the store already holds every label)."""
-        if getattr(self, "_closed", True):  # also: __del__ of a half-built widget
+        if getattr(self, "_closed", True):
             super().close()
             return
         self._closed = True
-        self.session.unsubscribe(self._on_session_update)
-        self.session.close()
+        if getattr(self, "_projection", None) is not None:
+            self._projection.cancel()
+        session = getattr(self, "session", None)  # None when the constructor failed
+        if session is not None:
+            session.unsubscribe(self._on_session_update)
+            session.close()
         super().close()
 
     # ------------------------------------------------------------------ front end messages
@@ -563,18 +582,21 @@ class Labeller(anywidget.AnyWidget):
             if not self._dirty.is_set():
                 return
 
-    def _run_umap(self, seed: int):
-        from . import project
-
-        try:
-            xy = project.umap(self._features, seed=seed)
-        except Exception as exc:
-            self._umap_running = False
-            self._set_error(f"UMAP failed, keeping the preview map: {type(exc).__name__}: {exc}")
-            return
+    def _on_umap_done(self, coords):
         self._umap_running = False
         if not self._closed:
-            self.set_coords(xy, kind="umap")
+            self.set_coords(coords, kind="umap")
+
+    def _on_umap_error(self, exc):
+        self._umap_running = False
+        if not self._closed:
+            self._set_error(f"UMAP failed, the map keeps the preview: {type(exc).__name__}: {exc}")
+
+    def _on_umap_progress(self, fraction, message):
+        # Throttled: a status message per 10% is plenty.
+        if fraction - self._umap_progress >= 0.1 and not self._closed and hasattr(self, "session"):
+            self._umap_progress = fraction
+            self._update_status()
 
     def set_coords(self, coords, kind: str = "given"):
         """Replace the map coordinates ((n_samples, 2)); the browser keeps zoom and pan."""
@@ -582,10 +604,13 @@ class Labeller(anywidget.AnyWidget):
         n = self._features.shape[0]
         if coords.shape != (n, 2) or not np.isfinite(coords).all():
             raise ValueError(f"coords must be a finite array of shape ({n}, 2), got shape {coords.shape}")
-        self._x, self._y = _fit_square(coords)
-        self._coords_kind = kind
-        self._send_arrays({"x": self._x, "y": self._y})
-        self._update_status()
+        with self._send_lock:
+            self._x, self._y = _fit_square(coords)
+            self._coords_kind = kind
+            if hasattr(self, "session"):  # not during construction (hello sends everything)
+                self._send_arrays({"x": self._x, "y": self._y})
+        if hasattr(self, "session"):
+            self._update_status()
 
     def _send_full_state(self):
         self._send_arrays(
@@ -658,7 +683,9 @@ class Labeller(anywidget.AnyWidget):
             parts.append(f"{strategy}: {reason}" if reason else strategy)
         parts.append("retraining…" if busy else (f"last retrain {last}" if last else "not trained yet"))
         if self._coords_kind == "preview":
-            parts.append("map: preview (UMAP running)" if self._umap_running else "map: preview")
+            parts.append(
+                f"map: preview (UMAP {int(self._umap_progress * 100)}%)" if self._umap_running else "map: preview"
+            )
         self.status = {
             "n_points": int(self._features.shape[0]),
             "n_labelled": n_labelled,

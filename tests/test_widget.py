@@ -1,5 +1,7 @@
 """Labeller without a browser: the messages the front end sends go through the same handler,
 and the tests look at what reached the store and what the kernel sent back."""
+import time
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -122,38 +124,43 @@ def test_lasso_labels_arrive_as_a_binary_buffer_and_undo_as_one_step(digits, tmp
     w.close()
 
 
-@pytest.mark.parametrize(
-    "message, words",
-    [
-        ({"type": "label", "indices": [N + 5], "class": "one"}, "out of range"),
-        ({"type": "label", "indices": [-1], "class": "one"}, "out of range"),
-        ({"type": "label", "indices": ["3"], "class": "one"}, "integers"),
-        ({"type": "label", "indices": [1.5], "class": "one"}, "integers"),
-        ({"type": "label", "indices": [True], "class": "one"}, "integers"),
-        ({"type": "label", "indices": 3, "class": "one"}, "list"),
-        ({"type": "label", "indices": [], "class": "one"}, "no point"),
-        ({"type": "label", "indices": [1], "class": "cat"}, "unknown class"),
-        ({"type": "label", "indices": [1], "class": 7}, "out of range"),
-        ({"type": "label", "indices": [1], "class": None}, "class"),
-        ({"type": "label", "indices": [1], "class": [1]}, "class"),
-        ({"type": "label", "class": "one"}, "indices"),
-        ({"type": "explode"}, "unknown message type"),
-        ({"no": "type"}, "unknown message type"),
-        (["not", "a", "dict"], "JSON object"),
-        ({"type": "thumbs", "indices": "all"}, "list"),
-        ({"type": "add_class", "name": ""}, "non-empty"),
-        ({"type": "add_class", "name": 5}, "non-empty"),
-    ],
-)
-def test_malformed_messages_become_words_in_the_status(digits, tmp_path, message, words):
+MALFORMED = [
+    ({"type": "label", "indices": [N + 5], "class": "one"}, "out of range"),
+    ({"type": "label", "indices": [-1], "class": "one"}, "out of range"),
+    ({"type": "label", "indices": ["3"], "class": "one"}, "integers"),
+    ({"type": "label", "indices": [1.5], "class": "one"}, "integers"),
+    ({"type": "label", "indices": [True], "class": "one"}, "integers"),
+    ({"type": "label", "indices": 3, "class": "one"}, "list"),
+    ({"type": "label", "indices": [], "class": "one"}, "no point"),
+    ({"type": "label", "indices": [1], "class": "cat"}, "unknown class"),
+    ({"type": "label", "indices": [1], "class": 7}, "out of range"),
+    ({"type": "label", "indices": [1], "class": None}, "class"),
+    ({"type": "label", "indices": [1], "class": [1]}, "class"),
+    ({"type": "label", "class": "one"}, "indices"),
+    ({"type": "explode"}, "unknown message type"),
+    ({"no": "type"}, "unknown message type"),
+    (["not", "a", "dict"], "JSON object"),
+    ({"type": "thumbs", "indices": "all"}, "list"),
+    ({"type": "thumbs", "indices": [10**12]}, "out of range"),
+    ({"type": "add_class", "name": ""}, "non-empty"),
+    ({"type": "add_class", "name": 5}, "non-empty"),
+]
+
+
+def test_malformed_messages_become_words_in_the_status(digits, tmp_path):
     w, rec = make(digits, tmp_path)
-    w.handle_message(message)  # never raises
-    assert words in w.status["error"]
-    assert words in w.status["error"] and w.status["n_labelled"] == 0
+    for message, words in MALFORMED:
+        w.handle_message(message)  # never raises
+        assert words in w.status["error"], (message, w.status["error"])
+        assert w.status["n_labelled"] == 0
     assert stored(tmp_path / "labels.sqlite") == {}
     # The kernel goes on: a good message works and clears the error.
     w.handle_message({"type": "label", "indices": [3], "class": "zero"})
     assert w.status["error"] == ""
+    assert stored(tmp_path / "labels.sqlite") == {3: "zero"}
+    # A wrong-sized index buffer from the browser is refused the same way.
+    w.handle_message({"type": "label", "class": "one"}, [b"\x01\x02\x03"])
+    assert "index buffer" in w.status["error"]
     assert stored(tmp_path / "labels.sqlite") == {3: "zero"}
     w.session.wait()
     w.close()
@@ -308,3 +315,30 @@ def test_constructor_checks_its_arguments(digits, tmp_path):
         w.color_by = "rainbow"
     w.color_by = "uncertainty"
     w.close()
+
+
+def test_preview_first_then_umap_swapped_in(digits, tmp_path):
+    X, _, _ = digits
+    X = X * 1.5 + 0.25  # features no other test projects, so UMAP is not in the cache yet
+    w = Labeller(X, classes=CLASSES, store=":memory:", batch_size=5)
+    rec = Recorder()
+    w._emit = rec
+    preview = np.c_[w._x, w._y].copy()
+    w.handle_message({"type": "hello"})
+    assert rec.arrays()[0]["reset"] is True
+    w._projection.wait(300)  # UMAP runs in its own thread; the map was usable meanwhile
+    for _ in range(600):  # on_done runs just after the job reports itself finished
+        if w.status["coords"] == "umap":
+            break
+        time.sleep(0.05)
+    assert w.status["coords"] == "umap"
+    commit, arrays = rec.arrays()
+    assert commit["reset"] is False and set(arrays) == {"x", "y"}
+    swapped = np.c_[arrays["x"], arrays["y"]]
+    assert np.abs(swapped).max() <= 1.0 and not np.allclose(swapped, preview)
+    w.session.wait()
+    w.close()
+    fixed = Labeller(X, classes=CLASSES, store=":memory:", projection="preview")
+    assert fixed.status["coords"] == "preview" and fixed._projection is None
+    np.testing.assert_allclose(np.c_[fixed._x, fixed._y], preview)
+    fixed.close()

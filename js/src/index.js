@@ -115,7 +115,7 @@ function render({ model, el }) {
     selected: [],
     hovered: -1,
     focusPos: 0, // position in the batch of the focused gallery card
-    colorBy: model.get("color_by") || "label",
+    colorBy: model.get("color_by") || "prediction",
     mode: "pan",
     coordsChanged: false,
     spatialIndex: null,
@@ -185,7 +185,9 @@ function render({ model, el }) {
     const base = basePointSize(S.n);
     const cats = categoricalColors(K - 1, S.theme);
     const sizes = [];
-    for (let b = 0; b < 4; b++) for (let k = 0; k < K; k++) sizes.push(b >= 2 ? base * 2 + 3 : base);
+    // unlabelled, labelled (larger: the user's own answers stay visible), batch (largest)
+    const blockSize = [base, Math.round(base * 1.6 + 1), base * 2 + 3, base * 2 + 3];
+    for (let b = 0; b < 4; b++) for (let k = 0; k < K; k++) sizes.push(blockSize[b]);
     const props = { sizeBy: "valueA", pointSize: sizes, pointColorActive: S.theme.accent };
     if (S.colorBy === "uncertainty") {
       props.colorBy = "valueB";
@@ -494,6 +496,11 @@ function render({ model, el }) {
     showHover(i);
   });
   scatter.subscribe("pointOut", () => {
+    S.hovered = -1;
+    hideHover();
+  });
+  // regl-scatterplot does not always report pointOut when the pointer leaves the canvas.
+  listen(canvas, "mouseleave", () => {
     S.hovered = -1;
     hideHover();
   });
