@@ -247,3 +247,25 @@ def test_edge_guard_refuses_huge_graphs(blobs, monkeypatch):
     monkeypatch.setattr(G, "MAX_EDGES", 10)
     with pytest.raises(ValueError, match="edges"):
         Geometry.of(blobs).probcover_delta(4)
+
+
+def test_big_clusters_get_a_shortlist_with_exact_typicality(blobs, monkeypatch):
+    monkeypatch.setattr(G, "TYPICALITY_EXACT_MAX", 40)
+    monkeypatch.setattr(G, "TYPICALITY_SAMPLE", 30)
+    monkeypatch.setattr(G, "TYPICALITY_SHORTLIST", 12)
+    g = Geometry.of(blobs)
+    order, starts = g.members(2, 0)
+    for c in range(2):
+        members = order[starts[c]:starts[c + 1]]
+        assert members.size > 40
+        rows, typ = g.typicality_order(2, 0, c)
+        assert rows.size == 12 and np.isin(rows, members).all()
+        k = min(20, members.size // 2)
+        D = brute_dist(g.X[members])
+        np.fill_diagonal(D, np.inf)
+        exact = 1.0 / (np.sort(D, 1)[:, :k].mean(1) + 1e-12)
+        pos = {m: i for i, m in enumerate(members.tolist())}
+        np.testing.assert_allclose(typ, exact[[pos[r] for r in rows.tolist()]], rtol=1e-4)
+        assert typ[0] == pytest.approx(exact.max(), rel=1e-4)  # the best point made the shortlist
+        full, ftyp = g.typicality_order(2, 0, c, exact_max=members.size)
+        assert full.size == members.size and ftyp[0] == pytest.approx(exact.max(), rel=1e-4)

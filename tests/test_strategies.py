@@ -434,16 +434,20 @@ def test_auto_switches_from_cold_start_to_dropquery(digits):
     t = auto_mod.MIN_LABELS_PER_CLASS
     _, info = S.select("auto", X, np.full(len(y), -1), 5, return_info=True)
     assert info["strategy"] == "typiclust" and "0 labels" in info["reason"] and "cold start" in info["reason"]
-    few = some_labels(y, 1)
-    _, info = S.select("auto", X, few, 5, return_info=True, cold_start="probcover")
+    # Declared classes count before they have labels: 10 * t / 2 labels over 10 classes.
+    few = np.full(len(y), -1)
+    n_few = max(2, int(10 * t / 2))
+    few[:n_few] = np.arange(n_few) % 10
+    _, info = S.select("auto", X, few, 5, return_info=True, cold_start="probcover", n_classes=10)
     assert info["strategy"] == "probcover"
-    assert info["reason"].startswith(f"probcover: 10 labels, 1.0 per class < {t:g}, cold start")
+    assert info["reason"].startswith(f"probcover: {n_few} labels, {n_few / 10:.1f} per class < {t:g}, cold start")
     many = some_labels(y, int(np.ceil(t)) + 1)
     idx, info = S.select("auto", X, many, 5, return_info=True)
     check_batch(idx, many, 5)
     assert info["strategy"] == "dropquery" and f">= {t:g}" in info["reason"]
-    # Declared classes count even before they have labels.
     _, info = S.select("auto", X, many, 5, return_info=True, n_classes=200)
     assert info["strategy"] == "typiclust"
-    _, info = S.select("auto", X, few, 5, return_info=True, min_per_class=1)
+    _, info = S.select("auto", X, few, 5, return_info=True, n_classes=10, min_per_class=0.1)
     assert info["strategy"] == "dropquery"
+    _, info = S.select("auto", X, many, 5, return_info=True, min_per_class=float("inf"))
+    assert info["strategy"] == "typiclust"

@@ -6,6 +6,12 @@ fewest labels first (labels picked in this batch count), then largest first, and
 take the unlabelled point with the highest typicality
 ``1 / mean distance to its k nearest neighbours inside the cluster``, k = min(20, size // 2).
 
+Big clusters. Exact typicality costs O(size^2 D) per cluster, which at N = 100k and small K
+(the first labels) means tens of seconds; clusters above ``exact_max`` (4096) points are
+first shortlisted by a subsample density estimate and only the 256 best get their exact
+typicality (see :meth:`alwidget.geometry.Geometry.typicality_order`). Pass
+``exact_max=N`` for exact values everywhere.
+
 Cheap repeated calls. The session asks for a batch after every label, so K is rounded up
 to the next value of :data:`K_LADDER` (at most 25 % more clusters than L + B): one k-means
 per ladder step serves every L in between from the geometry cache, and typicality is
@@ -38,7 +44,7 @@ def ladder_up(k: int) -> int:
 
 @register("typiclust", summary="typical points of the least-labelled k-means clusters (low budget)")
 def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size: int = 5,
-              n_neighbors: int = 20, ladder: bool = True):
+              n_neighbors: int = 20, ladder: bool = True, exact_max=None):
     """TypiClust batch of k points; see the module docstring."""
     geo = ctx.geometry
     n = ctx.n_samples
@@ -58,10 +64,15 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
     pointer: dict = {}
     while heap and len(picks) < k:
         cnt, neg_size, c = heapq.heappop(heap)
-        rows, _ = geo.typicality_order(K, ctx.seed, c, n_neighbors)
+        rows, _ = geo.typicality_order(K, ctx.seed, c, n_neighbors, exact_max)
         p = pointer.get(c, 0)
         while p < rows.size and taken[rows[p]]:
             p += 1
+        if p == rows.size and rows.size < sizes[c]:  # a big cluster's shortlist ran out
+            rows, _ = geo.typicality_order(K, ctx.seed, c, n_neighbors, exact_max=int(sizes[c]))
+            p = 0
+            while p < rows.size and taken[rows[p]]:
+                p += 1
         if p == rows.size:
             continue  # cluster exhausted: drop it
         picks.append(int(rows[p]))
