@@ -111,8 +111,84 @@ def clear_pool_cache() -> None:
         _ID_CACHE.clear()
 
 
+def _loss_grad(x, onehot, W, b, reg: float):
+    """Mean softmax cross-entropy + reg * ||W||^2 and its analytic gradient (no autograd)."""
+    import torch
+
+    z = torch.addmm(b, x, W)
+    logp = z.log_softmax(1)
+    loss = -(logp * onehot).sum() / x.shape[0] + reg * W.square().sum()
+    g = (logp.exp() - onehot) / x.shape[0]
+    return float(loss), x.T @ g + (2 * reg) * W, g.sum(0)
+
+
+def _lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: float = 1e-6,
+           ftol: float = 1e-9):
+    """Minimise mean cross-entropy(x @ W + b, y) + reg * ||W||^2 from (W0, b0) with L-BFGS.
+
+    Two-loop recursion with an Armijo backtracking line search; the objective is smooth and
+    (for reg > 0) strongly convex, so this converges like torch's or SciPy's L-BFGS. Written
+    here because the first torch.optim optimizer of a process imports torch._dynamo (seconds
+    on a small machine) and SciPy's L-BFGS-B costs milliseconds per step at this size.
+    Returns (W, b) float32 tensors on x's device and the number of iterations.
+    """
+    import torch
+
+    d, c = W0.shape
+    onehot = torch.nn.functional.one_hot(y, c).to(x.dtype)
+
+    def f(theta):
+        loss, gw, gb = _loss_grad(x, onehot, theta[:d * c].view(d, c), theta[d * c:], reg)
+        return loss, torch.cat([gw.reshape(-1), gb])
+
+    theta = torch.cat([W0.reshape(-1), b0]).float()
+    loss, g = f(theta)
+    hist: list = []  # (s, y, 1 / y.s), oldest first
+    n_iter = 0
+    while n_iter < max_iter and float(g.abs().max()) > gtol:
+        q = -g
+        alphas = []
+        for s, yv, rho in reversed(hist):
+            a = rho * float(s @ q)
+            q = q - a * yv
+            alphas.append(a)
+        if hist:
+            s, yv, rho = hist[-1]
+            q = q * (1.0 / (rho * float(yv @ yv)))  # gamma = s.y / y.y
+        else:
+            q = q * min(1.0, 1.0 / float(g.abs().sum()))
+        for (s, yv, rho), a in zip(hist, reversed(alphas)):
+            q = q + (a - rho * float(yv @ q)) * s
+        slope = float(g @ q)
+        if slope >= 0:  # lost descent (numerical noise): restart from steepest descent
+            hist.clear()
+            q = -g * min(1.0, 1.0 / float(g.abs().sum()))
+            slope = float(g @ q)
+        step = 1.0
+        for _ in range(30):
+            new = theta + step * q
+            new_loss, new_g = f(new)
+            if new_loss <= loss + 1e-4 * step * slope:
+                break
+            step *= 0.5
+        else:
+            break  # no decrease possible at float32 precision: converged
+        s, yv = new - theta, new_g - g
+        sy = float(s @ yv)
+        if sy > 1e-12:
+            hist.append((s, yv, 1.0 / sy))
+            if len(hist) > history:
+                hist.pop(0)
+        n_iter += 1
+        done = loss - new_loss <= ftol * max(1.0, abs(loss))
+        theta, loss, g = new, new_loss, new_g
+        if done:
+            break
+    return theta[:d * c].view(d, c).clone(), theta[d * c:].clone(), n_iter
+
+
 class LinearProbe:
-    """Multinomial logistic regression with L2 and input dropout, trained full-batch with L-BFGS.
+    """Multinomial logistic regression with L2 and input dropout, trained full-batch (L-BFGS).
 
     Parameters
     ----------
@@ -219,26 +295,11 @@ class LinearProbe:
         cols_t = torch.from_numpy(cols).to(self.device)
         if cols.size > 1:
             xl, yl = self._training_rows(idx, torch.from_numpy(remap[y]).to(self.device))
-            W = self._W[:, cols_t].clone().requires_grad_(True)
-            b = self._b[cols_t].clone().requires_grad_(True)
-            reg = 0.5 * self.l2 / idx.size
-            opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=self.warm_iter if warm else self.max_iter,
-                                    history_size=10, line_search_fn="strong_wolfe",
-                                    tolerance_grad=1e-6, tolerance_change=1e-10)
-
-            def closure():
-                opt.zero_grad()
-                loss = torch.nn.functional.cross_entropy(xl @ W + b, yl) + reg * W.square().sum()
-                loss.backward()
-                return loss
-
-            with torch.enable_grad():
-                opt.step(closure)
-            self.n_iter_ = int(opt.state[W].get("n_iter", 0))
-            with torch.no_grad():
-                if torch.isfinite(W).all() and torch.isfinite(b).all():
-                    self._W[:, cols_t] = W.detach()
-                    self._b[cols_t] = b.detach()
+            W, b, self.n_iter_ = _lbfgs(xl, yl, self._W[:, cols_t], self._b[cols_t], 0.5 * self.l2 / idx.size,
+                                        self.warm_iter if warm else self.max_iter)
+            if torch.isfinite(W).all() and torch.isfinite(b).all():
+                self._W[:, cols_t] = W
+                self._b[cols_t] = b
         else:
             self.n_iter_ = 0  # a single class: every prediction is that class, nothing to learn
         self._seen = seen
