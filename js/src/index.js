@@ -764,6 +764,7 @@ function render({ model, el }) {
       return out;
     },
     select: (indices) => selectPoints(Array.from(indices)),
+    camera: () => ({ target: Array.from(scatter.get("cameraTarget")), distance: Number(scatter.get("cameraDistance")) }),
     send: (content) => model.send(content),
     get timings() {
       return { ...S.timings };
