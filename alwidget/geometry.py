@@ -33,7 +33,7 @@ BACKEND = "auto"
 SMALL_N = 2048
 # TypiClust: clusters above this size get a shortlist before exact typicality (see
 # Geometry.typicality_order): exact costs O(s^2 D), e.g. ~25 s at N = 100k, K = 10, 1 thread.
-TYPICALITY_EXACT_MAX = 4096
+TYPICALITY_EXACT_MAX = 2048
 TYPICALITY_SAMPLE = 1024
 TYPICALITY_SHORTLIST = 256
 # Bytes of one distance tile in the torch paths (rows x N float32).

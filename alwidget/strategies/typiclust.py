@@ -7,7 +7,7 @@ take the unlabelled point with the highest typicality
 ``1 / mean distance to its k nearest neighbours inside the cluster``, k = min(20, size // 2).
 
 Big clusters. Exact typicality costs O(size^2 D) per cluster, which at N = 100k and small K
-(the first labels) means tens of seconds; clusters above ``exact_max`` (4096) points are
+(the first labels) means tens of seconds; clusters above ``exact_max`` (2048) points are
 first shortlisted by a subsample density estimate and only the 256 best get their exact
 typicality (see :meth:`alwidget.geometry.Geometry.typicality_order`). Pass
 ``exact_max=N`` for exact values everywhere.
