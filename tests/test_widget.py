@@ -300,6 +300,9 @@ def test_new_coordinates_travel_without_a_reset(digits, tmp_path):
 
 
 def test_constructor_checks_its_arguments(digits, tmp_path):
+    import alwidget
+
+    assert alwidget.Labeller is Labeller  # the public name
     X, _, images = digits
     with pytest.raises(ValueError, match="coords"):
         Labeller(X, classes=CLASSES, store=":memory:", coords=np.zeros((3, 2)))
