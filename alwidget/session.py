@@ -24,9 +24,20 @@ from .store import LabelStore, StoreMismatchError, check_class_name, export_data
 __all__ = ["Session"]
 
 
-def _default_threads() -> int:
-    # Leave a core to the kernel's main thread and the browser on small machines.
+def default_threads() -> int:
+    """Threads for background learning: leave a core to the kernel and the browser (1..4)."""
     return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def strategy_accepts(strategy: str, param: str) -> bool:
+    """Whether ``strategies.select(strategy, ..., **{param: ...})`` accepts the parameter."""
+    from . import strategies
+    from .strategies import _common
+
+    if strategy == "auto":
+        return param in strategies.auto.auto_params()
+    accepted = _common.REGISTRY[strategy].params
+    return accepted is None or param in accepted
 
 
 class Session:
@@ -68,7 +79,7 @@ class Session:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int, got {seed!r}")
         self.seed = int(seed)
-        self.n_threads = _default_threads() if n_threads is None else check_k(n_threads, "n_threads")
+        self.n_threads = default_threads() if n_threads is None else check_k(n_threads, "n_threads")
         if classes is not None:
             if isinstance(classes, str) or not hasattr(classes, "__iter__"):
                 raise TypeError(f"classes must be a list of class names, got {classes!r}")
@@ -429,19 +440,11 @@ class Session:
         probe = self.probe if self.probe.is_fitted and (labels >= 0).any() else None
         params = {}
         n_classes = len(self.store.classes)
-        if n_classes >= 2 and self._accepts(strategy, "n_classes"):
+        if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
             params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
         idx, info = self._strategies.select(strategy, self.features, labels, min(k, n_free), seed=self.seed + round_,
                                             probe=probe, return_info=True, n_threads=self.n_threads, **params)
         return np.asarray(idx, dtype=np.int64), dict(info)
-
-    def _accepts(self, strategy: str, param: str) -> bool:
-        from .strategies import _common
-
-        if strategy == "auto":
-            return param in self._strategies.auto.auto_params()
-        accepted = _common.REGISTRY[strategy].params
-        return accepted is None or param in accepted
 
     # ------------------------------------------------------------------ lifetime
     def _check_open(self):
