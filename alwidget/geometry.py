@@ -214,6 +214,21 @@ def _assign_torch(xt, cent):
     return ids, best
 
 
+def _cluster_sums(xt, ids, K, blocked=None):
+    """(K, D) per-cluster sums. On CUDA via one-hot products in fixed row blocks, because
+    index_add_ there uses float atomics whose order (and so the result) varies run to run."""
+    import torch
+
+    if not (xt.is_cuda if blocked is None else blocked):
+        return torch.zeros((K, xt.shape[1]), dtype=xt.dtype, device=xt.device).index_add_(0, ids, xt)
+    sums = torch.zeros((K, xt.shape[1]), dtype=xt.dtype, device=xt.device)
+    rows = _rows_per_tile(K)
+    for a in range(0, xt.shape[0], rows):
+        onehot = torch.nn.functional.one_hot(ids[a:a + rows], K).to(xt.dtype)
+        sums += onehot.T @ xt[a:a + rows]
+    return sums
+
+
 def _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid):
     import torch
 
@@ -236,7 +251,7 @@ def _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid):
         cent = xt[chosen].clone()
         for _ in range(int(n_iter)):
             ids, dist = _assign_torch(xt, cent)
-            sums = torch.zeros_like(cent).index_add_(0, ids, xt)
+            sums = _cluster_sums(xt, ids, K)
             cnt = torch.bincount(ids, minlength=K).to(xt.dtype)
             empty = torch.nonzero(cnt == 0).flatten()
             cent = torch.where(cnt[:, None] > 0, sums / cnt.clamp_min(1)[:, None], cent)

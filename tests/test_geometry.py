@@ -269,3 +269,14 @@ def test_big_clusters_get_a_shortlist_with_exact_typicality(blobs, monkeypatch):
         assert typ[0] == pytest.approx(exact.max(), rel=1e-4)  # the best point made the shortlist
         full, ftyp = g.typicality_order(2, 0, c, exact_max=members.size)
         assert full.size == members.size and ftyp[0] == pytest.approx(exact.max(), rel=1e-4)
+
+
+def test_cluster_sums_blocked_one_hot_path_equals_index_add():
+    import torch
+
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((1000, 6)).astype(np.float32))
+    ids = torch.from_numpy(np.random.default_rng(3).integers(0, 7, 1000))
+    a = G._cluster_sums(x, ids, 9, blocked=False)
+    b = G._cluster_sums(x, ids, 9, blocked=True)  # the CUDA path, run on the CPU
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    assert torch.all(a[7:] == 0)
