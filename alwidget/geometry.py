@@ -192,7 +192,7 @@ def kmeans(X, n_clusters: int, *, seed: int = 0, n_iter: int = 20, backend=None,
     if kind == "faiss":
         import faiss
 
-        km = faiss.Kmeans(d, K, niter=int(n_iter), seed=int(seed), verbose=False,
+        km = faiss.Kmeans(d, K, niter=int(n_iter), seed=int(seed) % 2**31, verbose=False,
                           max_points_per_centroid=int(max_points_per_centroid), min_points_per_centroid=1)
         km.train(X)
         _, assign = km.index.search(X, 1)

@@ -119,8 +119,22 @@ def test_duplicates_and_tiny_clusters_survive(name):
 def test_different_seeds_can_differ(digits, name):
     X, y = digits
     labels = some_labels(y, 2)
-    picks = {tuple(S.select(name, X, labels, 10, seed=s)) for s in range(4)}
+    picks = {tuple(S.select(name, X, labels, 10, seed=s, geometry_seed=s)) for s in range(4)}
     assert len(picks) > 1
+
+
+@pytest.mark.parametrize("name", ["typiclust", "probcover"])
+def test_per_call_seed_reuses_the_cached_geometry(digits, name):
+    X, y = digits
+    labels = some_labels(y, 2)
+    geo = Geometry.of(X)
+    before = (len(geo._kmeans), len(geo._delta), len(geo._ball))
+    S.select(name, X, labels, 10, seed=0)
+    after_one = (len(geo._kmeans), len(geo._delta), len(geo._ball))
+    for s in range(1, 5):  # a session varying the seed every round
+        check_batch(S.select(name, X, labels, 10, seed=s), labels, 10)
+    assert (len(geo._kmeans), len(geo._delta), len(geo._ball)) == after_one
+    assert after_one[0] <= before[0] + 1
 
 
 # --------------------------------------------------------------------------- errors
@@ -140,6 +154,8 @@ def test_different_seeds_can_differ(digits, name):
     (lambda X, L: S.select("margin", X, L, 3, proba=np.ones((4, 2))), ValueError, "proba must be"),
     (lambda X, L: S.select("probcover", X, L, 3, delta=-1.0), ValueError, "delta must be"),
     (lambda X, L: S.select("random", X, L, 3, backend="gpu!"), ValueError, "backend must be"),
+    (lambda X, L: S.select("random", X, L, 3, seed=-1), ValueError, "seed must be an integer >= 0"),
+    (lambda X, L: S.select("random", X, L, 3, geometry_seed=1.5), TypeError, "geometry_seed must be"),
 ])
 def test_bad_input_raises_clear_errors(digits, call, exc, words):
     X, y = digits

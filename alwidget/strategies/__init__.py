@@ -39,7 +39,7 @@ def describe() -> dict:
 
 
 def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, return_info: bool = False,
-           backend=None, device=None, n_threads=None, **params):
+           geometry_seed: int = 0, backend=None, device=None, n_threads=None, **params):
     """Indices of the next batch to label.
 
     Parameters
@@ -51,7 +51,13 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, re
     k : int > 0
         Batch size; ``min(k, n_unlabelled)`` indices come back.
     seed : int
-        Same seed, same inputs -> same indices.
+        Same seed, same inputs -> same indices. Drives the per-call choices (tie-breaks,
+        random fills, dropout masks, DropQuery's k-means).
+    geometry_seed : int
+        Seeds the cached feature-only clusterings (TypiClust's k-means, ProbCover's
+        pseudo-labels and delta). Kept apart from ``seed`` so that a caller varying ``seed``
+        per round still reuses the cached geometry; pass the run's seed to vary clusterings
+        between independent runs (simulations).
     probe : alwidget.probe.LinearProbe fitted on (features, labels), optional
         Model-based strategies train one when None.
     return_info : bool
@@ -82,7 +88,13 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, re
     geo = Geometry.of(features, backend=backend)  # validates features on first sight
     labels = check_labels(labels, geo.n_samples)
     n_threads = None if n_threads is None else check_k(n_threads, "n_threads")
-    ctx = Context(features=features, labels=labels, seed=int(seed), probe=probe, backend=backend,
+    for arg, v in (("seed", seed), ("geometry_seed", geometry_seed)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{arg} must be an integer >= 0, got {v!r}")
+        if v < 0:
+            raise ValueError(f"{arg} must be an integer >= 0, got {v}")
+    ctx = Context(features=features, labels=labels, seed=int(seed), geometry_seed=int(geometry_seed),
+                  probe=probe, backend=backend,
                   device=device, _geometry=geo)
     n_unl = int(np.count_nonzero(labels < 0))
     kk = min(k, n_unl)

@@ -57,6 +57,7 @@ class Context:
     features: object
     labels: np.ndarray
     seed: int
+    geometry_seed: int = 0
     probe: object = None
     backend: object = None
     device: object = None

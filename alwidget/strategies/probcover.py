@@ -64,7 +64,7 @@ def probcover(ctx: Context, k: int, *, n_classes=None, purity: float = 0.95, del
     n = ctx.n_samples
     K = pseudo_classes(ctx, n_classes)
     if delta is None:
-        pc = geo.probcover_info(K, ctx.seed, purity)
+        pc = geo.probcover_info(K, ctx.geometry_seed, purity)
         d = pc["delta"]
         info = {"delta": d, "purity": pc["purity"], "n_pseudo_classes": pc["n_pseudo"]}
         why = f"delta={d:.4g} (purity {pc['purity']:.3f} >= {purity} with {pc['n_pseudo']} pseudo-classes)"

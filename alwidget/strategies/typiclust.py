@@ -51,7 +51,7 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
     labelled = ctx.labelled
     want = min(labelled.size + k, int(max_clusters))
     K = min(ladder_up(want) if ladder else want, int(max_clusters), n)
-    assign, _ = geo.kmeans(K, ctx.seed)
+    assign, _ = geo.kmeans(K, ctx.geometry_seed)
     sizes = np.bincount(assign, minlength=K)
     held = np.bincount(assign[labelled], minlength=K)
     free = sizes - held
@@ -64,12 +64,12 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
     pointer: dict = {}
     while heap and len(picks) < k:
         cnt, neg_size, c = heapq.heappop(heap)
-        rows, _ = geo.typicality_order(K, ctx.seed, c, n_neighbors, exact_max)
+        rows, _ = geo.typicality_order(K, ctx.geometry_seed, c, n_neighbors, exact_max)
         p = pointer.get(c, 0)
         while p < rows.size and taken[rows[p]]:
             p += 1
         if p == rows.size and rows.size < sizes[c]:  # a big cluster's shortlist ran out
-            rows, _ = geo.typicality_order(K, ctx.seed, c, n_neighbors, exact_max=int(sizes[c]))
+            rows, _ = geo.typicality_order(K, ctx.geometry_seed, c, n_neighbors, exact_max=int(sizes[c]))
             p = 0
             while p < rows.size and taken[rows[p]]:
                 p += 1
