@@ -5,6 +5,9 @@ from sklearn.datasets import load_digits
 
 from alwidget.probe import LinearProbe
 
+# The GPU path runs the same tests wherever CUDA is present.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -21,17 +24,18 @@ def _partial(y, n, seed=0):
     return labels
 
 
-def test_learns_digits_well_above_chance(digits):
+@pytest.mark.parametrize("device", DEVICES)
+def test_learns_digits_well_above_chance(digits, device):
     X, y = digits
     labels = _partial(y, 100)
-    probe = LinearProbe(device="cpu").fit(X, labels)
+    probe = LinearProbe(device=device).fit(X, labels)
     rest = labels < 0
     acc = (probe.predict()[rest] == y[rest]).mean()
     assert acc > 0.8  # chance is 0.1
     proba = probe.predict_proba()
     assert proba.shape == (len(y), 10) and proba.dtype == np.float32
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
-    assert probe.n_classes == 10 and probe.device == torch.device("cpu")
+    assert probe.n_classes == 10 and probe.device.type == device
 
 
 def test_pool_is_standardised_over_the_whole_pool_and_cached(digits):
@@ -50,10 +54,11 @@ def test_pool_is_standardised_over_the_whole_pool_and_cached(digits):
     assert b.transform() is xs and c.transform() is xs
 
 
-def test_warm_start_reuses_weights(digits):
+@pytest.mark.parametrize("device", DEVICES)
+def test_warm_start_reuses_weights(digits, device):
     X, y = digits
     labels = _partial(y, 60)
-    probe = LinearProbe(device="cpu", input_dropout=0.0)
+    probe = LinearProbe(device=device, input_dropout=0.0)
     probe.fit(X, labels)
     cold_iters = probe.n_iter_
     before = probe.predict_proba()
@@ -63,17 +68,18 @@ def test_warm_start_reuses_weights(digits):
     # One more label: the warm refit agrees with a cold fit on the same labels.
     labels[np.flatnonzero(labels < 0)[0]] = 3
     probe.fit(X, labels)
-    cold = LinearProbe(device="cpu", input_dropout=0.0, max_iter=500).fit(X, labels)
+    cold = LinearProbe(device=device, input_dropout=0.0, max_iter=500).fit(X, labels)
     agree = (probe.predict() == cold.predict()).mean()
     assert agree > 0.97
 
 
-def test_new_classes_grow_the_weight_matrix(digits):
+@pytest.mark.parametrize("device", DEVICES)
+def test_new_classes_grow_the_weight_matrix(digits, device):
     X, y = digits
     labels = np.full(len(y), -1)
     first = np.flatnonzero(y < 2)[:20]
     labels[first] = y[first]
-    probe = LinearProbe(device="cpu").fit(X, labels)
+    probe = LinearProbe(device=device).fit(X, labels)
     assert probe.n_classes == 2
     assert set(np.unique(probe.predict())) <= {0, 1}
     new = np.flatnonzero(y == 2)[:10]
@@ -100,7 +106,8 @@ def test_single_class_predicts_that_class(digits):
     assert np.all(proba[:, 4] == 1) and np.all(probe.predict_dropout() == 4)
 
 
-def test_no_nan_on_extreme_inputs():
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_nan_on_extreme_inputs(device):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((400, 16)).astype(np.float32)
     X[0] = 1e30
@@ -110,7 +117,7 @@ def test_no_nan_on_extreme_inputs():
     X[3:6, 6] = 1e20
     labels = np.full(400, -1)
     labels[:60] = rng.integers(0, 4, 60)
-    probe = LinearProbe(device="cpu", l2=1e-6).fit(X, labels)
+    probe = LinearProbe(device=device, l2=1e-6).fit(X, labels)
     proba = probe.predict_proba()
     assert np.isfinite(proba).all() and np.all(proba >= 0)
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
@@ -121,21 +128,23 @@ def test_no_nan_on_extreme_inputs():
     assert probe.predict_dropout(huge).shape == (3, 3)
 
 
-def test_no_nan_with_float16_features():
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_nan_with_float16_features(device):
     rng = np.random.default_rng(1)
     X = (rng.standard_normal((300, 8)) * 1e4).astype(np.float16)
     X[0] = 65000  # near float16's maximum
     X[1] = np.float16(6e-8)  # float16 subnormal
     labels = np.full(300, -1)
     labels[:30] = rng.integers(0, 3, 30)
-    probe = LinearProbe(device="cpu").fit(X, labels)
+    probe = LinearProbe(device=device).fit(X, labels)
     assert np.isfinite(probe.predict_proba()).all()
     assert np.isfinite(probe.predict_proba(X[:5])).all()
 
 
-def test_predict_dropout_shape_and_determinism(digits):
+@pytest.mark.parametrize("device", DEVICES)
+def test_predict_dropout_shape_and_determinism(digits, device):
     X, y = digits
-    probe = LinearProbe(device="cpu").fit(X, _partial(y, 80))
+    probe = LinearProbe(device=device).fit(X, _partial(y, 80))
     a = probe.predict_dropout(n_passes=3, p=0.75, seed=5)
     assert a.shape == (3, len(y)) and a.dtype == np.int64
     assert a.min() >= 0 and a.max() < 10

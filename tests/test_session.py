@@ -11,8 +11,13 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 
+import torch
+
 from alwidget import LabelStore, Session
 from alwidget.store import StoreMismatchError
+
+# The GPU path runs the same tests wherever CUDA is present.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +87,11 @@ def test_predictions_and_batches_follow_labels(digits):
         assert st["last_retrain_ms"] >= 0 and st["last_select_ms"] >= 0
 
 
-def test_probe_learns_through_the_session(digits):
+@pytest.mark.parametrize("strategy", ["random", "auto"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_probe_learns_through_the_session(digits, device, strategy):
     X, y = digits
-    with Session(X, classes=[str(d) for d in range(10)], strategy="random", device="cpu", batch_size=100) as s:
+    with Session(X, classes=[str(d) for d in range(10)], strategy=strategy, device=device, batch_size=100) as s:
         batch = s.next_batch()
         for c in range(10):
             s.label_many(batch[y[batch] == c], str(c))
@@ -92,6 +99,11 @@ def test_probe_learns_through_the_session(digits):
         rest = s.label_array() < 0
         acc = (s.predict_proba().argmax(1)[rest] == y[rest]).mean()
         assert acc > 0.8
+        assert s.status["device"].startswith(device) and s.status["error"] is None
+        # The next batch comes from the model-based phase when the strategy is auto (10 per class).
+        assert len(s.next_batch()) == 100
+        if strategy == "auto":
+            assert s.status["active_strategy"] == "dropquery"
 
 
 def test_new_classes_can_appear_any_time(session, digits):
