@@ -30,8 +30,6 @@ balls are tiny on raw digit pixels (mean degree 3-4), so it is a weak cold start
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ._common import REGISTRY, Context, call, register
 
 #: Labels per class from which auto leaves cold start for DropQuery; measured, see below.
