@@ -583,7 +583,8 @@ class Geometry:
             r2 = float(ds[j]) if np.isfinite(ds[j]) else float(finite[-1])
             r2 = r2 * 1.02 + 1e-9
             # Expected edges from the sample, before committing memory to them.
-            est = float(_count_within_sq(self.X, sample[: min(s, 200)], r2, self.backend, self.device).mean()) * n
+            probe_rows = sample[:: max(1, s // 200)]  # spread over the (sorted) sample
+            est = float(_count_within_sq(self.X, probe_rows, r2, self.backend, self.device).mean()) * n
             if est > MAX_EDGES:
                 raise ValueError(
                     f"ProbCover's ball graph would hold about {est:.2e} edges at purity={purity} with "
