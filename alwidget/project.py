@@ -53,7 +53,7 @@ __all__ = [
 #: Rows the preview's PCA is fitted on (all rows are then projected).
 PREVIEW_FIT_ROWS = 20_000
 #: Largest n_samples for which the kNN graph is computed exactly.
-EXACT_KNN_MAX = 30_000
+EXACT_KNN_MAX = 50_000
 #: Bump when the cached coordinates would change for the same parameters.
 _CACHE_FORMAT = 1
 _METRICS = ("cosine", "euclidean")
@@ -91,27 +91,37 @@ def _row_scale(X: np.ndarray, metric: str) -> np.ndarray:
 
 def _preview(X: np.ndarray, seed: int, metric: str) -> np.ndarray:
     """PCA to 2-D fitted on at most PREVIEW_FIT_ROWS rows; trusts X. Returns raw coords (N, 2)."""
+    import scipy.linalg
+    from threadpoolctl import threadpool_limits
+
     n, d = X.shape
     scale = _row_scale(X, metric)
     rows = np.arange(n)
     if n > PREVIEW_FIT_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(n, PREVIEW_FIT_ROWS, replace=False))
-    S = X[rows].astype(np.float64) * scale[rows, None]
-    mean = S.mean(axis=0)
-    S -= mean
-    if d <= S.shape[0]:
-        _, vecs = np.linalg.eigh(S.T @ S)  # ascending eigenvalues
-        comps = vecs[:, ::-1][:, :2]
-    else:
-        comps = np.linalg.svd(S, full_matrices=False)[2][:2].T
-    if comps.shape[1] < 2:  # one feature: second axis is constant
+    S = X[rows] * scale[rows, None]
+    mean = S.mean(axis=0, dtype=np.float64)
+    S -= mean.astype(np.float32)
+    # One BLAS thread: on two busy cores a spinning pool makes this 3-10x slower
+    # (measured), and these matrices are small. (threadpoolctl, not
+    # _util.limit_threads: no torch import on this numpy-only path.)
+    with threadpool_limits(1):
+        if d <= S.shape[0]:
+            cov = (S.T @ S).astype(np.float64)
+            top = min(2, d)
+            _, vecs = scipy.linalg.eigh(cov, subset_by_index=[d - top, d - 1])  # ascending
+            comps = vecs[:, ::-1]
+        else:
+            comps = np.linalg.svd(S.astype(np.float64), full_matrices=False)[2][:2].T
+    if comps.shape[1] < 2:  # one feature (or one row): the second axis is constant
         comps = np.hstack([comps, np.zeros((d, 2 - comps.shape[1]))])
     # Eigenvectors have no sign; fix it so the map never flips between runs.
     flip = np.sign(comps[np.abs(comps).argmax(axis=0), [0, 1]])
     comps *= np.where(flip == 0, 1.0, flip)
-    comps32 = comps.astype(np.float32)
+    comps32 = np.ascontiguousarray(comps, dtype=np.float32)
     # (x * s - mean) @ V == s * (x @ V) - mean @ V: no normalised copy of X.
-    return (X @ comps32) * scale[:, None] - (mean @ comps).astype(np.float32)
+    with threadpool_limits(1):
+        return (X @ comps32) * scale[:, None] - (mean @ comps).astype(np.float32)
 
 
 def _check_metric(metric) -> str:
@@ -121,8 +131,10 @@ def _check_metric(metric) -> str:
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be a non-negative integer (reproducible maps need a fixed seed), got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
     return int(seed)
 
 

@@ -24,7 +24,7 @@ Methods:
 
 Usage:
   python bench/bench_project.py                 # N = 10k, 50k, 100k, all methods
-  python bench/bench_project.py --quick         # smoke run: N = 2k, 5k, few methods
+  python bench/bench_project.py --quick         # smoke run: N = 3k, fewer methods
   python bench/bench_project.py --sizes 20000 --methods preview,alw-umap
   python bench/bench_project.py --features emb.npz [--labels-key labels]
 """
@@ -56,12 +56,17 @@ QUICK_METHODS = ["preview", "sk-pca", "alw-umap", "alw-umap-nnd", "umap-default"
 SUBSAMPLE = 20_000
 
 
-def mixture(n: int, d: int = 512, k: int = 50, seed: int = 0):
-    """(X (n, d) float32 L2-normalised, labels (n,)): k Gaussian blobs, overlapping a little."""
+def mixture(n: int, d: int = 512, seed: int = 0):
+    """(X (n, d) float32 L2-normalised, labels (n,)): 50 Gaussian blobs in 10 groups of 5.
+
+    Blobs of a group share a centre (so they overlap somewhat, like fine classes
+    of one coarse class); labels are the 50 blobs.
+    """
     rng = np.random.default_rng(seed)
-    labels = rng.integers(0, k, n)
-    centres = rng.normal(size=(k, d)).astype(np.float32)
-    X = centres[labels] + 0.9 * rng.normal(size=(n, d)).astype(np.float32)
+    groups = rng.normal(size=(10, d)).astype(np.float32)
+    centres = np.repeat(groups, 5, axis=0) + 0.5 * rng.normal(size=(50, d)).astype(np.float32)
+    labels = rng.integers(0, 50, n)
+    X = centres[labels] + 0.6 * rng.normal(size=(n, d)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     return X, labels
 
@@ -175,12 +180,12 @@ def main(argv=None) -> int:
         child(args)
         return 0
 
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([2000, 5000] if args.quick else [10_000, 50_000, 100_000])
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([3000] if args.quick else [10_000, 50_000, 100_000])
     methods = args.methods.split(",") if args.methods else (QUICK_METHODS if args.quick else ALL_METHODS)
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown:
         p.error(f"unknown method(s) {unknown}; choose from {ALL_METHODS}")
-    print(f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; data: {args.features or 'Gaussian mixture, 50 blobs, D=512'}")
+    print(f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; data: {args.features or 'Gaussian mixture, 50 blobs in 10 groups, D=512'}")
     print("# fresh = new process (imports + numba compilation + fit); warm = second fit in that process")
     header = f"{'N':>7}  {'method':<15} {'fresh s':>8} {'warm s':>8} {'fresh cpu':>9} {'warm cpu':>9} {'repro':>5} {'knn-acc':>7} {'trust':>6}"
     print(header)
