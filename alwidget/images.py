@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageSet", "UnreadableImage", "load_rgb", "summarize_skipped"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageSet", "UnreadableImage", "array_key", "file_key", "load_rgb", "summarize_skipped"]
 
 logger = logging.getLogger("alwidget")
 
@@ -226,11 +226,12 @@ class ImageSet:
                 f"path={str(path)!r} is a file, not a folder; use ImageSet.from_paths([...]) for single files"
             )
         exts = IMAGE_EXTENSIONS if extensions is None else frozenset(e.lower() for e in extensions)
-        found = []
+        root = Path(_norm_path(root))
+        found = []  # (relative name, absolute path, DirEntry); names built while walking: no relpath
         ignored = 0
-        stack = [root]
+        stack = [(str(root), "")]
         while stack:
-            d = stack.pop()
+            d, prefix = stack.pop()
             try:
                 entries = list(os.scandir(d))
             except OSError as exc:
@@ -240,22 +241,22 @@ class ImageSet:
                 try:
                     if e.is_dir(follow_symlinks=True):
                         if recursive and not e.name.startswith("."):
-                            stack.append(Path(e.path))
+                            stack.append((e.path, prefix + e.name + "/"))
                         continue
                 except OSError:
                     continue
                 if os.path.splitext(e.name)[1].lower() in exts and not e.name.startswith("._"):
-                    found.append(e.path)
+                    found.append((prefix + e.name, e.path, e))
                 else:
                     ignored += 1
-        rel = sorted((os.path.relpath(p, root).replace(os.sep, "/"), p) for p in found)
+        found.sort(key=lambda t: t[0])
         labels = None
         if labels_from_subfolders:
-            labels = [r.split("/", 1)[0] if "/" in r else None for r, _ in rel]
+            labels = [r.split("/", 1)[0] if "/" in r else None for r, _, _ in found]
         if ignored:
             logger.info("alwidget: ignored %d files in %s without an image extension", ignored, root)
-        out = cls._from_file_list([p for _, p in rel], names=[r for r, _ in rel], labels=labels,
-                                  max_pixels=max_pixels, source=str(root))
+        out = cls._from_file_list([p for _, p, _ in found], names=[r for r, _, _ in found], labels=labels,
+                                  max_pixels=max_pixels, source=str(root), entries=[e for _, _, e in found])
         if len(out) == 0 and not out._skipped:
             raise ValueError(
                 f"no images found under {str(path)!r} (extensions: {', '.join(sorted(exts))}); "
@@ -321,23 +322,27 @@ class ImageSet:
         return cls(array=arr, names=names, given_labels=labels, max_pixels=None, source="array")
 
     @classmethod
-    def _from_file_list(cls, paths, names, labels, max_pixels, source):
+    def _from_file_list(cls, paths, names, labels, max_pixels, source, entries=None):
+        """``entries``: DirEntry objects from a folder walk (paths already absolute and unique)."""
         seen = set()
         keep_paths, sizes, mtimes, keep_names, keep_labels = [], [], [], [], []
         skipped = {}
         duplicates = conflicts = 0
         first_label = {}
         for i, p in enumerate(paths):
-            norm = _norm_path(p)
             lab = None if labels is None else labels[i]
-            if norm in seen or norm in skipped:
-                duplicates += 1
-                if labels is not None and first_label.get(norm) != lab:
-                    conflicts += 1
-                continue
-            first_label[norm] = lab
+            if entries is None:
+                norm = _norm_path(p)
+                if norm in seen or norm in skipped:
+                    duplicates += 1
+                    if labels is not None and first_label.get(norm) != lab:
+                        conflicts += 1
+                    continue
+                first_label[norm] = lab
+            else:
+                norm = p
             try:
-                st = os.stat(norm)
+                st = os.stat(norm) if entries is None else entries[i].stat(follow_symlinks=True)
             except FileNotFoundError:
                 skipped[norm] = "file not found"
                 continue
@@ -488,7 +493,9 @@ class ImageSet:
             if self.array is not None:
                 keys = [array_key(a) for a in self.array]
             else:
-                keys = [file_key(p, s, m) for p, s, m in zip(self.paths, self._sizes.tolist(), self._mtimes.tolist())]
+                b2 = hashlib.blake2b  # inlined file_key: this loop runs once per file on every re-run
+                keys = [b2(f"{p}\0{s}\0{m}".encode("utf-8", "surrogateescape"), digest_size=16).digest()
+                        for p, s, m in zip(self.paths, self._sizes.tolist(), self._mtimes.tolist())]
             self._keys = np.array(keys, dtype="S16") if keys else np.zeros(0, dtype="S16")
         return self._keys
 
