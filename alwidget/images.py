@@ -208,6 +208,16 @@ class ImageSet:
         self._lock = threading.Lock()
         self._keys = None
 
+    def __getstate__(self):  # picklable (spawn workers): drop the lock and the thumbnail cache
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        state["_thumbs"] = collections.OrderedDict()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # construction ---------------------------------------------------------------------
     @classmethod
     def from_folder(cls, path, labels_from_subfolders: bool = False, *, recursive: bool = True,

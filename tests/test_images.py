@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import pickle
 import struct
 import zlib
 
@@ -191,6 +192,9 @@ def test_arrays_source_validation_and_identities():
     keys = s.identities()
     assert keys.dtype == np.dtype("S16") and keys[0] == keys[2] and keys[0] != keys[1]
     assert keys[1] == np.array([array_key(grey[1])], dtype="S16")[0]  # (numpy drops trailing NULs alike)
+    s.thumbnail(0)
+    back = pickle.loads(pickle.dumps(s))  # spawn-started DataLoader workers pickle the set
+    assert back.names == s.names and np.asarray(back.open(1)).max() == 7 and back.thumbnail(0)[:2] == b"\xff\xd8"
     colour = np.full((2, 4, 4, 3), 200, dtype=np.uint8)
     assert ImageSet.from_arrays(colour).open(0).getpixel((0, 0)) == (200, 200, 200)
     with pytest.raises(TypeError, match="uint8"):
