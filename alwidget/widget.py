@@ -557,6 +557,11 @@ class Labeller(anywidget.AnyWidget):
             uncert = np.clip(np.rint((1.0 - (top2[:, 1] - top2[:, 0])) * 255), 0, 255).astype(np.uint8)
             changed = True
             self._pred, self._conf, self._uncert = pred, conf, uncert
+        elif (self._pred >= 0).any():  # no model any more (every label undone)
+            changed = True
+            self._pred = np.full_like(self._pred, -1)
+            self._conf = np.zeros_like(self._conf)
+            self._uncert = np.zeros_like(self._uncert)
         batch = np.asarray(self.session.next_batch(wait=False), dtype=np.int64).reshape(-1)
         if not np.array_equal(batch, self._batch):
             self._batch = batch

@@ -114,6 +114,8 @@ def test_lasso_labels_arrive_as_a_binary_buffer_and_undo_as_one_step(digits, tmp
     chosen = np.arange(10, 40, dtype=np.int32)
     w.handle_message({"type": "label", "class": 2}, [memoryview(chosen).cast("B")])
     assert stored(tmp_path / "labels.sqlite") == {i: "two" for i in chosen.tolist()}
+    w.session.wait()
+    assert (rec.arrays()[1]["pred"] >= 0).all()  # a model exists now
     w.handle_message({"type": "undo"})
     assert stored(tmp_path / "labels.sqlite") == {}
     (idx1, cls1), (idx2, cls2) = rec.label_deltas()
@@ -121,6 +123,9 @@ def test_lasso_labels_arrive_as_a_binary_buffer_and_undo_as_one_step(digits, tmp
     assert set(cls1.tolist()) == {2} and set(cls2.tolist()) == {-1}
     assert w.labels == {}
     w.session.wait()
+    # With every label undone there is no model: no prediction is shown any more.
+    _, arrays = rec.arrays()
+    assert (arrays["pred"] == -1).all() and (arrays["uncert"] == 0).all()
     w.close()
 
 
