@@ -106,6 +106,7 @@ class Labeller(anywidget.AnyWidget):
     classes = traitlets.List(traitlets.Unicode()).tag(sync=True)
     status = traitlets.Dict().tag(sync=True)
     color_by = traitlets.Unicode("prediction").tag(sync=True)
+    strategies = traitlets.List(traitlets.Unicode()).tag(sync=True)
     height = traitlets.Int(520).tag(sync=True)
 
     def __init__(
@@ -187,6 +188,9 @@ class Labeller(anywidget.AnyWidget):
         )
         self._label_cache = self._labels_array()
         self.classes = list(self.session.classes)
+        from . import strategies as strategies_mod
+
+        self.strategies = list(strategies_mod.available())
 
         self._projection = None
         if coords is not None:
@@ -415,6 +419,14 @@ class Labeller(anywidget.AnyWidget):
         self.session.next_batch(refresh=True, wait=False)
         self._update_status()
 
+    def _msg_set_strategy(self, content, buffers):
+        name = content.get("name")
+        if not isinstance(name, str) or name not in self.strategies:
+            raise _Intent(f"unknown strategy {name!r}; choose one of {', '.join(self.strategies)}")
+        self._error = ""
+        self.session.strategy = name  # the worker reselects; the subscriber pushes the new batch
+        self._update_status()
+
     def _msg_add_class(self, content, buffers):
         name = content.get("name")
         if not isinstance(name, str) or not name.strip():
@@ -463,6 +475,7 @@ class Labeller(anywidget.AnyWidget):
         "accept_batch": _msg_accept_batch,
         "next_batch": _msg_next_batch,
         "add_class": _msg_add_class,
+        "set_strategy": _msg_set_strategy,
         "thumbs": _msg_thumbs,
     }
 
@@ -673,9 +686,11 @@ class Labeller(anywidget.AnyWidget):
         n_labelled = int((self._label_cache >= 0).sum())
         strategy = str(st.get("strategy") or "")
         active = str(st.get("active_strategy") or "")
+        reason = str(st.get("reason") or "")
+        if active and reason.startswith(f"{active}: "):
+            reason = reason[len(active) + 2 :]
         if strategy == "auto" and active:
             strategy = f"auto → {active}"
-        reason = str(st.get("reason") or "")
         last = ""
         if st.get("last_update"):
             last = time.strftime("%H:%M:%S", time.localtime(st["last_update"]))
@@ -705,6 +720,7 @@ class Labeller(anywidget.AnyWidget):
             "error": error,
             "text": " · ".join(parts),
             "store": self._store_path or ":memory:",
+            "strategy_name": str(st.get("strategy") or ""),
         }
 
     def _point_name(self, i: int) -> str:

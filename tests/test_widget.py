@@ -149,6 +149,8 @@ MALFORMED = [
     ({"type": "thumbs", "indices": [10**12]}, "out of range"),
     ({"type": "add_class", "name": ""}, "non-empty"),
     ({"type": "add_class", "name": 5}, "non-empty"),
+    ({"type": "set_strategy", "name": "oracle"}, "unknown strategy"),
+    ({"type": "set_strategy"}, "unknown strategy"),
 ]
 
 
@@ -395,3 +397,16 @@ def test_from_dataset_uses_the_class_names_and_not_the_answers(digits, tmp_path)
     w.close()
     with pytest.raises(ValueError, match="unknown data set"):
         Labeller.from_dataset("imagenet")
+
+
+def test_switching_strategy_from_the_widget(digits, tmp_path):
+    w, rec = make(digits, tmp_path)
+    assert "random" in w.strategies and "auto" in w.strategies
+    w.session.wait()
+    w.handle_message({"type": "set_strategy", "name": "random"})
+    assert w.session.strategy == "random" and w.status["error"] == ""
+    w.session.wait()
+    assert w.status["strategy"] == "random" and w.status["strategy_name"] == "random"
+    commit, arrays = rec.arrays()
+    assert "batch" in commit["names"] and len(arrays["batch"]) == 5
+    w.close()

@@ -57,6 +57,7 @@ function render({ model, el }) {
   ]) {
     modeButtons[mode] = h("button", { class: "alw-mode", "data-mode": mode, title, text: label });
   }
+  const strategySelect = h("select", { class: "alw-strategy", title: "Active learning strategy" });
   const undoButton = h("button", { class: "alw-undo", title: "Undo the last label (Backspace)", text: "Undo" });
   const acceptButton = h("button", {
     class: "alw-accept",
@@ -66,6 +67,7 @@ function render({ model, el }) {
   const skipButton = h("button", { class: "alw-skip", title: "Skip to the next batch item (Space)", text: "Skip" });
   const toolbar = h("div", { class: "alw-toolbar" }, [
     colorSelect,
+    strategySelect,
     ...Object.values(modeButtons),
     undoButton,
     acceptButton,
@@ -439,7 +441,17 @@ function render({ model, el }) {
     root.dataset.alwNLabelled = String(n);
   }
 
+  function renderStrategies() {
+    const names = model.get("strategies") || [];
+    const current = (model.get("status") || {}).strategy_name || "";
+    if (strategySelect.options.length !== names.length) {
+      strategySelect.replaceChildren(...names.map((n) => h("option", { value: n, text: `Strategy: ${n}` })));
+    }
+    if (current && strategySelect.value !== current) strategySelect.value = current;
+  }
+
   function renderStatus() {
+    renderStrategies();
     const st = model.get("status") || {};
     statusLine.textContent = st.text || "";
     errorLine.textContent = st.error || "";
@@ -593,6 +605,7 @@ function render({ model, el }) {
     drawNow();
   }
   colorSelect.addEventListener("change", () => setColorBy(colorSelect.value, true));
+  strategySelect.addEventListener("change", () => model.send({ type: "set_strategy", name: strategySelect.value }));
   undoButton.addEventListener("click", () => model.send({ type: "undo" }));
   acceptButton.addEventListener("click", () => model.send({ type: "accept_batch" }));
   skipButton.addEventListener("click", skip);
