@@ -104,6 +104,15 @@ def _get_pool(X, device) -> _Pool:
     return pool
 
 
+def remember_fingerprint(X: np.ndarray, fp: str) -> None:
+    """Tell the pool cache that array X (already validated) has content fingerprint fp.
+
+    Saves hashing a large pool twice when the caller has fingerprinted it already.
+    """
+    with _LOCK:
+        _remember(X, fp)
+
+
 def clear_pool_cache() -> None:
     """Drop every cached standardised pool (frees their memory on the device)."""
     with _LOCK:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ._util import check_features, check_k, fingerprint, limit_threads
-from .probe import LinearProbe
+from .probe import LinearProbe, remember_fingerprint
 from .store import LabelStore, StoreMismatchError, check_class_name, export_dataframe
 
 __all__ = ["Session"]
@@ -88,6 +88,7 @@ class Session:
                 raise ValueError(f"classes contains duplicates: {classes}")
         self.probe = LinearProbe(device=device, seed=self.seed, **(probe_params or {}))
         self.fingerprint = fingerprint(self.features)
+        remember_fingerprint(self.features, self.fingerprint)  # the probe need not hash it again
 
         self._own_store = not isinstance(store, LabelStore)
         if isinstance(store, LabelStore):
