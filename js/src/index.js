@@ -286,7 +286,7 @@ function render({ model, el }) {
 
   // ---------------------------------------------------------------- overlays
   function screenPos(i) {
-    if (!S.ready && !S.x) return null;
+    if (!S.x || !(i >= 0 && i < S.n)) return null;
     try {
       return scatter.getScreenPosition(i) || null;
     } catch (_err) {
