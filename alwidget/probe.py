@@ -420,7 +420,7 @@ class LinearProbe:
         cols = torch.from_numpy(np.flatnonzero(self._seen)).to(self.device)
         w, bias = self._W[:, cols].T.contiguous(), self._b[cols]  # (C, D) for linear()
         if xs.is_cuda:
-            return cols[self._dropout_cuda(xs, w, bias, n_passes, float(p), int(seed))].cpu().numpy()
+            return cols[self._dropout_iid(xs, w, bias, n_passes, float(p), int(seed))].cpu().numpy()
         bank = self._dropout_bank(d, float(p), int(seed))  # (2R, D): a row window never wraps
         r_bank = bank.shape[0] // 2
         rows = min(n, r_bank)
@@ -442,8 +442,8 @@ class LinearProbe:
         return cols[out].cpu().numpy()
 
     @staticmethod
-    def _dropout_cuda(xs, w, bias, n_passes: int, p: float, seed: int):
-        """(n_passes, N) argmax over seen classes with i.i.d. device-drawn masks."""
+    def _dropout_iid(xs, w, bias, n_passes: int, p: float, seed: int):
+        """(n_passes, N) argmax over seen classes with i.i.d. masks drawn on xs's device (the CUDA path)."""
         import torch
 
         n = xs.shape[0]

@@ -159,6 +159,22 @@ def test_predict_dropout_shape_and_determinism(digits, device):
     assert probe.predict_dropout(X[:7], n_passes=4).shape == (4, 7)
 
 
+def test_iid_mask_path_used_on_cuda_works_on_cpu(digits):
+    # CUDA draws every mask on the device; the same function runs here on CPU tensors.
+    X, y = digits
+    probe = LinearProbe(device="cpu").fit(X, _partial(y, 80))
+    cols = torch.from_numpy(np.flatnonzero(probe.seen_classes))
+    w, b = probe._W[:, cols].T.contiguous(), probe._b[cols]
+    xs = probe.transform()
+    a = LinearProbe._dropout_iid(xs, w, b, 3, 0.75, 7).numpy()
+    assert a.shape == (3, len(y))
+    assert np.array_equal(a, LinearProbe._dropout_iid(xs, w, b, 3, 0.75, 7).numpy())
+    assert np.array_equal(LinearProbe._dropout_iid(xs, w, b, 2, 0.0, 7).numpy()[0], probe.predict())
+    flips = (cols.numpy()[a] != probe.predict()).mean()
+    banked = (probe.predict_dropout(n_passes=3, p=0.75, seed=7) != probe.predict()).mean()
+    assert abs(flips - banked) < 0.05  # both are Bernoulli masks at the same rate
+
+
 def test_dropout_rate_controls_disagreement(digits):
     X, y = digits
     probe = LinearProbe(device="cpu").fit(X, _partial(y, 100))
