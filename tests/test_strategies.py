@@ -443,6 +443,23 @@ def test_dropquery_candidates_thresholds_and_centroids(digits):
     assert set(range(10, 140)) <= set(idx) and info["filled_random"] == 70
 
 
+
+def test_dropquery_kmeans_on_a_candidate_sample_still_picks_candidates(digits):
+    X, y = digits
+    labels = np.full(len(y), -1)
+    labels[:6] = [0, 1, 2, 0, 1, 2]
+    flips = np.zeros(len(y), int)
+    flips[10:410] = 3  # 400 candidates, more than the 50-point sample k-means is fitted on
+    probe = FlipProbe(flips)
+    a, info = S.select("dropquery", X, labels, 5, probe=probe, return_info=True, kmeans_sample=50)
+    b = S.select("dropquery", X, labels, 5, probe=probe, kmeans_sample=50)
+    check_batch(a, labels, 5)
+    np.testing.assert_array_equal(a, b)
+    assert np.all((a >= 10) & (a < 410)) and info["kmeans_fitted_on"] == 50 and info["n_candidates"] == 400
+    full, info_full = S.select("dropquery", X, labels, 5, probe=probe, return_info=True)
+    assert info_full["kmeans_fitted_on"] == 400
+
+
 # --------------------------------------------------------------------------- auto
 
 def test_auto_switches_from_cold_start_to_dropquery(digits):
