@@ -4,8 +4,9 @@
    OpenCLIP ViT-B-32 at 224 px (random weights: throughput does not depend on them).
    "model" = forward pass on preprocessed batches; "end-to-end" = ``embed_images`` on the
    shipped Fashion-MNIST demo images (decode + preprocess + model + normalise, no cache).
-   For EfficientNet sizes the table also gives the 5-NN leave-one-out accuracy of the
-   embeddings on those demo images: the demo size is the smallest one that loses no accuracy.
+   For EfficientNet sizes the table also gives the 5-NN leave-one-out accuracy and a
+   2-labels-per-class logistic probe's accuracy on those demo images: the demo size
+   (``embed.DEMO_ENCODER``) is the smallest one that loses no accuracy.
 2. The demo as a user meets it first: ``embed_images`` on the whole shipped subset with the
    demo encoder, fresh cache, model load included.
 3. Cache hit: synthetic L2-normalised rows written through the real cache code
@@ -50,6 +51,25 @@ def knn_accuracy(X: np.ndarray, y: np.ndarray, k: int = 5) -> float:
     return float((pred == y).mean())
 
 
+def probe_accuracy(X: np.ndarray, y: np.ndarray, per_class: int = 2, draws: int = 10, seed: int = 0) -> float:
+    """Accuracy on the rest of a logistic regression fitted on ``per_class`` random labels per
+    class (mean over ``draws``): the low-budget regime the widget's probe starts in."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    if min(np.sum(y == c) for c in classes) <= per_class:
+        return float("nan")
+    accs = []
+    for _ in range(draws):
+        idx = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes])
+        rest = np.ones(len(y), bool)
+        rest[idx] = False
+        m = LogisticRegression(max_iter=2000).fit(X[idx], y[idx])
+        accs.append(float((m.predict(X[rest]) == y[rest]).mean()))
+    return float(np.mean(accs))
+
+
 def model_throughput(enc, images, batch: int, n_batches: int) -> float:
     """img/s of the forward pass alone on preprocessed batches (one warm-up batch first)."""
     import torch
@@ -86,16 +106,19 @@ def bench_encoders(args, demo, records, rows) -> None:
         e = embed.embed_images(imgs, enc, cache=False, progress=False, batch_size=args.cpu_batch)
         e2e = len(imgs) / (time.perf_counter() - t)
         acc = knn_accuracy(e.features, y[e.keep]) if spec.startswith("efficientnet") else None
+        probe = probe_accuracy(e.features, y[e.keep]) if spec.startswith("efficientnet") else None
         size = getattr(enc, "image_size", 224)
         rec = {"section": "encoders", "encoder": spec, "px": size, "load_s": load_s, "model_ips": model_ips,
-               "e2e_ips": e2e, "knn5": acc, "n": len(imgs), "dim": e.features.shape[1],
+               "e2e_ips": e2e, "knn5": acc, "probe2": probe, "n": len(imgs), "dim": e.features.shape[1],
                "threads": embed.cpu_threads()}
         records.append(rec)
         rows.append({"encoder": spec + (" (random weights)" if "random" in spec else ""), "px": size,
                      "load": C.fmt(load_s, 1), "model": C.fmt(model_ips, 1), "e2e": C.fmt(e2e, 1),
-                     "knn": C.fmt(acc * 100, 1) if acc is not None else "-"})
+                     "knn": C.fmt(acc * 100, 1) if acc is not None else "-",
+                     "probe": C.fmt(probe * 100, 1) if probe is not None else "-"})
         print(f"  {spec:<28} {size:>4} px  load {load_s:5.1f} s  model {model_ips:7.1f} img/s  "
-              f"end-to-end {e2e:7.1f} img/s" + (f"  5-NN {acc:.3f}" if acc is not None else ""), flush=True)
+              f"end-to-end {e2e:7.1f} img/s" + (f"  5-NN {acc:.3f}  probe@2/class {probe:.3f}" if acc is not None
+                                                 else ""), flush=True)
 
 
 def _embed_threads():
@@ -293,7 +316,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="results name under bench/results/ (default bench_embed)")
     args = p.parse_args(argv)
     if args.quick:
-        args.images, args.sizes, args.batches, args.cpu_batch = 32, [224, 112], 1, 16
+        args.images, args.sizes, args.batches, args.cpu_batch = 32, [224, 96], 1, 16
         args.cache_n, args.cache_dims, args.rerun_n = [10_000], [512], [2_000]
         args.gpu_batch, args.gpu_batches, args.gpu_images = [32], 1, 64
     out = args.out or ("tmp/bench_embed_quick" if args.quick else "bench_embed")
@@ -325,7 +348,8 @@ def main(argv=None) -> int:
     if enc_rows:
         tables.append(("Encoders on this CPU", C.markdown_table(enc_rows, [
             ("encoder", "encoder"), ("px", "input px"), ("load", "load (s)"), ("model", "model img/s"),
-            ("e2e", "end-to-end img/s"), ("knn", "5-NN acc. on demo (%)")])))
+            ("e2e", "end-to-end img/s"), ("knn", "5-NN acc. on demo (%)"),
+            ("probe", "probe acc., 2 labels/class (%)")])))
     if demo_rec:
         tables.append((f"Demo first run: {demo_rec['n']} images with {demo_rec['encoder']}: "
                        f"{demo_rec['first_s']:.1f} s (model load included); re-run from the cache "
@@ -347,7 +371,8 @@ def main(argv=None) -> int:
     notes = ["model = forward pass on preprocessed tensors (best of the timed batches as a mean); end-to-end = "
              "embed_images without cache (decode, preprocess, DataLoader, model, L2 normalisation).",
              "5-NN acc. = leave-one-out 5-nearest-neighbour accuracy (cosine) of the embeddings on the demo "
-             "images: how well the map will separate the classes at that input size.",
+             "images: how well the map will separate the classes at that input size; probe acc. = logistic "
+             "regression on 2 random labels per class, accuracy on the rest, mean of 10 draws.",
              "cache figures exclude listing the folder (one stat per file) and include the key sort and the "
              "row gather; item-key hashing is timed separately in the JSON records ('keys')."]
     path = C.write_results(out, title="Embedding throughput and cache", settings=settings, info=info,
