@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from alwidget import datasets, embed
-from alwidget.embed import EmbeddingCache, EncoderUnavailable, embed_images, get_encoder, parse_spec
+from alwidget.embed import EncoderUnavailable, embed_images, get_encoder, parse_spec
 from alwidget.images import ImageSet
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in this file may reach a hub
