@@ -19,7 +19,15 @@ Why the UMAP path looks the way it does (figures: ``bench/bench_project.py``):
   search grows as N^2, so beyond ``EXACT_KNN_MAX`` points pynndescent is used.
 * A fixed ``seed`` makes umap-learn run its layout on one thread (its parallel
   layout is not reproducible). Reproducibility is a requirement here, so the
-  layout is always seeded; ``n_jobs`` only sizes the kNN search.
+  layout is always seeded; ``n_jobs`` only sizes the kNN search. On two busy
+  cores the unseeded parallel run was no faster (20k points: 31 s vs 27 s warm,
+  145 s vs 139 s in a fresh process); on many idle cores it would be.
+* Exact kNN (one thread, 512-d) costs ~5 s at 20k points and grows as N^2
+  (~33 s at 50k); pynndescent costs ~35 s of compilation in a fresh process
+  plus a few seconds. Hence exact up to ``EXACT_KNN_MAX`` = 50k. At 20k points
+  in a fresh process the whole map took 25 s of CPU against 61 s for
+  ``umap.UMAP(random_state=0)``; in a process that has compiled pynndescent
+  already, that one is ~5 s cheaper (exact search is not free).
 * The layout starts from the preview (scaled as umap-learn scales its own
   initialisations), which skips the spectral initialisation and keeps the
   UMAP map oriented like the preview, so the swap in the widget is gentle.

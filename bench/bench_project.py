@@ -20,7 +20,7 @@ Methods:
   alw-umap-spec    ... spectral init instead of the preview
   umap-default     umap.UMAP().fit_transform(X): unseeded, parallel, not reproducible
   umap-seeded      umap.UMAP(random_state=0): reproducible, single-threaded layout
-  umap-sub         umap.UMAP(random_state=0) fitted on 20k rows, .transform for the rest
+  umap-sub         umap.UMAP(random_state=0) fitted on 20k rows (--subsample), .transform for the rest
 
 Usage:
   python bench/bench_project.py                 # N = 10k, 50k, 100k, all methods
@@ -104,7 +104,7 @@ def quality(X, Y, labels, seed: int = 0) -> dict:
     return out
 
 
-def run_method(method: str, X: np.ndarray, seed: int, cache: str):
+def run_method(method: str, X: np.ndarray, seed: int, cache: str, subsample: int = SUBSAMPLE):
     """One fit; returns (n, 2) coordinates. Imports happen inside (the fresh cost)."""
     if method == "preview":
         from alwidget.project import preview
@@ -129,7 +129,7 @@ def run_method(method: str, X: np.ndarray, seed: int, cache: str):
     if method == "umap-seeded":
         return umap_pkg.UMAP(random_state=seed).fit_transform(X)
     if method == "umap-sub":
-        rows = np.sort(np.random.default_rng(seed).choice(len(X), min(SUBSAMPLE, len(X)), replace=False))
+        rows = np.sort(np.random.default_rng(seed).choice(len(X), min(subsample, len(X)), replace=False))
         model = umap_pkg.UMAP(random_state=seed).fit(X[rows])
         Y = np.empty((len(X), 2), np.float32)
         Y[rows] = model.embedding_
@@ -156,7 +156,7 @@ def child(args) -> None:
     with tempfile.TemporaryDirectory() as cache:
         for phase in ("fresh", "warm"):
             c0, t0 = cpu_seconds(), time.perf_counter()
-            maps.append(np.asarray(run_method(spec["method"], X, spec["seed"], cache), dtype=np.float32))
+            maps.append(np.asarray(run_method(spec["method"], X, spec["seed"], cache, spec["subsample"]), dtype=np.float32))
             res[phase] = time.perf_counter() - t0
             res[phase + "_cpu"] = cpu_seconds() - c0
     # both fits used the same seed: equal maps = reproducible
@@ -173,6 +173,7 @@ def main(argv=None) -> int:
     p.add_argument("--features", default=None, help=".npz with a 'features' array (real embeddings)")
     p.add_argument("--labels-key", default="labels", help="array in --features holding labels, if any")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subsample", type=int, default=SUBSAMPLE, help="rows umap-sub fits on")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -194,7 +195,8 @@ def main(argv=None) -> int:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     for n in sizes:
         for method in methods:
-            spec = {"n": n, "method": method, "seed": args.seed, "features": args.features, "labels_key": args.labels_key}
+            spec = {"n": n, "method": method, "seed": args.seed, "features": args.features,
+                    "labels_key": args.labels_key, "subsample": args.subsample}
             proc = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
                 capture_output=True, text=True, env=env,
