@@ -17,7 +17,7 @@
 
     .venv/bin/python bench/bench_embed.py                 # full run on this machine (minutes)
     .venv/bin/python bench/bench_embed.py --quick         # smoke run
-    .venv/bin/python bench/bench_embed.py --gpu --gpu-batch 256,512,1024 --gpu-images 8192
+    .venv/bin/python bench/bench_embed.py --gpu --sections none --gpu-batch 256,512,1024   # GPU part only
 """
 from __future__ import annotations
 
@@ -286,7 +286,7 @@ class _NoAmp:
         import torch
 
         with torch.inference_mode():
-            f = self._enc._forward_images(batch.to(self.device))
+            f = self._enc._forward_images(self._enc.to_model_input(batch))
             f = torch.nn.functional.normalize(f.float(), dim=1)
         return f.cpu().numpy()
 
@@ -310,7 +310,8 @@ def main(argv=None) -> int:
     p.add_argument("--gpu-device", default="cuda", help="device for --gpu ('cpu' for a dry run)")
     p.add_argument("--gpu-batch", type=C.parse_ints, default=[256, 512, 1024])
     p.add_argument("--gpu-batches", type=int, default=10)
-    p.add_argument("--gpu-images", type=int, default=8192, help="JPEG files for the end-to-end GPU run")
+    p.add_argument("--gpu-images", type=int, default=20000,
+                   help="JPEG files for the end-to-end GPU run (enough for many batches per worker)")
     p.add_argument("--workers", default="auto", help="DataLoader workers for the end-to-end GPU run")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every section")
     p.add_argument("--out", default=None, help="results name under bench/results/ (default bench_embed)")

@@ -98,6 +98,8 @@ def test_openclip_random_tiny_and_local_checkpoint(tiny_arch, tmp_path, demo_ima
     spec = f"openclip:{tiny_arch}/{ckpt}"
     assert str(ckpt).startswith("/")  # i.e. the spec reads ARCH//abs/path
     local = embed_images(imgs, spec, device="cpu", cache=False, progress=False)
+    # workers hand over uint8 crops, normalised on the device; the result must equal open_clip's own pipeline
+    assert get_encoder(spec, device="cpu").transform(imgs.open(0)).dtype == torch.uint8
     model.eval()
     with torch.no_grad():
         x = torch.stack([preprocess(imgs.open(i)) for i in range(4)])
@@ -193,7 +195,7 @@ def test_efficientnet_imagenet_head_recognises_a_real_photo():
     enc = get_encoder("efficientnet-lite0", device="cpu")
     x = enc.transform(Image.fromarray(load_sample_image("china.jpg")))[None]
     with torch.no_grad():
-        top5 = set(enc.model(x).topk(5).indices[0].tolist())
+        top5 = set(enc.model(enc.to_model_input(x)).topk(5).indices[0].tolist())
     assert top5 & {442, 483, 497, 538, 663, 668, 698, 832, 858}
 
 

@@ -153,6 +153,19 @@ def test_listing_summary_is_one_log_line(tmp_path, caplog):
     assert len(s) == 1 and len(s.skipped) == 5
 
 
+def test_big_jpeg_decodes_at_reduced_scale_when_allowed(tmp_path):
+    rng = np.random.default_rng(0)
+    big = np.repeat(np.repeat(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), 20, 0), 20, 1)  # 1600x1200
+    p = tmp_path / "photo.jpg"
+    p.write_bytes(_jpeg_bytes(big))
+    s = ImageSet.from_paths([p])
+    assert s.open(0).size == (1600, 1200)
+    small = s.open(0, size_hint=100)
+    assert min(small.size) >= 100 and small.size[0] < 1600  # DCT-scaled decode, still big enough
+    assert abs(small.size[0] / small.size[1] - 4 / 3) < 0.02
+    assert Image.open(io.BytesIO(s.thumbnail(0, size=64))).size == (64, 48)
+
+
 def test_paths_duplicates_missing_and_names(tmp_path, caplog):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
