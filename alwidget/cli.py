@@ -72,7 +72,7 @@ def cmd_project(args) -> int:
     return 0
 
 
-def simulation_features(name: str, *, encoder: str = "efficientnet-lite0"):
+def simulation_features(name: str, *, encoder: str | None = None):
     """(features, labels, class_names) for a simulation data set.
 
     digits: L2-normalised pixels. fashion-mnist / demo: embeddings of the shipped
@@ -89,8 +89,10 @@ def simulation_features(name: str, *, encoder: str = "efficientnet-lite0"):
         from .embed import embed_images
         from .images import ImageSet
 
+        from .embed import DEMO_ENCODER
+
         ds = datasets.demo()
-        emb = embed_images(ImageSet.from_arrays(ds.images, labels=ds.labels), encoder=encoder)
+        emb = embed_images(ImageSet.from_arrays(ds.images, labels=ds.labels), encoder=encoder or DEMO_ENCODER)
         return emb.features, np.asarray(ds.labels)[emb.keep], list(ds.class_names)
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SIM_DATASETS)}")
 

@@ -231,8 +231,9 @@ class Labeller(anywidget.AnyWidget):
         """Embed the images in a folder (recursively) and open them on the map.
 
         Unreadable files are skipped and reported (printed, and in ``images.skipped``).
-        `encoder` is an `alwidget.embed` spec (None: `embed_images`' default, which works
-        offline; "openclip:..." for OpenCLIP). Embeddings are cached, so reopening is quick.
+        `encoder` is an `alwidget.embed` spec (None: `alwidget.embed.DEFAULT_ENCODER`, OpenCLIP
+        ViT-B-32; offline, pass a local checkpoint "openclip:ARCH//path.pt" or "efficientnet-lite0").
+        Embeddings are cached, so reopening is quick.
         Other keyword arguments go to `Labeller` (and `cache_dir`, `progress`,
         `embed_batch_size` to `alwidget.embed.embed_images`).
         """
@@ -240,7 +241,7 @@ class Labeller(anywidget.AnyWidget):
         from .images import ImageSet
 
         imageset = ImageSet.from_folder(path)
-        emb = cls._embed(embed, imageset, encoder, kwargs)
+        emb = cls._embed(embed, imageset, embed.DEFAULT_ENCODER if encoder is None else encoder, kwargs)
         kwargs.setdefault("name", Path(path).expanduser().resolve().name or "images")
         return cls(emb.features, images=imageset, classes=classes, store=store, image_index=emb.keep, **kwargs)
 

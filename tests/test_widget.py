@@ -410,3 +410,15 @@ def test_switching_strategy_from_the_widget(digits, tmp_path):
     commit, arrays = rec.arrays()
     assert "batch" in commit["names"] and len(arrays["batch"]) == 5
     w.close()
+
+
+def test_from_folder_defaults_to_openclip_and_fails_fast_offline(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from alwidget.embed import EncoderUnavailable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(EncoderUnavailable, match="efficientnet-lite0") as err:
+        Labeller.from_folder(tmp_path, cache_dir=tmp_path / "emb", progress=False, store=":memory:")
+    assert "ViT-B-32" in str(err.value)
