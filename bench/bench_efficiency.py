@@ -143,8 +143,8 @@ def _ours_picker(strategy, seed):
     rnd = {"n": 0}
 
     def pick(X, labels, k):
-        rnd["n"] += 1  # a fresh seed per round, as a loop over rounds would do
-        return strategies.select(strategy, X, labels, k, seed=seed * 1000 + rnd["n"])
+        rnd["n"] += 1  # a fresh selection seed per round; the clustering seed is the run's seed
+        return strategies.select(strategy, X, labels, k, seed=seed * 1000 + rnd["n"], geometry_seed=seed)
 
     return pick
 
@@ -268,6 +268,9 @@ def main(argv=None) -> int:
                 + ("; QUICK smoke run" if args.quick else ""))
     notes = ["ours = alwidget.simulate: our strategies + our probe (torch multinomial logistic regression, "
              "pool-standardised features, input dropout).",
+             "alwidget.simulate keeps the feature-only geometry (k-means, delta) at geometry_seed 0 for every "
+             "seed, as a Session does, so its seed spread for typiclust/probcover comes from later rounds only; "
+             "the ours+sklearn-LR arm passes geometry_seed = seed.",
              "ours+sklearn-LR = our strategies, accuracy from the shared sklearn classifier; skactiveml = its "
              "strategies (models: SklearnClassifier around the shared classifier), accuracy from the same "
              "classifier. Shared classifier: pool-standardised features + LogisticRegression(C=1, max_iter=1000).",

@@ -14,7 +14,7 @@ Peers, per oracle label: the label is added, then
 - sklearn (bare): ``LogisticRegression().fit(X[labelled])``, ``predict_proba(X)``, margin, top-B
   -- the same loop without scikit-activeml's validation, as a lower bound for the peer approach.
 
-    .venv/bin/python bench/bench_latency.py                       # N = 10k, 100k on this machine
+    .venv/bin/python bench/bench_latency.py                       # N = 10k, 100k; auto, dropquery, margin
     .venv/bin/python bench/bench_latency.py --n 1000000 --device cuda --no-peer
     .venv/bin/python bench/bench_latency.py --quick               # N = 10k, few labels
 """
@@ -57,7 +57,13 @@ def _check_worker(s, when: str) -> None:
 def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir) -> dict:
     """Time label -> wait -> next_batch through a Session backed by an on-disk store."""
     from alwidget import Session
+    from alwidget.geometry import Geometry
+    from alwidget.probe import clear_pool_cache
 
+    # Cold start for every strategy: no geometry or standardised pool left by the previous one.
+    Geometry.clear_cache()
+    clear_pool_cache()
+    gc.collect()
     n_classes = int(y.max()) + 1
     store = Path(workdir) / f"latency_{len(X)}_{strategy}.sqlite"
     for suffix in ("", "-wal", "-shm"):
@@ -181,8 +187,8 @@ def run_sklearn(X, y, *, batch, n_warmup, n_timed, seed) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=C.parse_ints, default=[10_000, 100_000], help="pool sizes, e.g. 10000,100000")
-    p.add_argument("--strategies", type=C.parse_names, default=["auto", "dropquery"],
-                   help="our Session strategies to time (comma-separated)")
+    p.add_argument("--strategies", type=C.parse_names, default=["auto", "dropquery", "margin"],
+                   help="our Session strategies to time (comma-separated); margin is the peers' own strategy")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="our probe's device")
     p.add_argument("--batch", type=int, default=10, help="batch size B suggested after each label")
     p.add_argument("--warmup", type=int, default=20, help="labels given before timing (not timed)")
@@ -263,7 +269,10 @@ def main(argv=None) -> int:
                 f"suggested batch; our device {args.device}" + ("; QUICK smoke run" if args.quick else ""))
     notes = ["ours: label() commits to an on-disk SQLite store before returning (label ack); then wait() "
              "(probe retrain + pool rescore + batch selection in the session's worker thread) and next_batch().",
-             "setup: ours = Session construction + first batch (geometry build); peers = first query.",
+             "setup: ours = Session construction + first batch from zero labels, with alwidget's in-process "
+             "geometry and pool caches cleared before each strategy; peers = first query after the warm-up labels.",
+             "ours (margin) runs the peers' own strategy (margin sampling) through the Session: the like-for-like "
+             "row; auto and dropquery do more work per label (dropout passes, k-means on the candidates).",
              "scikit-activeml: UncertaintySampling(margin_sampling).query with SklearnClassifier("
              "LogisticRegression(max_iter=1000)) refit on the labelled rows at every query.",
              "sklearn (bare loop): LogisticRegression(max_iter=1000).fit on labelled rows + predict_proba on the "
