@@ -304,8 +304,9 @@ class LinearProbe:
         cols_t = torch.from_numpy(cols).to(self.device)
         if cols.size > 1:
             xl, yl = self._training_rows(idx, torch.from_numpy(remap[y]).to(self.device))
-            W, b, self.n_iter_ = _lbfgs(xl, yl, self._W[:, cols_t], self._b[cols_t], 0.5 * self.l2 / idx.size,
-                                        self.warm_iter if warm else self.max_iter)
+            with torch.no_grad():  # analytic gradients: autograd would only add overhead (and warnings)
+                W, b, self.n_iter_ = _lbfgs(xl, yl, self._W[:, cols_t], self._b[cols_t], 0.5 * self.l2 / idx.size,
+                                            self.warm_iter if warm else self.max_iter)
             if torch.isfinite(W).all() and torch.isfinite(b).all():
                 self._W[:, cols_t] = W
                 self._b[cols_t] = b
