@@ -256,7 +256,9 @@ def main(argv=None) -> int:
             extra = ""
             if ours.get("status") == "ok":
                 inf = ours.get("info", {})
-                extra = ", ".join(f"{k}={C.fmt(v, 3)}" for k, v in inf.items() if k in ("strategy", "delta", "purity"))
+                extra = ", ".join(f"{k}={C.fmt(v, 3)}" for k, v in inf.items() if k in ("delta", "purity"))
+                if inf.get("strategy") not in (None, s):  # a cold-start fallback ran instead
+                    extra = ", ".join(x for x in (extra, f"ran {inf['strategy']}") if x)
                 if ours["n_selected"] != min(args.batch, n) or ours["n_distinct"] != ours["n_selected"] \
                         or not ours["all_unlabelled"]:
                     extra += " CONTRACT BROKEN: " + json.dumps({k: ours[k] for k in
