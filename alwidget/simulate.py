@@ -52,8 +52,11 @@ def run_one(features, y_ids, strategy: str, budgets, seed: int = 0, *, X_test=No
             have = int((labels >= 0).sum())
             k = min(budget, n) - have if batch_size is None else min(batch_size, min(budget, n) - have)
             fitted = have > 0
+            # geometry_seed=seed: each run gets its own clusterings, so the spread over seeds
+            # covers k-means too (the Session keeps one clustering for a whole labelling run)
             idx = strategies.select(strategy, features, labels, k, seed=int(rng.integers(2**31 - 1)),
-                                    probe=probe if fitted else None, n_threads=n_threads, **params)
+                                    geometry_seed=seed, probe=probe if fitted else None, n_threads=n_threads,
+                                    **params)
             idx = np.asarray(idx, dtype=np.int64)
             if idx.size == 0 or np.any(labels[idx] >= 0):
                 raise RuntimeError(f"strategy {strategy!r} returned {idx.size} indices, some already labelled")

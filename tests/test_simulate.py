@@ -105,3 +105,23 @@ def test_learning_curve_figure(curves):
     assert fig.layout.title.text == "digits"
     with pytest.raises(ValueError, match="lacks column"):
         learning_curve_figure(curves.drop(columns="accuracy"))
+
+
+def test_seeds_vary_the_clustering_of_cold_start_strategies(digits, monkeypatch):
+    import alwidget.strategies as S
+    from alwidget.simulate import run_one
+
+    X, y = digits
+    picks, real = [], S.select
+
+    def spy(*args, **kwargs):
+        idx = real(*args, **kwargs)
+        picks.append(tuple(sorted(int(i) for i in idx)))
+        return idx
+
+    monkeypatch.setattr(S, "select", spy)
+    # Different seeds must give different TypiClust clusterings (hence picks), or the spread over
+    # seeds in a learning curve would say nothing about the strategy.
+    for s in (0, 1, 2):
+        run_one(X, y, "typiclust", [10], seed=s)
+    assert len(picks) == 3 and len(set(picks)) == 3
