@@ -128,6 +128,9 @@ function render({ model, el }) {
     bytes: 0,
     timings: { dataMs: null, firstPaintMs: null, lastRecolourMs: null, bytes: 0 },
     updateT0: null,
+    encodingKey: null,
+    points: null,
+    drawFrame: null,
     theme: themeColors(root),
   };
   const assembler = new ArrayAssembler();
@@ -205,14 +208,24 @@ function render({ model, el }) {
       props.colorBy = "valueA";
       props.pointColor = colors;
     }
-    scatter.set(props);
+    // set() rebuilds colour textures and schedules one more full frame: only when something differs.
+    const key = JSON.stringify(props);
+    if (key !== S.encodingKey) {
+      S.encodingKey = key;
+      scatter.set(props);
+    }
   }
 
-  function buildPoints() {
+  // regl-scatterplot takes [x, y, z, w] per point; keep those arrays between draws and only
+  // rewrite z (category) and w (uncertainty) when the coordinates did not change.
+  function buildPoints(coordsChanged) {
     const n = S.n;
     const K = classCount() + 1;
-    const z = new Float32Array(n);
-    const w = new Float32Array(n);
+    if (coordsChanged || !S.points || S.points.length !== n) {
+      S.points = new Array(n);
+      for (let i = 0; i < n; i++) S.points[i] = [S.x[i], S.y[i], 0, 0];
+    }
+    const pts = S.points;
     const inBatch = new Uint8Array(n);
     for (const i of S.batch) if (i >= 0 && i < n) inBatch[i] = 1;
     const byPred = S.colorBy === "prediction";
@@ -222,13 +235,24 @@ function render({ model, el }) {
       let c = l >= 0 ? l + 1 : byPred && pred[i] >= 0 ? pred[i] + 1 : 0;
       if (c >= K) c = 0; // a class the legend does not know yet
       const block = (inBatch[i] << 1) | (l >= 0 ? 1 : 0);
-      z[i] = c + K * block;
-      w[i] = uncert[i] / 255;
+      const p = pts[i];
+      p[2] = c + K * block;
+      p[3] = uncert[i] / 255;
     }
-    return { x: S.x, y: S.y, z, w };
+    return pts;
+  }
+
+  // Draw at the next animation frame, so that updates arriving together share one frame
+  // (a frame costs 100-300 ms under software WebGL).
+  function drawSoon() {
+    if (S.drawFrame == null) S.drawFrame = requestAnimationFrame(() => drawNow());
   }
 
   async function drawNow() {
+    if (S.drawFrame != null) {
+      cancelAnimationFrame(S.drawFrame);
+      S.drawFrame = null;
+    }
     if (!S.n || !S.x) return;
     if (S.drawing) {
       S.drawPending = true;
@@ -247,12 +271,15 @@ function render({ model, el }) {
         opts.transitionDuration = 400;
       }
       const tb = performance.now();
-      const pts = buildPoints();
+      const pts = buildPoints(coordsChanged);
       const td = performance.now();
       await scatter.draw(pts, opts);
       S.timings.buildMs = td - tb;
       S.timings.drawCallMs = performance.now() - td;
       S.spatialIndex = scatter.get("spatialIndex");
+      // draw() resolves on the frame that shows these points; a newer update waiting
+      // (drawPending) is counted when its own draw resolves.
+      if (!S.drawPending) markPainted(performance.now());
       updateRings();
     } catch (err) {
       showLocalError(`map: ${err && err.message ? err.message : err}`);
@@ -265,22 +292,20 @@ function render({ model, el }) {
     }
   }
 
-  // Called by regl-scatterplot after a frame is rendered.
-  scatter.subscribe("draw", () => {
-    if (!S.n) return;
-    const now = performance.now();
+  // Called when a draw() has resolved: its frame is on screen.
+  function markPainted(now) {
     if (!S.ready && S.x) {
       S.ready = true;
       S.timings.firstPaintMs = S.updateT0 != null ? now - S.updateT0 : null;
       root.dataset.alwReady = "1";
     }
-    if (S.updateT0 != null && !S.drawing) {
+    if (S.updateT0 != null) {
       S.timings.lastRecolourMs = now - S.updateT0;
       S.updateT0 = null;
       S.paints += 1;
       root.dataset.alwPaints = String(S.paints);
     }
-  });
+  }
   scatter.subscribe("view", () => updateRings());
   scatter.subscribe("transitionEnd", () => updateRings());
 
@@ -395,7 +420,8 @@ function render({ model, el }) {
       if (d.url) img.src = d.url;
       const card = h("div", { class: "alw-card", "data-index": String(i), title: d.name }, [
         img,
-        h("div", { class: "alw-card-name", text: d.name }),
+        // The end of a file name tells images apart: the CSS truncates at the start (text only).
+        h("div", { class: "alw-card-name" }, [h("span", { text: d.name })]),
         h("div", { class: "alw-card-pred", text: d.pred }),
       ]);
       if (S.label && S.label[i] >= 0) card.classList.add("alw-done");
@@ -495,6 +521,32 @@ function render({ model, el }) {
     confirmBox.style.display = "none";
     scatter.deselect({ preventEvent: true });
   }
+
+  // regl-scatterplot treats a release within lassoMinDist (3 px) of the press point as a click,
+  // which replaces a just-closed lasso selection with the point under the pointer. A drag whose
+  // path was longer than that is a lasso or a pan, never a click: stop its click before the canvas.
+  const drag = { down: false, x: 0, y: 0, path: 0 };
+  listen(mapBox, "pointerdown", (ev) => Object.assign(drag, { down: true, x: ev.clientX, y: ev.clientY, path: 0 }), {
+    capture: true,
+  });
+  listen(window, "pointermove", (ev) => {
+    if (!drag.down) return;
+    drag.path += Math.hypot(ev.clientX - drag.x, ev.clientY - drag.y);
+    drag.x = ev.clientX;
+    drag.y = ev.clientY;
+  });
+  listen(window, "pointerup", () => {
+    drag.down = false;
+  });
+  listen(
+    mapBox,
+    "click",
+    (ev) => {
+      if (drag.path > 8) ev.stopPropagation();
+      drag.path = 0;
+    },
+    { capture: true },
+  );
 
   scatter.subscribe("select", ({ points }) => onSelect(points));
   scatter.subscribe("deselect", () => {
@@ -707,7 +759,7 @@ function render({ model, el }) {
     renderLegend();
     renderGallery();
     S.timings.domMs = performance.now() - S.updateT0;
-    drawNow();
+    drawSoon();
   }
 
   const onCustom = (content, buffers) => {
