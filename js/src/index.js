@@ -1,7 +1,7 @@
 // alwidget front end: the labelling map as one anywidget module.
 // The kernel owns all state (Session + store); this view renders it and sends
 // intents. Protocol and DOM hooks: docs/widget-protocol.md.
-import createScatterplot from "regl-scatterplot";
+import createScatterplot, { createRenderer } from "regl-scatterplot";
 import css from "./style.css";
 import { ArrayAssembler, toTyped } from "./codecs.js";
 import { categoricalColors, uncertaintyRamp, themeColors } from "./colors.js";
@@ -142,7 +142,12 @@ function render({ model, el }) {
   const mapHeight = () => model.get("height") || 520;
   mapBox.style.height = `${mapHeight()}px`;
   const initialWidth = Math.max(200, Math.floor(el.getBoundingClientRect().width || 700) - 220);
+  // Our own renderer sized to the map: the default one renders a window-sized float buffer
+  // every frame, which costs most of a frame under software WebGL.
+  const renderer = createRenderer({ canvas: document.createElement("canvas") });
+  renderer.resize(initialWidth, mapHeight());
   const scatter = createScatterplot({
+    renderer,
     canvas,
     width: initialWidth,
     height: mapHeight(),
@@ -157,6 +162,7 @@ function render({ model, el }) {
     deselectOnDblClick: true,
     deselectOnEscape: false, // Escape is ours (cancels the confirm bar)
   });
+  disposers.push(() => renderer.destroy()); // runs after scatter.destroy() (reversed order)
   disposers.push(() => scatter.destroy());
 
   let themeResolved = false;
@@ -170,6 +176,7 @@ function render({ model, el }) {
         scatter.set({ backgroundColor: S.theme.background, lassoColor: S.theme.accent });
         if (S.n) drawNow();
       }
+      renderer.resize(Math.floor(rect.width), Math.floor(rect.height));
       scatter.set({ width: Math.floor(rect.width), height: Math.floor(rect.height) });
       updateRings();
     }
