@@ -74,13 +74,18 @@ def check_k(k, name: str = "k") -> int:
     return int(k)
 
 
-def fingerprint(arr: np.ndarray) -> str:
-    """Content hash of an array (shape, dtype and bytes): the key of every geometry cache."""
+def array_hash(arr: np.ndarray):
+    """blake2b (16 bytes) over an array's shape, dtype and bytes; the one content-hash scheme."""
     arr = np.ascontiguousarray(arr)
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{arr.shape}|{arr.dtype.str}|".encode())
     h.update(memoryview(arr).cast("B"))
-    return h.hexdigest()
+    return h
+
+
+def fingerprint(arr: np.ndarray) -> str:
+    """Content hash of an array (shape, dtype and bytes): the key of every geometry cache."""
+    return array_hash(arr).hexdigest()
 
 
 def resolve_device(device="auto"):

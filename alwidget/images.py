@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._util import array_hash
+
 __all__ = ["IMAGE_EXTENSIONS", "ImageSet", "UnreadableImage", "array_key", "file_key", "load_rgb", "summarize_skipped"]
 
 logger = logging.getLogger("alwidget")
@@ -524,11 +526,7 @@ def file_key(path: str, size: int, mtime_ns: int) -> bytes:
 
 def array_key(image: np.ndarray) -> bytes:
     """16-byte cache key of one in-memory image: blake2b over shape, dtype and pixel bytes."""
-    image = np.ascontiguousarray(image)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{image.shape}|{image.dtype.str}|".encode())
-    h.update(memoryview(image).cast("B"))
-    return h.digest()
+    return array_hash(image).digest()
 
 
 def _relative_names(paths) -> list:

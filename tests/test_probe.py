@@ -1,19 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from alwidget.probe import LinearProbe
 
 # The GPU path runs the same tests wherever CUDA is present.
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    X = X / np.linalg.norm(X, axis=1, keepdims=True)
-    return X.astype(np.float32), y.astype(np.int64)
 
 
 def _partial(y, n, seed=0):

@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_digits
 
 import torch
 
@@ -18,13 +17,6 @@ from alwidget.store import StoreMismatchError
 
 # The GPU path runs the same tests wherever CUDA is present.
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    X = X / np.linalg.norm(X, axis=1, keepdims=True)
-    return X.astype(np.float32), y.astype(np.int64)
 
 
 @pytest.fixture

@@ -2,17 +2,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-from sklearn.datasets import load_digits
 
 import alwidget
 from alwidget.simulate import learning_curve_figure, simulate
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    X = X / np.linalg.norm(X, axis=1, keepdims=True)  # L2-normalised pixels
-    return X.astype(np.float32), y.astype(np.int64)
 
 
 @pytest.fixture(scope="module")
