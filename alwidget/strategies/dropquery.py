@@ -33,7 +33,9 @@ def nearest_distinct(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
     Requires len(X) >= len(centroids). Returns (K,) row indices into X.
     """
-    d = ((centroids * centroids).sum(1)[:, None] - 2.0 * centroids @ X.T + (X * X).sum(1)[None, :])
+    # ||c||^2 is the same along a centroid's row, so it cannot change that row's argmin; einsum
+    # gives the row norms without an (N, D) temporary.
+    d = np.einsum("ij,ij->i", X, X)[None, :] - 2.0 * (centroids @ X.T)
     out = d.argmin(1)
     if np.unique(out).size == out.size:
         return out
