@@ -305,3 +305,13 @@ def parse_ints(text: str) -> list[int]:
 
 def parse_names(text: str) -> list[str]:
     return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def peer_available() -> bool:
+    """Whether scikit-activeml (the peer of the engine benchmarks) can be imported; says so if not."""
+    try:
+        import skactiveml  # noqa: F401
+    except ImportError:
+        print("scikit-activeml is not installed (pip install scikit-activeml); running ours only")
+        return False
+    return True

@@ -118,6 +118,21 @@ def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir)
 
 # --------------------------------------------------------------------------- peers
 
+def time_oracle_loop(query, labels, y, n_timed):
+    """First query's time, then ``n_timed`` times of (label the first suggested point -> next query)."""
+    t0 = time.perf_counter()
+    nxt = query()
+    t_first = time.perf_counter() - t0
+    total = []
+    for _ in range(n_timed):
+        i = int(nxt[0])
+        t_a = time.perf_counter()
+        labels[i] = y[i]
+        nxt = query()
+        total.append(time.perf_counter() - t_a)
+    return t_first, total
+
+
 def run_skactiveml(X, y, *, batch, n_warmup, n_timed, seed) -> dict:
     """scikit-activeml margin sampling with a LogisticRegression refit on every query."""
     from sklearn.linear_model import LogisticRegression
@@ -137,16 +152,7 @@ def run_skactiveml(X, y, *, batch, n_warmup, n_timed, seed) -> dict:
             warnings.simplefilter("ignore")
             return qs.query(X, labels, clf=clf, batch_size=batch)
 
-    t0 = time.perf_counter()
-    nxt = query()
-    t_first = time.perf_counter() - t0
-    total = []
-    for _ in range(n_timed):
-        i = int(nxt[0])
-        t_a = time.perf_counter()
-        labels[i] = y[i]
-        nxt = query()
-        total.append(time.perf_counter() - t_a)
+    t_first, total = time_oracle_loop(query, labels, y, n_timed)
     return {"tool": "skactiveml", "strategy": "margin_sampling + LogisticRegression", "setup_s": t_first,
             "total": C.percentiles(total), "n_timed": len(total), "times_ms": [t * 1000 for t in total]}
 
@@ -168,16 +174,7 @@ def run_sklearn(X, y, *, batch, n_warmup, n_timed, seed) -> dict:
         margin[m] = np.inf
         return np.argsort(margin, kind="stable")[:batch]
 
-    t0 = time.perf_counter()
-    nxt = query()
-    t_first = time.perf_counter() - t0
-    total = []
-    for _ in range(n_timed):
-        i = int(nxt[0])
-        t_a = time.perf_counter()
-        labels[i] = y[i]
-        nxt = query()
-        total.append(time.perf_counter() - t_a)
+    t_first, total = time_oracle_loop(query, labels, y, n_timed)
     return {"tool": "sklearn (bare loop)", "strategy": "margin + LogisticRegression", "setup_s": t_first,
             "total": C.percentiles(total), "n_timed": len(total), "times_ms": [t * 1000 for t in total]}
 
@@ -207,12 +204,7 @@ def main(argv=None) -> int:
 
         if not torch.cuda.is_available():
             p.error("--device cuda: CUDA is not available on this machine; use --device cpu or auto")
-    if not args.no_peer:
-        try:
-            import skactiveml  # noqa: F401
-        except ImportError:
-            print("scikit-activeml is not installed (pip install scikit-activeml); running ours only")
-            args.no_peer = True
+    args.no_peer = args.no_peer or not C.peer_available()
 
     info = C.machine_info(args.device)
     print(C.machine_line(info))

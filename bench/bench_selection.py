@@ -220,12 +220,7 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"--strategies: unknown {unknown}; choose from {','.join(OURS)}")
     cap = int((args.mem_cap_gb * 2**30) if args.mem_cap_gb else 0.6 * psutil.virtual_memory().total)
-    if not args.no_peer:
-        try:
-            import skactiveml  # noqa: F401
-        except ImportError:
-            print("scikit-activeml is not installed (pip install scikit-activeml); running ours only")
-            args.no_peer = True
+    args.no_peer = args.no_peer or not C.peer_available()
     info = C.machine_info(args.device)
     print(C.machine_line(info))
     print(f"B = {args.batch}, labelled before selection: {args.per_class} per class, D = {args.dim}, "
