@@ -237,13 +237,18 @@ def isolated(px: np.ndarray, candidates: np.ndarray, box: dict, gap: float, k: i
     return out
 
 
-def bench_alwidget(page, n: int, y: np.ndarray, reps: int, recolour: bool, timeout_s: float) -> dict:
+def time_display(page, timeout_s: float) -> dict:
+    """Run the setup cell (untimed), then the display cell until its first paint; the display metrics."""
     run_cell(page, 0, timeout_s)
     setup = cell_text(page, 0).strip()
     page.evaluate("() => { window.__bench.exec = null; window.__bench.paint = null; }")
     page.evaluate(RUN_CELL_JS, 1)
     page.wait_for_function("() => window.__bench.paint !== null", timeout=timeout_s * 1000, polling=50)
-    out = {"setup": setup, **display_metrics(page)}
+    return {"setup": setup, **display_metrics(page)}
+
+
+def bench_alwidget(page, n: int, y: np.ndarray, reps: int, recolour: bool, timeout_s: float) -> dict:
+    out = time_display(page, timeout_s)
     out["esm_bytes"] = 0  # sent with the Labeller's creation in the untimed cell
     out["own"] = page.evaluate("() => document.querySelector('.alw-root').alw.timings")
     if not recolour:
@@ -292,12 +297,7 @@ def bench_alwidget(page, n: int, y: np.ndarray, reps: int, recolour: bool, timeo
 
 
 def bench_plotly(page, n: int, reps: int, recolour: bool, timeout_s: float) -> dict:
-    run_cell(page, 0, timeout_s)
-    setup = cell_text(page, 0).strip()
-    page.evaluate("() => { window.__bench.exec = null; window.__bench.paint = null; }")
-    page.evaluate(RUN_CELL_JS, 1)
-    page.wait_for_function("() => window.__bench.paint !== null", timeout=timeout_s * 1000, polling=50)
-    out = {"setup": setup, **display_metrics(page)}
+    out = time_display(page, timeout_s)
     out["esm_bytes"] = esm_bytes("plotly")
     if not recolour:
         return out
