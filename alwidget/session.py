@@ -34,7 +34,6 @@ SKIP_COOLDOWN = 20
 _LIVE_SESSIONS: "weakref.WeakSet[Session]" = weakref.WeakSet()
 
 
-@atexit.register
 def _close_all():
     """Stop every worker before the interpreter tears down (a busy torch thread aborts it otherwise)."""
     for s in list(_LIVE_SESSIONS):
@@ -42,6 +41,13 @@ def _close_all():
             s.close()
         except Exception:
             pass
+
+
+# threading's exit hook runs before atexit handlers, while torch and numpy are still intact.
+try:
+    threading._register_atexit(_close_all)
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    atexit.register(_close_all)
 
 
 def default_threads() -> int:

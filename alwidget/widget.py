@@ -21,7 +21,7 @@ from . import _serialize
 from ._util import check_features
 from .items import row_items, user_items
 from .session import Session
-from .store import StoreMismatchError
+from .store import StoreError, StoreMismatchError, check_class_name
 from .storefile import default_store_path
 
 __all__ = ["Labeller", "default_store_path"]
@@ -404,8 +404,11 @@ class Labeller(anywidget.AnyWidget):
             handler(self, content, list(buffers or ()))
         except _Intent as exc:
             self._set_error(str(exc))
+        except StoreError as exc:  # disk full, store taken over...: the store's own sentence
+            self._set_error(str(exc))
         except Exception as exc:  # the kernel stays alive whatever the front end sends
-            self._set_error(f"{type(exc).__name__}: {exc}")
+            what = content.get("type") if isinstance(content, dict) else None
+            self._set_error(f"the widget could not handle that {what!r} request ({exc}); nothing was changed")
 
     def _on_custom_msg(self, _widget, content, buffers):
         self.handle_message(content, buffers)
@@ -461,6 +464,10 @@ class Labeller(anywidget.AnyWidget):
         if not isinstance(name, str) or not name.strip():
             raise _Intent("add_class needs a non-empty class name")
         name = name.strip()
+        try:
+            check_class_name(name)
+        except (TypeError, ValueError) as exc:
+            raise _Intent(str(exc)) from None
         if len(name) > 200:
             raise _Intent("class names are limited to 200 characters")
         if name in self.classes:
@@ -516,11 +523,10 @@ class Labeller(anywidget.AnyWidget):
         if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in raw):
             bad = next(v for v in raw if isinstance(v, bool) or not isinstance(v, (int, np.integer)))
             raise _Intent(f"point indices must be integers, got {bad!r}")
-        arr = np.asarray(raw, dtype=np.int64)
-        out = (arr < 0) | (arr >= n)
-        if out.any():
-            raise _Intent(f"point index {int(arr[out][0])} is out of range (the map has {n} points)")
-        return np.unique(arr)
+        bad = next((int(v) for v in raw if not 0 <= int(v) < n), None)  # Python ints: no overflow
+        if bad is not None:
+            raise _Intent(f"point index {bad} is out of range (the map has {n} points)")
+        return np.unique(np.asarray(raw, dtype=np.int64))
 
     def _indices_from(self, content, buffers) -> np.ndarray:
         if "indices" in content and content["indices"] is not None:
@@ -529,6 +535,8 @@ class Labeller(anywidget.AnyWidget):
                 raise _Intent(f"'indices' must be a list of point indices, got {type(raw).__name__}")
             return self._check_indices(raw)
         if buffers:
+            if not isinstance(buffers[0], (bytes, bytearray, memoryview)):
+                raise _Intent(f"the index buffer must be binary data, got {type(buffers[0]).__name__}")
             try:
                 arr = _serialize.array_from_json({"buffer": buffers[0], "dtype": "int32", "shape": None})
             except ValueError as exc:
@@ -726,7 +734,7 @@ class Labeller(anywidget.AnyWidget):
             if st.get("last_update_ms") is not None:
                 last += f" ({st['last_update_ms'] / 1000:.2f} s)"
         busy = bool(st.get("busy", False)) if busy is None else busy
-        error = self._error or str(st.get("error") or "")
+        error = str(st.get("closed_reason") or "") or self._error or str(st.get("error") or "")
         parts = [f"{n_labelled} of {self._features.shape[0]} labelled"]
         if counts:
             parts.append(", ".join(f"{c}: {k}" for c, k in counts.items()))
@@ -749,6 +757,7 @@ class Labeller(anywidget.AnyWidget):
             "error": error,
             "text": " · ".join(parts),
             "store": self._store_path or ":memory:",
+            "closed": bool(st.get("closed_reason")),
             "strategy_name": str(st.get("strategy") or ""),
         }
 
