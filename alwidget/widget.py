@@ -70,7 +70,7 @@ def _open_session(X, items, store, name, **kw) -> Session:
         for line in session.notices:
             print(f"alwidget: {line}")
         return session
-    raise StoreMismatchError(f"no default label store fits these features; pass store= a new path")
+    raise StoreMismatchError("no default label store fits these features; pass store= a new path")
 
 
 def _fit_square(xy: np.ndarray, margin: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

@@ -14,9 +14,8 @@ import pytest
 from PIL import Image
 
 from alwidget import Session
-from alwidget.images import ImageSet
 from alwidget.items import Items, row_items, sketch_rows, sketches_match, user_items
-from alwidget.store import LabelStore, StoreMismatchError
+from alwidget.store import StoreMismatchError
 from alwidget.widget import Labeller
 
 REPO = Path(__file__).resolve().parents[1]
