@@ -176,6 +176,64 @@ def knn(X, k: int, *, exclude_self: bool = True, backend=None, device=None):
     return np.sqrt(np.maximum(sq, 0.0)).astype(np.float32), np.ascontiguousarray(idx)
 
 
+def knn_query(X, Q, k: int, *, metric: str = "euclidean", exclude=None, device=None):
+    """Exact k nearest rows of X for each query row of Q (torch, in query blocks).
+
+    ``X`` (N, D) is a numpy array or a torch tensor (a tensor already on a device is searched
+    there without a copy: callers that query one pool often keep it on the device); ``Q`` is
+    (M, D) or (D,). ``metric``: "euclidean" (distances, ascending) or "inner" (inner products,
+    descending: cosine similarity for unit rows). ``exclude``: rows of X never returned.
+    Returns ``(values (M, k) float32, idx (M, k) int64)``, k capped at the rows left; ties
+    keep the lower index first.
+
+    Unlike :func:`knn` this never builds a faiss index: a flat faiss index copies the whole
+    pool and was measured slower than one matrix product for a few queries (bench_search.py).
+    """
+    import torch
+
+    if metric not in ("euclidean", "inner"):
+        raise ValueError(f"metric must be 'euclidean' or 'inner', got {metric!r}")
+    if torch.is_tensor(X):
+        xt = X
+    else:
+        xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        dev = resolve_device("auto" if device is None else device)
+        xt = xt.to(dev)
+    q = torch.as_tensor(np.asarray(Q, dtype=np.float32)).reshape(-1, xt.shape[1]).to(xt.device)
+    n = xt.shape[0]
+    excl = None if exclude is None else torch.as_tensor(np.unique(np.asarray(exclude, dtype=np.int64)))
+    k = int(min(k, n - (0 if excl is None else excl.numel())))
+    m = q.shape[0]
+    vals = np.empty((m, max(k, 0)), np.float32)
+    idx = np.empty((m, max(k, 0)), np.int64)
+    if k <= 0:
+        return vals, idx
+    x_sq = (xt * xt).sum(1) if metric == "euclidean" else None
+    rows = _rows_per_tile(n)
+    with torch.no_grad():
+        for a in range(0, m, rows):
+            s = xt @ q[a:a + rows].T  # (N, m): for m = 1 a matrix-vector product over the pool
+            s = s.T.contiguous()
+            if x_sq is not None:  # -(squared distance), so that larger is nearer in both metrics
+                s = 2.0 * s - x_sq[None, :] - (q[a:a + rows] ** 2).sum(1, keepdim=True)
+            if excl is not None:
+                s[:, excl.to(s.device)] = -float("inf")
+            v, i = _top_desc(s, k)
+            vals[a:a + rows] = v if metric == "inner" else np.sqrt(np.maximum(-v, 0.0))
+            idx[a:a + rows] = i
+    return vals, idx
+
+
+def _top_desc(s, k: int):
+    """Largest k per row of a torch matrix, descending, ties by lower index: numpy (values, idx)."""
+    import torch
+
+    v, i = torch.topk(s, k, dim=1, largest=True, sorted=True)
+    v, i = v.cpu().numpy(), i.cpu().numpy().astype(np.int64)
+    order = np.lexsort((i, -v), axis=-1)  # topk's order among equal values is unspecified
+    return np.take_along_axis(v, order, 1), np.take_along_axis(i, order, 1)
+
+
 def kmeans(X, n_clusters: int, *, seed: int = 0, n_iter: int = 20, backend=None, device=None,
            max_points_per_centroid: int = 256):
     """Seeded k-means (Lloyd) on the rows of X.

@@ -22,6 +22,7 @@ import numpy as np
 
 from ._util import check_features, check_k, fingerprint, limit_threads
 from .items import Items, row_items, user_items
+from .prior import session_prior
 from .probe import LinearProbe, remember_fingerprint
 from .store import LabelStore, StoreClosedError, StoreMismatchError, check_class_name, export_dataframe
 from .store_view import open_notices
@@ -97,11 +98,18 @@ class Session:
         matched by number, with a content check that tolerates float noise.
     items : alwidget.items.Items, optional
         Row identities built by an image source (``ImageSet.items()``); overrides ``keys``.
+    text_prior : None, True, (C, D) array or alwidget.prior.TextPrior
+        A zero-shot start from the class names (see alwidget.prior): True embeds ``classes`` with
+        ``text_encoder``; an array gives one text embedding per name in ``classes``. Until labels
+        arrive ``predict_proba()`` is the zero-shot guess (``status["guess"]``), the probe is anchored
+        to the prior, and batches are class-balanced while classes are scarce.
+    text_encoder : str, alwidget.embed.Encoder or callable, optional
+        The OpenCLIP spec that made ``features`` (its text tower serves text search and the prior).
     """
 
     def __init__(self, features, classes=None, store=None, strategy: str = "auto", seed: int = 0,
                  device="auto", batch_size: int = 10, n_threads: int | None = None, probe_params=None,
-                 *, keys=None, items: Items | None = None):
+                 *, keys=None, items: Items | None = None, text_prior=None, text_encoder=None):
         from . import strategies
 
         self._strategies = strategies
@@ -148,6 +156,11 @@ class Session:
         try:
             for c in classes or []:
                 self.store.add_class(c)
+            self.text_encoder = text_encoder
+            self.prior = session_prior(text_prior, text_encoder, classes or self.classes, self.features.shape[1])
+            if self.prior is not None:  # the probe anchored to the class names (alwidget.prior)
+                self.probe = self.prior.make_probe(lambda: self.classes, device=device, seed=self.seed,
+                                                   **(probe_params or {}))
         except BaseException:
             if self._own_store:
                 self.store.close()
@@ -397,6 +410,8 @@ class Session:
         with self._cond:
             proba = self._proba
             c = len(self.store.classes)
+        if proba is None and self.prior is not None:  # before any label: the zero-shot guess
+            proba = self.prior.zero_shot(self.features, self.classes)
         if proba is None:
             return None
         if proba.shape[1] < c:
@@ -436,6 +451,8 @@ class Session:
                 "store": "" if self.store.path == ":memory:" else self.store.path,
                 "closed_reason": self.closed_reason,
                 "notices": list(self.notices),
+                "guess": self.prior is not None and self.prior.is_guess(counts),
+                "prior": None if self.prior is None else dict(self.probe.prior_info),
             }
 
     def subscribe(self, callback) -> None:
@@ -538,8 +555,11 @@ class Session:
         if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
             params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
         want = min(k + exclude.size, n_free)
-        idx, info = self._strategies.select(strategy, self.features, labels, want, seed=self.seed + round_,
-                                            probe=probe, return_info=True, n_threads=self.n_threads, **params)
+        select = self._strategies.select
+        if self.prior is not None:  # class-balanced (PCB) while classes are scarce
+            select = self.prior.selector(select, labels, self.classes, self.features, probe, exclude)
+        idx, info = select(strategy, self.features, labels, want, seed=self.seed + round_,
+                           probe=probe, return_info=True, n_threads=self.n_threads, **params)
         idx = np.asarray(idx, dtype=np.int64)
         if exclude.size:
             idx = idx[~np.isin(idx, exclude)]
