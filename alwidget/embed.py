@@ -94,12 +94,19 @@ class _DecodeDataset:
 
     def __getitem__(self, j):
         i = int(self.indices[j])
-        try:
-            return i, self.transform(self.images.load(i, self.size_hint)), None
-        except UnreadableImage as exc:
-            return i, None, str(exc)
-        except Exception as exc:  # a transform failing on one odd image must not stop the run
-            return i, None, f"cannot preprocess ({type(exc).__name__}: {exc})"
+        return (i, *preprocess_one(lambda: self.images.load(i, self.size_hint), self.transform))
+
+
+def preprocess_one(load, transform):
+    """``load()`` -> PIL image -> ``transform`` -> (crop, None), or (None, reason) when the
+    image cannot be read or preprocessed. The one place skip reasons are worded, for every
+    engine (DataLoader workers here, Ray decode tasks)."""
+    try:
+        return transform(load()), None
+    except UnreadableImage as exc:
+        return None, str(exc)
+    except Exception as exc:  # a transform failing on one odd image must not stop the run
+        return None, f"cannot preprocess ({type(exc).__name__}: {exc})"
 
 
 def _collate(items):
@@ -276,15 +283,13 @@ def _run_local(images, enc, plan: _Plan, store, *, batch_size, workers, threads,
     return _Computed(np.asarray(idx, dtype=np.int64), np.concatenate(feats) if feats else None, failed)
 
 
-def _run_ray(images, enc, plan: _Plan, store, *, batch_size, device, progress, chunk_size,
-             ray_address) -> _Computed:
+def _run_ray(images, enc, plan: _Plan, store, *, batch_size, device, progress, ray_address) -> _Computed:
     """Embed ``plan.todo`` on a Ray cluster; its workers commit the chunks, read back here."""
     from .engines import ray as ray_engine
 
-    failed = ray_engine.embed_files(images, plan.todo, enc, store, device=device, batch_size=batch_size,
-                                    chunk_size=chunk_size, address=ray_address, progress=progress)
-    feats, hit, _ = store.lookup(plan.keys[plan.todo])
-    return _Computed(plan.todo[hit], None if feats is None else feats[hit], failed)
+    idx, feats, failed = ray_engine.embed_files(images, plan.todo, enc, store, device=device, batch_size=batch_size,
+                                                address=ray_address, progress=progress)
+    return _Computed(idx, feats, failed)
 
 
 def _assemble(images: ImageSet, enc, store, plan: _Plan, new: _Computed) -> Embeddings:
@@ -361,7 +366,7 @@ def embed_images(images, encoder: str | Encoder = "efficientnet-lite0", *, devic
     new = _Computed(np.zeros(0, np.int64), None, {})
     if plan.todo.size and engine == "ray":
         new = _run_ray(images, enc, plan, store, batch_size=batch_size, device=device, progress=progress,
-                       chunk_size=chunk_size, ray_address=ray_address)
+                       ray_address=ray_address)
     elif plan.todo.size:
         default_batch = 256 if enc.device.type == "cuda" else 32
         new = _run_local(images, enc, plan, store, batch_size=batch_size or default_batch, workers=workers,

@@ -57,7 +57,8 @@ class EmbeddingCache:
         h = hashlib.blake2b(f"{CACHE_FORMAT}\0{encoder_id}\0{preprocess_id}".encode(), digest_size=8).hexdigest()
         self.encoder_id = encoder_id
         self.preprocess_id = preprocess_id
-        self.path = root / "embeddings" / f"{_slug(encoder_id)}-{h}"
+        self.root = root.absolute()  # what other processes (Ray workers) open the same cache with
+        self.path = self.root / "embeddings" / f"{_slug(encoder_id)}-{h}"
         self.chunks = self.path / "chunks"
 
     # writing ----------------------------------------------------------------------
@@ -128,7 +129,9 @@ class EmbeddingCache:
                         p.unlink()
                 except OSError:
                     pass
-        return sorted(n[: -len(".keys.npy")] for n in names if n.endswith(".keys.npy"))
+        # ".tmp-<random>-<id>.keys.npy" is a file being written: never a chunk (a reader that took
+        # it for a damaged one would delete it under its writer)
+        return sorted(n[: -len(".keys.npy")] for n in names if n.endswith(".keys.npy") and not n.startswith(".tmp-"))
 
     def _load_keys(self):
         """-> (keys (M,) S16, chunk position (M,) int32, row (M,) int64, [memory-mapped features], dim)."""

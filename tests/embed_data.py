@@ -1,7 +1,8 @@
 """Shared test data for the embedding modules (encoders, cache, run, Ray engine): real
 Fashion-MNIST images from the shipped subset and a tiny registered OpenCLIP architecture.
 
-Imported by the test files (``from embed_data import ...``); fixtures are re-bound there."""
+Registered as a pytest plugin by ``conftest.py``; the test files import the constants and
+helpers (``from embed_data import SMALL, write_folder``)."""
 from __future__ import annotations
 
 import json

@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 import pytest
-from embed_data import SMALL, demo_images  # noqa: F401 (fixtures)
+from embed_data import SMALL
 
 from alwidget import embed_cache
 from alwidget.embed import embed_images
@@ -69,11 +69,13 @@ def test_damaged_chunks_and_temp_leftovers_are_ignored(tmp_path, demo_images, ca
     feats = sorted(store.chunks.glob("*.feats.npy"))
     assert len(feats) == 2
     feats[0].write_bytes(feats[0].read_bytes()[:50])  # a damaged chunk
-    (store.chunks / ".tmp-deadbeef-x.keys.npy").write_bytes(b"partial")  # a killed writer's leftover
+    (store.chunks / ".tmp-deadbeef-x.keys.npy").write_bytes(b"partial")  # a writer's file in progress
+    (store.chunks / ".tmp-deadbeef-x.feats.npy").write_bytes(b"partial")
     with caplog.at_level(logging.WARNING, logger="alwidget"):
         e2 = embed_images(imgs, SMALL, device="cpu", cache_dir=cache, progress=False)
     assert e2.n_cached == 2 and e2.n_computed == 2
-    assert any("damaged" in r.getMessage() for r in caplog.records)
+    assert sum("damaged" in r.getMessage() for r in caplog.records) == 1  # the chunk, not the temp files
+    assert (store.chunks / ".tmp-deadbeef-x.keys.npy").exists()  # never deleted under a live writer
     np.testing.assert_allclose(e2.features, e1.features, atol=1e-5)
 
     store.compact(min_chunks=2)

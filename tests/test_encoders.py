@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from embed_data import SMALL, demo_images, tiny_arch  # noqa: F401 (fixtures)
+from embed_data import SMALL
 from PIL import Image
 
 from alwidget import encoders
