@@ -26,8 +26,8 @@ import numpy as np
 from ._util import available_cpus, cpu_threads, limit_threads
 from .embed_cache import CACHE_FORMAT, EmbeddingCache, cache_for, write_chunk
 from .encoders import (DEFAULT_ENCODER, DEMO_ENCODER, EfficientNetLite0, Encoder, EncoderUnavailable,
-                       OpenClipEncoder, encode_text, get_encoder, parse_spec)
-from .images import ImageSet, UnreadableImage, summarize_skipped
+                       OpenClipEncoder, encode_text, get_encoder, parse_spec, preprocess_one)
+from .images import ImageSet, summarize_skipped
 
 __all__ = [
     "CACHE_FORMAT",
@@ -46,6 +46,7 @@ __all__ = [
     "encode_text",
     "get_encoder",
     "parse_spec",
+    "preprocess_one",
     "write_chunk",
 ]
 
@@ -95,18 +96,6 @@ class _DecodeDataset:
     def __getitem__(self, j):
         i = int(self.indices[j])
         return (i, *preprocess_one(lambda: self.images.load(i, self.size_hint), self.transform))
-
-
-def preprocess_one(load, transform):
-    """``load()`` -> PIL image -> ``transform`` -> (crop, None), or (None, reason) when the
-    image cannot be read or preprocessed. The one place skip reasons are worded, for every
-    engine (DataLoader workers here, Ray decode tasks)."""
-    try:
-        return transform(load()), None
-    except UnreadableImage as exc:
-        return None, str(exc)
-    except Exception as exc:  # a transform failing on one odd image must not stop the run
-        return None, f"cannot preprocess ({type(exc).__name__}: {exc})"
 
 
 def _collate(items):
@@ -355,7 +344,8 @@ def embed_images(images, encoder: str | Encoder = "efficientnet-lite0", *, devic
     alwidget[ray]``, files rather than arrays, and a cache folder the workers share; see
     :mod:`alwidget.engines.ray`). ``workers``: DataLoader decoding processes ("auto": up
     to 4 where fork is available, 0 for small jobs). ``threads``: torch CPU threads (None:
-    the idle cores, see :func:`alwidget._util.cpu_threads`). Both apply to "local" only.
+    the idle cores, see :func:`alwidget._util.cpu_threads`). These two and the chunk limits
+    apply to "local"; Ray workers commit one chunk per batch of ``batch_size``.
     """
     images = _as_image_set(images)
     _check_options(batch_size, chunk_size, engine, cache)

@@ -22,7 +22,9 @@ import re
 import numpy as np
 
 from ._util import resolve_device
-from ._weights import EncoderUnavailable, alternatives as _alternatives, openclip_weights
+from ._weights import EncoderUnavailable, openclip_weights
+from ._weights import alternatives as _alternatives
+from .images import UnreadableImage
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -34,6 +36,7 @@ __all__ = [
     "encode_text",
     "get_encoder",
     "parse_spec",
+    "preprocess_one",
 ]
 
 #: The default encoder for users' own images.
@@ -53,6 +56,18 @@ def _pil_to_uint8(im):
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)))
+
+
+def preprocess_one(load, transform):
+    """``load()`` -> PIL image -> ``transform`` -> (crop, None), or (None, reason) when the
+    image cannot be read or preprocessed. The one place skip reasons are worded, for every
+    engine (DataLoader workers in alwidget.embed, Ray decode tasks in alwidget.engines.ray)."""
+    try:
+        return transform(load()), None
+    except UnreadableImage as exc:
+        return None, str(exc)
+    except Exception as exc:  # a transform failing on one odd image must not stop the run
+        return None, f"cannot preprocess ({type(exc).__name__}: {exc})"
 
 
 class ResizeCrop:

@@ -28,8 +28,7 @@ import os
 import numpy as np
 
 from ..embed_cache import EmbeddingCache
-from ..encoders import Encoder, get_encoder
-from ..embed import preprocess_one
+from ..encoders import Encoder, get_encoder, preprocess_one
 from ..images import load_rgb
 
 __all__ = ["embed_files"]
