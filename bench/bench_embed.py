@@ -14,10 +14,14 @@
    then looked up by key, as a re-run on an unchanged folder does; also after compaction.
 4. ``--gpu``: OpenCLIP ViT-B-32 on CUDA, model-only img/s per batch size with and without
    AMP, and end-to-end from JPEG files through the DataLoader (names the bottleneck).
+5. ``--sections ray``: ``embed_images(engine="ray")`` on a local Ray against the in-process
+   engine, same JPEG files, same encoder, fresh cache each, side by side (Ray's start-up timed
+   apart: on a cluster it is already running). Needs the ``ray`` extra.
 
     .venv/bin/python bench/bench_embed.py                 # full run on this machine (minutes)
     .venv/bin/python bench/bench_embed.py --quick         # smoke run
     .venv/bin/python bench/bench_embed.py --gpu --sections none --gpu-batch 256,512,1024   # GPU part only
+    .venv/bin/python bench/bench_embed.py --sections ray --out bench_embed_ray            # Ray vs in-process
 """
 from __future__ import annotations
 
@@ -274,6 +278,66 @@ def bench_gpu(args, records, rows) -> None:
                   f"bottleneck: {bottleneck}", flush=True)
 
 
+def _jpeg_folder(root: Path, demo, n: int, px: int) -> Path:
+    """n JPEG files of px x px (the demo images upscaled, as photos are larger than the crop)."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    base = [Image.fromarray(a).convert("RGB").resize((px, px), Image.Resampling.BILINEAR) for a in demo.images[:200]]
+    for i in range(n):
+        base[i % len(base)].rotate(i // len(base), fillcolor=(0, 0, 0)).save(root / f"{i:06d}.jpg", quality=90)
+    return root
+
+
+def bench_ray(args, demo, records, rows) -> None:
+    """Ray Data engine vs in-process on the same files: wall time incl. model load, fresh caches,
+    at each size in --ray-images (the difference of two sizes separates start-up from throughput)."""
+    import os
+
+    import ray
+
+    from alwidget._util import available_cpus
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    t = time.perf_counter()
+    ray.init(num_cpus=available_cpus(), include_dashboard=False, log_to_driver=False)
+    init_s = time.perf_counter() - t
+    print(f"  Ray {ray.__version__} local cluster of {available_cpus()} CPUs started in {init_s:.1f} s", flush=True)
+    try:
+        for n in args.ray_images:
+            with tempfile.TemporaryDirectory(prefix="alwidget-bench-ray-") as d:
+                folder = _jpeg_folder(Path(d) / "imgs", demo, n, args.ray_px)
+                times, feats = _ray_vs_local(args, folder, Path(d))
+            diff = float(np.abs(feats["ray"] - feats["local"]).max())
+            local_s, ray_s = min(times["local"]), min(times["ray"])
+            records.append({"section": "ray", "n": n, "px": args.ray_px, "encoder": args.ray_encoder,
+                            "local_s": times["local"], "ray_s": times["ray"], "ray_init_s": init_s,
+                            "max_abs_diff": diff, "cpus": available_cpus(), "ray_version": ray.__version__})
+            rows.append({"n": n, "local": C.fmt(local_s, 1), "local_ips": C.fmt(n / local_s, 1),
+                         "ray": C.fmt(ray_s, 1), "ray_ips": C.fmt(n / ray_s, 1), "rel": f"{local_s / ray_s:.2f}",
+                         "diff": f"{diff:.0e}"})
+            print(f"  {n} JPEGs ({args.ray_px} px) with {args.ray_encoder}: in-process {local_s:.1f} s "
+                  f"({n / local_s:.1f} img/s), Ray {ray_s:.1f} s ({n / ray_s:.1f} img/s, {local_s / ray_s:.2f}x); "
+                  f"max |difference| {diff:.1e}", flush=True)
+    finally:
+        ray.shutdown()
+
+
+def _ray_vs_local(args, folder: Path, tmp: Path):
+    """Best-of-repeats wall time per engine, the order alternated between repeats."""
+    from alwidget import embed
+
+    times, feats = {"local": [], "ray": []}, {}
+    for rep in range(args.ray_repeats):
+        for engine in ("local", "ray") if rep % 2 == 0 else ("ray", "local"):
+            t = time.perf_counter()
+            e = embed.embed_images(str(folder), args.ray_encoder, cache_dir=tmp / f"cache-{engine}-{rep}",
+                                   engine=engine, progress=False)
+            times[engine].append(time.perf_counter() - t)
+            feats[engine] = e.features
+    return times, feats
+
+
 class _NoAmp:
     """An encoder view that runs the model in fp32 even on CUDA."""
 
@@ -305,7 +369,7 @@ def main(argv=None) -> int:
                    help="folder sizes for the unchanged-folder re-run")
     p.add_argument("--rerun-encoder", default="efficientnet-lite0", help=argparse.SUPPRESS)
     p.add_argument("--sections", type=C.parse_names, default=["encoders", "demo", "cache", "rerun"],
-                   help="which of encoders,demo,cache,rerun to run (gpu: use --gpu)")
+                   help="which of encoders,demo,cache,rerun,ray to run (gpu: use --gpu)")
     p.add_argument("--gpu", action="store_true", help="also OpenCLIP ViT-B-32 on the GPU")
     p.add_argument("--gpu-device", default="cuda", help="device for --gpu ('cpu' for a dry run)")
     p.add_argument("--gpu-batch", type=C.parse_ints, default=[256, 512, 1024])
@@ -313,6 +377,11 @@ def main(argv=None) -> int:
     p.add_argument("--gpu-images", type=int, default=20000,
                    help="JPEG files for the end-to-end GPU run (enough for many batches per worker)")
     p.add_argument("--workers", default="auto", help="DataLoader workers for the end-to-end GPU run")
+    p.add_argument("--ray-images", type=C.parse_ints, default=[200, 2000],
+                   help="JPEG files for the Ray vs in-process section (one run per size)")
+    p.add_argument("--ray-px", type=int, default=256)
+    p.add_argument("--ray-encoder", default="efficientnet-lite0@96")
+    p.add_argument("--ray-repeats", type=int, default=2, help="runs per engine (best of), order alternated")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every section")
     p.add_argument("--out", default=None, help="results name under bench/results/ (default bench_embed)")
     args = p.parse_args(argv)
@@ -320,6 +389,7 @@ def main(argv=None) -> int:
         args.images, args.sizes, args.batches, args.cpu_batch = 32, [224, 96], 1, 16
         args.cache_n, args.cache_dims, args.rerun_n = [10_000], [512], [2_000]
         args.gpu_batch, args.gpu_batches, args.gpu_images = [32], 1, 64
+        args.ray_images, args.ray_repeats = [64], 1
     out = args.out or ("tmp/bench_embed_quick" if args.quick else "bench_embed")
 
     from alwidget import datasets, embed
@@ -327,7 +397,7 @@ def main(argv=None) -> int:
     info = C.machine_info(args.gpu_device if args.gpu else "cpu")
     print(C.machine_line(info))
     demo = datasets.demo()
-    records, enc_rows, cache_rows, rerun_rows, gpu_rows = [], [], [], [], []
+    records, enc_rows, cache_rows, rerun_rows, gpu_rows, ray_rows = [], [], [], [], [], []
     demo_rec = None
     if "encoders" in args.sections:
         print(f"\n1. encoders on the CPU ({args.images} Fashion-MNIST demo images, batch {args.cpu_batch})")
@@ -341,6 +411,9 @@ def main(argv=None) -> int:
     if "rerun" in args.sections:
         print("\n3b. re-run on an unchanged folder")
         bench_rerun_folder(args, records, rerun_rows)
+    if "ray" in args.sections:
+        print(f"\n5. Ray Data engine vs in-process ({args.ray_encoder})")
+        bench_ray(args, demo, records, ray_rows)
     if args.gpu:
         print("\n4. OpenCLIP ViT-B-32 on the GPU")
         bench_gpu(args, records, gpu_rows)
@@ -363,6 +436,13 @@ def main(argv=None) -> int:
     if rerun_rows:
         tables.append(("Re-run on an unchanged folder (every row cached; D = 512)", C.markdown_table(rerun_rows, [
             ("n", "files"), ("list", "listing (ms)"), ("embed", "embed_images (ms)"), ("total", "total (ms)")])))
+    if ray_rows:
+        tables.append((f"Ray vs in-process: JPEG files of {args.ray_px} px, {args.ray_encoder}, fresh cache, model load "
+                       f"included, best of {args.ray_repeats} (Ray's own start-up excluded)",
+                       C.markdown_table(ray_rows, [
+                           ("n", "files"), ("local", "in-process (s)"), ("local_ips", "in-process img/s"),
+                           ("ray", "Ray (s)"), ("ray_ips", "Ray img/s"), ("rel", "Ray throughput vs in-process"),
+                           ("diff", "max |row difference|")])))
     if gpu_rows:
         tables.append(("OpenCLIP ViT-B-32 (random weights) on the GPU", C.markdown_table(gpu_rows, [
             ("what", "what"), ("batch", "batch"), ("amp", "AMP"), ("workers", "workers"), ("ips", "img/s")])))

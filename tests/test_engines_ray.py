@@ -1,7 +1,11 @@
 """The Ray Data engine on a local Ray started here (2 CPUs, no dashboard): ~200 real
 Fashion-MNIST images written as PNG and JPEG files plus a corrupt one, embedded on Ray and
 in-process; the same keys, the same rows (to 1e-5), the same skip reason, and the widget
-opens the result from the cache the Ray workers filled."""
+opens the result from the cache the Ray workers filled.
+
+The local Ray also declares one *logical* GPU (no CUDA here): with ``device="auto"`` the
+engine schedules its model actor as a GPU actor, which finds no CUDA and runs on the CPU, the
+path a GPU cluster takes; ``device="cpu"`` takes the CPU-only path (actors on cores)."""
 from __future__ import annotations
 
 import os
@@ -25,7 +29,7 @@ def local_ray():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # Ray >= 2.5x warns about token auth on local clusters
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield ray
     if started:
         ray.shutdown()
@@ -84,7 +88,7 @@ def test_the_widget_opens_what_ray_embedded(local_ray, folder, in_process, tmp_p
     from alwidget.widget import Labeller
 
     cache = tmp_path / "cache"
-    embed_images(folder, SPEC, cache_dir=cache, engine="ray", progress=False, batch_size=64)
+    embed_images(folder, SPEC, cache_dir=cache, engine="ray", progress=False, device="cpu")  # CPU-only actors
     w = Labeller.from_folder(folder, classes=["top", "shoe"], encoder=SPEC, store=tmp_path / "labels.sqlite",
                              cache_dir=cache, progress=False, projection="preview", device="cpu")
     try:
@@ -98,6 +102,14 @@ def test_the_widget_opens_what_ray_embedded(local_ray, folder, in_process, tmp_p
         assert len(batch) == 5 and not {0, 5} & set(batch.tolist())
     finally:
         w.close()
+
+
+def test_actor_pool_follows_the_cluster(local_ray):
+    from alwidget.engines import ray as engine
+
+    assert engine._actors(local_ray, "auto", 100) == (1, {"num_gpus": 1, "num_cpus": 1})  # one per GPU
+    assert engine._actors(local_ray, "cpu", 100) == (1, {"num_cpus": 1})  # 2 CPUs: 1 for the model, 1 decodes
+    assert engine._actors(local_ray, "cuda", 100)[1]["num_gpus"] == 1
 
 
 def test_ray_engine_refuses_what_it_cannot_do(local_ray, tmp_path, monkeypatch):
