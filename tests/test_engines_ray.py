@@ -128,6 +128,18 @@ def test_ray_engine_refuses_what_it_cannot_do(local_ray, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="shared by the workers and the notebook"):
         engine._collect(one, np.array([0]), empty, [key], {})
 
+    # an encoder object that its spec does not rebuild is refused before any work starts ...
+    skewed = get_encoder(SPEC, device="cpu", load=False)
+    skewed.preprocess_id += ";other-version"
+    with pytest.raises(ValueError, match="pass the encoder as a spec string"):
+        engine.embed_files(one, np.array([0]), skewed, cache_for(skewed, tmp_path), progress=False)
+    # ... and workers whose encoder differs from the driver's (other versions installed) refuse to
+    # embed; the worker's reason reaches the user as one sentence
+    monkeypatch.setattr(engine, "_check_rebuildable", lambda enc: None)
+    with pytest.raises(RuntimeError, match="failed on a worker: RuntimeError: the Ray worker's encoder .* "
+                                           "preprocesses differently"):
+        engine.embed_files(one, np.array([0]), skewed, cache_for(skewed, tmp_path), progress=False)
+
     # without Ray installed: a clear message naming the extra
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"alwidget\[ray\]"):

@@ -24,6 +24,7 @@ import contextlib
 import inspect
 import logging
 import os
+import re
 
 import numpy as np
 
@@ -228,13 +229,25 @@ def embed_files(images, todo: np.ndarray, enc: Encoder, store: EmbeddingCache, *
             batch_size = 256 if ray.cluster_resources().get("GPU", 0) and device != "cpu" else 32
         ds = _pipeline(ray, images, todo, enc, store, device=device, batch_size=int(batch_size))
         done, failed_keys = [], {}
-        for b in ds.iter_batches(batch_format="numpy", batch_size=None):
-            for k, ok, reason in zip(b["key"], b["ok"], b["reason"]):
-                if ok:
-                    done.append(k)
-                else:
-                    failed_keys[k] = str(reason)
+        try:
+            for b in ds.iter_batches(batch_format="numpy", batch_size=None):
+                for k, ok, reason in zip(b["key"], b["ok"], b["reason"]):
+                    if ok:
+                        done.append(k)
+                    else:
+                        failed_keys[k] = str(reason)
+        except ray.exceptions.RayError as exc:  # a worker's traceback: name its cause in one sentence
+            raise RuntimeError(f"the Ray embedding job failed on a worker: {_cause(exc)}") from exc
     return _collect(images, todo, store, done, failed_keys)
+
+
+def _cause(exc) -> str:
+    """The innermost 'SomeError: message' line of a Ray error's text (it carries the remote traceback)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Unavailable): ", ln):
+            return ln
+    return lines[0] if lines else type(exc).__name__
 
 
 def _collect(images, todo, store: EmbeddingCache, done: list, failed_keys: dict):
