@@ -442,13 +442,17 @@ def main(argv=None) -> int:
                        C.markdown_table(ray_rows, [
                            ("n", "files"), ("local", "in-process (s)"), ("local_ips", "in-process img/s"),
                            ("ray", "Ray (s)"), ("ray_ips", "Ray img/s"), ("rel", "Ray throughput vs in-process"),
-                           ("diff", "max |row difference|")])))
+                           ("diff", "max abs. row difference")])))
     if gpu_rows:
         tables.append(("OpenCLIP ViT-B-32 (random weights) on the GPU", C.markdown_table(gpu_rows, [
             ("what", "what"), ("batch", "batch"), ("amp", "AMP"), ("workers", "workers"), ("ips", "img/s")])))
-    settings = (f"{args.images} shipped Fashion-MNIST demo images (28 px grey, upscaled by the encoder's "
-                f"preprocessing); CPU batch {args.cpu_batch}; torch threads = idle cores "
-                f"({embed.cpu_threads()} at the end)" + ("; QUICK smoke run" if args.quick else ""))
+    if args.sections == ["ray"]:
+        settings = (f"Ray section only: {', '.join(map(str, args.ray_images))} JPEG files made from the demo images, "
+                    f"{args.ray_encoder}, a local Ray of all usable CPUs" + ("; QUICK" if args.quick else ""))
+    else:
+        settings = (f"{args.images} shipped Fashion-MNIST demo images (28 px grey, upscaled by the encoder's "
+                    f"preprocessing); CPU batch {args.cpu_batch}; torch threads = idle cores "
+                    f"({embed.cpu_threads()} at the end)" + ("; QUICK smoke run" if args.quick else ""))
     notes = ["model = forward pass on preprocessed tensors (best of the timed batches as a mean); end-to-end = "
              "embed_images without cache (decode, preprocess, DataLoader, model, L2 normalisation).",
              "5-NN acc. = leave-one-out 5-nearest-neighbour accuracy (cosine) of the embeddings on the demo "
@@ -456,6 +460,11 @@ def main(argv=None) -> int:
              "regression on 2 random labels per class, accuracy on the rest, mean of 10 draws.",
              "cache figures exclude listing the folder (one stat per file) and include the key sort and the "
              "row gather; item-key hashing is timed separately in the JSON records ('keys')."]
+    if ray_rows:
+        notes.append("Ray = embed_images(engine='ray') on a running local Ray: CPU decode tasks, one model actor "
+                     "(1 thread on 2 CPUs, the other decodes), one cache chunk per batch, rows read back from the "
+                     "cache; its wall time includes starting the actor process (torch import, model load) on "
+                     "every call; in-process = engine='local' (1 DataLoader worker on 2 CPUs).")
     path = C.write_results(out, title="Embedding throughput and cache", settings=settings, info=info,
                            tables=tables, records=records, notes=notes)
     print(f"\nwrote {path}")
