@@ -355,7 +355,7 @@ class _NoAmp:
         return f.cpu().numpy()
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=1000, help="demo images for the encoder section")
     p.add_argument("--sizes", type=C.parse_ints, default=[224, 160, 112, 96, 64],
@@ -384,43 +384,13 @@ def main(argv=None) -> int:
     p.add_argument("--ray-repeats", type=int, default=2, help="runs per engine (best of), order alternated")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every section")
     p.add_argument("--out", default=None, help="results name under bench/results/ (default bench_embed)")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.images, args.sizes, args.batches, args.cpu_batch = 32, [224, 96], 1, 16
-        args.cache_n, args.cache_dims, args.rerun_n = [10_000], [512], [2_000]
-        args.gpu_batch, args.gpu_batches, args.gpu_images = [32], 1, 64
-        args.ray_images, args.ray_repeats = [64], 1
-    out = args.out or ("tmp/bench_embed_quick" if args.quick else "bench_embed")
+    return p
 
-    from alwidget import datasets, embed
 
-    info = C.machine_info(args.gpu_device if args.gpu else "cpu")
-    print(C.machine_line(info))
-    demo = datasets.demo()
-    records, enc_rows, cache_rows, rerun_rows, gpu_rows, ray_rows = [], [], [], [], [], []
-    demo_rec = None
-    if "encoders" in args.sections:
-        print(f"\n1. encoders on the CPU ({args.images} Fashion-MNIST demo images, batch {args.cpu_batch})")
-        bench_encoders(args, demo, records, enc_rows)
-    if "demo" in args.sections:
-        print(f"\n2. the demo's first embedding ({embed.DEMO_ENCODER})")
-        demo_rec = bench_demo_first_run(args, demo, records)
-    if "cache" in args.sections:
-        print("\n3. cache-hit load")
-        bench_cache(args, records, cache_rows)
-    if "rerun" in args.sections:
-        print("\n3b. re-run on an unchanged folder")
-        bench_rerun_folder(args, records, rerun_rows)
-    if "ray" in args.sections:
-        print(f"\n5. Ray Data engine vs in-process ({args.ray_encoder})")
-        bench_ray(args, demo, records, ray_rows)
-    if args.gpu:
-        print("\n4. OpenCLIP ViT-B-32 on the GPU")
-        bench_gpu(args, records, gpu_rows)
-
+def _tables(args, rows: dict, demo_rec) -> list:
     tables = []
-    if enc_rows:
-        tables.append(("Encoders on this CPU", C.markdown_table(enc_rows, [
+    if rows["encoders"]:
+        tables.append(("Encoders on this CPU", C.markdown_table(rows["encoders"], [
             ("encoder", "encoder"), ("px", "input px"), ("load", "load (s)"), ("model", "model img/s"),
             ("e2e", "end-to-end img/s"), ("knn", "5-NN acc. on demo (%)"),
             ("probe", "probe acc., 2 labels/class (%)")])))
@@ -428,24 +398,28 @@ def main(argv=None) -> int:
         tables.append((f"Demo first run: {demo_rec['n']} images with {demo_rec['encoder']}: "
                        f"{demo_rec['first_s']:.1f} s (model load included); re-run from the cache "
                        f"{demo_rec['rerun_s'] * 1000:.0f} ms", ""))
-    if cache_rows:
+    if rows["cache"]:
         tables.append(("Cache hit (lookup of every key, rows gathered in the folder's order)",
-                       C.markdown_table(cache_rows, [
+                       C.markdown_table(rows["cache"], [
                            ("n", "N"), ("dim", "D"), ("chunks", "chunks"), ("write", "write (s)"),
                            ("chunked", "hit load, chunked (ms)"), ("compacted", "hit load, one chunk (ms)")])))
-    if rerun_rows:
-        tables.append(("Re-run on an unchanged folder (every row cached; D = 512)", C.markdown_table(rerun_rows, [
+    if rows["rerun"]:
+        tables.append(("Re-run on an unchanged folder (every row cached; D = 512)", C.markdown_table(rows["rerun"], [
             ("n", "files"), ("list", "listing (ms)"), ("embed", "embed_images (ms)"), ("total", "total (ms)")])))
-    if ray_rows:
+    if rows["ray"]:
         tables.append((f"Ray vs in-process: JPEG files of {args.ray_px} px, {args.ray_encoder}, fresh cache, model load "
                        f"included, best of {args.ray_repeats} (Ray's own start-up excluded)",
-                       C.markdown_table(ray_rows, [
+                       C.markdown_table(rows["ray"], [
                            ("n", "files"), ("local", "in-process (s)"), ("local_ips", "in-process img/s"),
                            ("ray", "Ray (s)"), ("ray_ips", "Ray img/s"), ("rel", "Ray throughput vs in-process"),
                            ("diff", "max abs. row difference")])))
-    if gpu_rows:
-        tables.append(("OpenCLIP ViT-B-32 (random weights) on the GPU", C.markdown_table(gpu_rows, [
+    if rows["gpu"]:
+        tables.append(("OpenCLIP ViT-B-32 (random weights) on the GPU", C.markdown_table(rows["gpu"], [
             ("what", "what"), ("batch", "batch"), ("amp", "AMP"), ("workers", "workers"), ("ips", "img/s")])))
+    return tables
+
+
+def _settings_and_notes(args, embed, with_ray: bool):
     if args.sections == ["ray"]:
         settings = (f"Ray section only: {', '.join(map(str, args.ray_images))} JPEG files made from the demo images, "
                     f"{args.ray_encoder}, a local Ray of all usable CPUs" + ("; QUICK" if args.quick else ""))
@@ -460,13 +434,53 @@ def main(argv=None) -> int:
              "regression on 2 random labels per class, accuracy on the rest, mean of 10 draws.",
              "cache figures exclude listing the folder (one stat per file) and include the key sort and the "
              "row gather; item-key hashing is timed separately in the JSON records ('keys')."]
-    if ray_rows:
+    if with_ray:
         notes.append("Ray = embed_images(engine='ray') on a running local Ray: CPU decode tasks, one model actor "
                      "(1 thread on 2 CPUs, the other decodes), one cache chunk per batch, rows read back from the "
                      "cache; its wall time includes starting the actor process (torch import, model load) on "
                      "every call; in-process = engine='local' (1 DataLoader worker on 2 CPUs).")
+    return settings, notes
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.quick:
+        args.images, args.sizes, args.batches, args.cpu_batch = 32, [224, 96], 1, 16
+        args.cache_n, args.cache_dims, args.rerun_n = [10_000], [512], [2_000]
+        args.gpu_batch, args.gpu_batches, args.gpu_images = [32], 1, 64
+        args.ray_images, args.ray_repeats = [64], 1
+    out = args.out or ("tmp/bench_embed_quick" if args.quick else "bench_embed")
+
+    from alwidget import datasets, embed
+
+    info = C.machine_info(args.gpu_device if args.gpu else "cpu")
+    print(C.machine_line(info))
+    demo = datasets.demo()
+    records = []
+    rows = {k: [] for k in ("encoders", "cache", "rerun", "ray", "gpu")}
+    demo_rec = None
+    if "encoders" in args.sections:
+        print(f"\n1. encoders on the CPU ({args.images} Fashion-MNIST demo images, batch {args.cpu_batch})")
+        bench_encoders(args, demo, records, rows["encoders"])
+    if "demo" in args.sections:
+        print(f"\n2. the demo's first embedding ({embed.DEMO_ENCODER})")
+        demo_rec = bench_demo_first_run(args, demo, records)
+    if "cache" in args.sections:
+        print("\n3. cache-hit load")
+        bench_cache(args, records, rows["cache"])
+    if "rerun" in args.sections:
+        print("\n3b. re-run on an unchanged folder")
+        bench_rerun_folder(args, records, rows["rerun"])
+    if "ray" in args.sections:
+        print(f"\n5. Ray Data engine vs in-process ({args.ray_encoder})")
+        bench_ray(args, demo, records, rows["ray"])
+    if args.gpu:
+        print("\n4. OpenCLIP ViT-B-32 on the GPU")
+        bench_gpu(args, records, rows["gpu"])
+
+    settings, notes = _settings_and_notes(args, embed, bool(rows["ray"]))
     path = C.write_results(out, title="Embedding throughput and cache", settings=settings, info=info,
-                           tables=tables, records=records, notes=notes)
+                           tables=_tables(args, rows, demo_rec), records=records, notes=notes)
     print(f"\nwrote {path}")
     return 0
 
