@@ -20,9 +20,10 @@ Spec: ``shared/specs/find.md`` §3; papers: CLAP (Silva-Rodriguez et al., CVPR 2
   prior: when its zero-shot predictions of the labelled items are not better than chance
   (one-sided binomial test at ``alpha``) and 2 or more classes are labelled, it fits the plain
   probe instead, and says so in ``prior_info``.
-- **Balanced selection** (:func:`balanced_select`, PCB): the base strategy ranks ``factor`` x B
-  candidates; they get pseudo-labels from the current model (the zero-shot guess at first); then
-  B times: the class with the fewest (labelled + chosen) items gives its best-ranked candidate.
+- **Balanced selection** (:func:`balanced_select`, PCB): the candidates are the base strategy's
+  batch of B followed by the rest of its batch of ``factor`` x B; they get pseudo-labels from the
+  current model (the zero-shot guess at first); then B times: the class with the fewest
+  (labelled + chosen) items gives its best-ranked candidate.
   The Session does this while some class has fewer than ``balance_until`` labels.
 
 The prior shifts every model-based score (margin, entropy, DropQuery, BADGE): they read the
@@ -48,8 +49,11 @@ DEFAULT_TEMPLATES = ("a photo of a {}.",)
 GUESS_UNTIL = 2
 #: PCB: the base strategy ranks this many times the batch size.
 BALANCE_FACTOR = 5
-#: The Session balances batches while some class has fewer labels than this.
-BALANCE_UNTIL = 5
+#: The Session balances batches while some class has fewer labels than this. Measured
+#: (bench/bench_search.py): on a class-balanced pool balancing by noisy pseudo-labels costs
+#: DropQuery/TypiClust picks a point or two once every class is found, while on long-tailed
+#: pools it finds the rare classes sooner; so it stops as soon as every class has 2 labels.
+BALANCE_UNTIL = 2
 #: Significance level of the test "the prior predicts the labelled items better than chance".
 PRIOR_ALPHA = 0.05
 
@@ -281,8 +285,9 @@ class AnchoredProbe(LinearProbe):
         remap[cols] = np.arange(cols.size)
         W = W0.copy()
         if idx.size:
-            W[cols] = fit_prototypes(x, remap[y], W0[cols], T[cols], lam[cols], self.scale,
-                                     self.warm_iter if self.mode == "anchored" else self.max_iter)
+            # max_iter even when warm: a step costs well under a millisecond here, and the
+            # warm start only makes convergence (the ftol stop) come sooner
+            W[cols] = fit_prototypes(x, remap[y], W0[cols], T[cols], lam[cols], self.scale, self.max_iter)
         self._protos = W
         self._install(Xn, W, active)
         self.mode = "anchored" if idx.size else "zero-shot"
@@ -363,24 +368,27 @@ def balanced_select(select, name, features, labels, k: int, *, proba, exclude=No
                     factor: int = BALANCE_FACTOR, return_info: bool = False, **kwargs):
     """PCB on top of ``select`` (e.g. :func:`alwidget.strategies.select`): k class-balanced rows.
 
-    The base strategy ranks ``factor * k`` unlabelled candidates (never rows in ``exclude``);
-    ``proba`` (N, C) from the current model gives them pseudo-labels; :func:`pcb_order` picks.
+    The candidates, best first, are the strategy's own batch of k followed by the rest of its batch
+    of ``factor * k`` (set-based strategies such as TypiClust or DropQuery pick a different set for
+    a larger k, so the first k of that would not be the batch the strategy wants); rows in
+    ``exclude`` never count. ``proba`` (N, C) from the current model gives them pseudo-labels and
+    :func:`pcb_order` picks: a batch already spread over the predicted classes comes back as it was.
     """
     labels = np.asarray(labels, np.int64)
     excl = np.zeros(0, np.int64) if exclude is None else np.asarray(exclude, np.int64)
     n_free = int((labels < 0).sum())
+    base, info = select(name, features, labels, min(int(k) + excl.size, n_free), return_info=True, **kwargs)
     want = min(int(factor) * int(k) + excl.size, n_free)
-    idx, info = select(name, features, labels, want, return_info=True, **kwargs)
-    idx = np.asarray(idx, np.int64)
-    idx = idx[~np.isin(idx, excl)] if excl.size else idx
+    ext = np.asarray(select(name, features, labels, want, **kwargs) if want > len(base) else base, np.int64)
+    base = np.asarray(base, np.int64)
+    ranked = np.concatenate([base, ext[~np.isin(ext, base)]])
+    ranked = ranked[~np.isin(ranked, excl)] if excl.size else ranked
     proba = np.asarray(proba)
     counts = np.bincount(labels[labels >= 0], minlength=proba.shape[1])
-    picks = pcb_order(idx, proba[idx].argmax(1), counts, k)
-    if picks.size < min(k, idx.size):
-        picks = np.concatenate([picks, idx[~np.isin(idx, picks)][:k - picks.size]])
+    picks = pcb_order(ranked, proba[ranked].argmax(1), counts, k)
     info = dict(info)
-    info["balanced"] = {"candidates": int(idx.size), "factor": int(factor)}
-    info["reason"] = info.get("reason", name) + f"; class-balanced over its top {idx.size} by predicted class (PCB)"
+    info["balanced"] = {"candidates": int(ranked.size), "factor": int(factor)}
+    info["reason"] = info.get("reason", name) + f"; class-balanced over {ranked.size} candidates by predicted class (PCB)"
     return (picks, info) if return_info else picks
 
 
@@ -448,6 +456,12 @@ class TextPrior:
     def make_probe(self, names, **kwargs) -> AnchoredProbe:
         """An AnchoredProbe that reads the text rows of ``names()`` (a callable) at every fit."""
         return AnchoredProbe(lambda: self.matrix_for(names()), self.scale, alpha=self.alpha, **kwargs)
+
+    def status(self, probe, counts) -> dict:
+        """What the Session's probe does with the prior now (its ``prior_info``; zero-shot before labels)."""
+        if not np.asarray(counts).sum() or not isinstance(probe, AnchoredProbe):
+            return {"mode": "zero-shot", "reason": "no labels yet: the zero-shot guess from the class names"}
+        return dict(probe.prior_info)
 
     def is_guess(self, counts) -> bool:
         """True while some class has fewer than ``guess_until`` labels (the colours lean on the text)."""

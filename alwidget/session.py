@@ -455,7 +455,7 @@ class Session:
                 "closed_reason": self.closed_reason,
                 "notices": list(self.notices),
                 "guess": self.prior is not None and self.prior.is_guess(counts),
-                "prior": None if self.prior is None else dict(self.probe.prior_info),
+                "prior": None if self.prior is None else self.prior.status(self.probe, counts),
             }
 
     def subscribe(self, callback) -> None:
