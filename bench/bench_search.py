@@ -126,6 +126,25 @@ def run_latency(args, info):
     return records, notes
 
 
+def run_graph(args):
+    """Near-duplicates and outliers at N = --graph-n: the first call builds the exact kNN graph."""
+    from alwidget import search
+    from alwidget.geometry import Geometry
+
+    out = []
+    for n in args.graph_n:
+        X = np.load(C.cached_features(n, args.d)[0])
+        Geometry.clear_cache()
+        t0 = time.perf_counter()
+        dup = search.near_duplicates(X, 0.95)
+        t1 = time.perf_counter()
+        search.outliers(X, 100)
+        t2 = time.perf_counter()
+        out.append({"n": n, "duplicates_first_s": t1 - t0, "outliers_after_s": t2 - t1, "groups": len(dup.groups)})
+        print(out[-1])
+    return out
+
+
 def latency_table(records):
     def cell(r, key):
         v = r.get(key)
@@ -253,6 +272,7 @@ def main(argv=None) -> int:
     p.add_argument("--queries", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--text-encoder", default="openclip:ViT-B-32/random")
+    p.add_argument("--graph-n", type=C.parse_ints, default=[20_000], help="N for duplicates/outliers ('' skips)")
     p.add_argument("--strategies", type=C.parse_names, default=["auto", "random"])
     p.add_argument("--budgets", type=C.parse_ints, default=[0, 10, 20, 30, 50])
     p.add_argument("--seeds", type=int, default=10)
@@ -265,7 +285,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="bench_search")
     args = p.parse_args(argv)
     if args.quick:
-        args.n, args.queries, args.seeds = [100_000], 5, 2
+        args.n, args.queries, args.seeds, args.graph_n = [100_000], 5, 2, [5_000]
     info = C.machine_info()
     print(C.machine_line(info))
     tables, records, notes = [], {}, []
@@ -274,6 +294,13 @@ def main(argv=None) -> int:
         records["latency"], notes = lat, notes + lat_notes
         tables.append((f"Search latency, one query, k = {args.k}, D = {args.d}, {args.threads} threads "
                        f"({args.queries} queries)", latency_table(lat)))
+    if args.part in ("both", "latency") and args.graph_n:
+        graph = run_graph(args)
+        records["graph"] = graph
+        tables.append(("Near-duplicates (k = 10 kNN graph, exact) and outliers", C.markdown_table(
+            [{"n": f"{g['n']:,}", "d": C.fmt(g["duplicates_first_s"], 1), "o": C.fmt(g["outliers_after_s"], 2)}
+             for g in graph], [("n", "N"), ("d", "near_duplicates, first call s (builds the graph)"),
+                               ("o", "outliers next, s (graph cached)")])))
     if args.part in ("both", "efficiency"):
         eff, (shape, shape_t, zs) = run_efficiency(args, info)
         records["efficiency"] = eff
