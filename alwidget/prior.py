@@ -16,10 +16,13 @@ Spec: ``shared/specs/find.md`` §3; papers: CLAP (Silva-Rodriguez et al., CVPR 2
   Measured on Fashion-MNIST features (tests/test_prior.py, bench/bench_search.py): with a useful
   prior this beats the plain probe by far at 1-5 labels per class, but with a useless one the
   cosine classifier it becomes stays 2-5 points below the plain
-  :class:`~alwidget.probe.LinearProbe`, however small lambda gets. So the probe also *tests* the
-  prior: when its zero-shot predictions of the labelled items are not better than chance
-  (one-sided binomial test at ``alpha``) and 2 or more classes are labelled, it fits the plain
-  probe instead, and says so in ``prior_info``.
+  :class:`~alwidget.probe.LinearProbe`, however small lambda gets, and from ~10 labels per class
+  the plain probe wins even with a useful prior. So the probe also *tests* the prior: when its
+  zero-shot predictions of the labelled items are not better than chance (one-sided binomial
+  test at ``alpha``) and 2 or more classes are labelled, it is the plain probe, and says so in
+  ``prior_info``. Otherwise its logits blend the anchored probe with a plain LinearProbe fitted on
+  the same labels, beta = k0 / (k0 + L / C) on the anchored side (k0 = 4): the spec's mode C with
+  the anchored probe in the place of zero-shot.
 - **Balanced selection** (:func:`balanced_select`, PCB): the candidates are the base strategy's
   batch of B followed by the rest of its batch of ``factor`` x B; they get pseudo-labels from the
   current model (the zero-shot guess at first); then B times: the class with the fewest
