@@ -40,6 +40,7 @@ import numpy as np
 
 from ._util import check_labels
 from .probe import LinearProbe, _get_pool
+from .balance import BALANCE_FACTOR, balanced_select, pcb_order  # noqa: F401  (re-exported)
 from .search import CLIP_SCALE, text_tower, unit_rows
 
 __all__ = ["AnchoredProbe", "TextPrior", "balanced_select", "class_text_embeddings", "pcb_order",
@@ -50,8 +51,6 @@ __all__ = ["AnchoredProbe", "TextPrior", "balanced_select", "class_text_embeddin
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 #: Until every class has this many labels the colouring is marked a guess (spec default).
 GUESS_UNTIL = 2
-#: PCB: the base strategy ranks this many times the batch size.
-BALANCE_FACTOR = 5
 #: The Session balances batches while some class has fewer labels than this. Measured
 #: (bench/bench_search.py): on a class-balanced pool balancing by noisy pseudo-labels costs
 #: DropQuery/TypiClust picks a point or two once every class is found, while on long-tailed
@@ -364,60 +363,6 @@ class AnchoredProbe(LinearProbe):
     def transform(self, X=None):
         """Pool-standardised unit rows (new inputs are L2-normalised first, like the pool)."""
         return super().transform(None if X is None else unit_rows(np.asarray(X, dtype=np.float32)))
-
-
-# ------------------------------------------------------------------------------ balancing (PCB)
-def pcb_order(ranked, pseudo, counts, k: int) -> np.ndarray:
-    """PCB's pick: ``k`` of the ``ranked`` rows (best first) with pseudo-labels ``pseudo``.
-
-    Repeatedly the class with the fewest (labelled ``counts`` + chosen) items, among classes with
-    candidates left, gives its best-ranked candidate (ties: the class whose candidate ranks
-    higher). Returns the picks in the order taken, at most ``k``.
-    """
-    ranked, pseudo = np.asarray(ranked, np.int64), np.asarray(pseudo, np.int64)
-    cnt = np.asarray(counts, np.int64).copy()
-    cnt = np.concatenate([cnt, np.zeros(max(0, int(pseudo.max(initial=-1)) + 1 - cnt.size), np.int64)])
-    queues = [np.flatnonzero(pseudo == c) for c in range(cnt.size)]  # positions, best first
-    head = np.zeros(cnt.size, np.int64)
-    picks = []
-    while len(picks) < k:
-        live = np.flatnonzero(head < np.array([q.size for q in queues]))
-        if live.size == 0:
-            break
-        nxt = np.array([queues[c][head[c]] for c in live])
-        c = live[np.lexsort((nxt, cnt[live]))[0]]
-        picks.append(ranked[queues[c][head[c]]])
-        head[c] += 1
-        cnt[c] += 1
-    return np.asarray(picks, np.int64)
-
-
-def balanced_select(select, name, features, labels, k: int, *, proba, exclude=None,
-                    factor: int = BALANCE_FACTOR, return_info: bool = False, **kwargs):
-    """PCB on top of ``select`` (e.g. :func:`alwidget.strategies.select`): k class-balanced rows.
-
-    The candidates, best first, are the strategy's own batch of k followed by the rest of its batch
-    of ``factor * k`` (set-based strategies such as TypiClust or DropQuery pick a different set for
-    a larger k, so the first k of that would not be the batch the strategy wants); rows in
-    ``exclude`` never count. ``proba`` (N, C) from the current model gives them pseudo-labels and
-    :func:`pcb_order` picks: a batch already spread over the predicted classes comes back as it was.
-    """
-    labels = np.asarray(labels, np.int64)
-    excl = np.zeros(0, np.int64) if exclude is None else np.asarray(exclude, np.int64)
-    n_free = int((labels < 0).sum())
-    base, info = select(name, features, labels, min(int(k) + excl.size, n_free), return_info=True, **kwargs)
-    want = min(int(factor) * int(k) + excl.size, n_free)
-    ext = np.asarray(select(name, features, labels, want, **kwargs) if want > len(base) else base, np.int64)
-    base = np.asarray(base, np.int64)
-    ranked = np.concatenate([base, ext[~np.isin(ext, base)]])
-    ranked = ranked[~np.isin(ranked, excl)] if excl.size else ranked
-    proba = np.asarray(proba)
-    counts = np.bincount(labels[labels >= 0], minlength=proba.shape[1])
-    picks = pcb_order(ranked, proba[ranked].argmax(1), counts, k)
-    info = dict(info)
-    info["balanced"] = {"candidates": int(ranked.size), "factor": int(factor)}
-    info["reason"] = info.get("reason", name) + f"; class-balanced over {ranked.size} candidates by predicted class (PCB)"
-    return (picks, info) if return_info else picks
 
 
 # ------------------------------------------------------------------------------ the Session's prior

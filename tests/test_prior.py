@@ -14,8 +14,9 @@ import pytest
 
 from alwidget import datasets, embed, strategies
 from alwidget.images import ImageSet
-from alwidget.prior import (DEFAULT_TEMPLATES, AnchoredProbe, TextPrior, balanced_select, class_prompts,
-                            class_text_embeddings, clap_multipliers, pcb_order, zero_shot_proba)
+from alwidget.balance import balanced_select
+from alwidget.prior import (DEFAULT_TEMPLATES, AnchoredProbe, TextPrior, class_prompts, class_text_embeddings,
+                            clap_multipliers, zero_shot_proba)
 from alwidget.probe import LinearProbe
 from alwidget.session import Session, strategy_accepts
 
@@ -175,15 +176,6 @@ def test_classes_without_text_and_classes_added_later(fm):
     zs = zero_shot_proba(X, np.concatenate([T[:9], np.zeros((1, T.shape[1]))]))
     assert np.all(zs[:, 9] == 0)
     np.testing.assert_allclose(zs.sum(1), 1.0, atol=1e-5)
-
-
-def test_pcb_order_takes_the_scarcest_class_first():
-    ranked = np.array([10, 11, 12, 13, 14, 15])
-    pseudo = np.array([0, 0, 0, 1, 2, 1])
-    picks = pcb_order(ranked, pseudo, counts=np.array([0, 3, 1]), k=4)
-    # class 0 (0 labels) -> 10; class 0 and 2 tie at 1: 11 ranks higher -> 11; then 2 (1) vs 0 (2): 14; ...
-    assert picks.tolist() == [10, 11, 14, 12]
-    assert pcb_order(ranked, pseudo, np.zeros(3), k=10).size == 6  # never more than the candidates
 
 
 def test_balanced_select_contract(fm):
