@@ -65,5 +65,6 @@ def balanced_select(select, name, features, labels, k: int, *, proba, exclude=No
     picks = pcb_order(ranked, proba[ranked].argmax(1), counts, k)
     info = dict(info)
     info["balanced"] = {"candidates": int(ranked.size), "factor": int(factor)}
-    info["reason"] = info.get("reason", name) + f"; class-balanced over {ranked.size} candidates by predicted class (PCB)"
+    info["reason"] = (info.get("reason", name)
+                      + f"; class-balanced over {ranked.size} candidates by predicted class (PCB)")
     return (picks, info) if return_info else picks

@@ -58,6 +58,7 @@ GUESS_UNTIL = 2
 BALANCE_UNTIL = 2
 #: Significance level of the test "the prior predicts the labelled items better than chance".
 PRIOR_ALPHA = 0.05
+ZERO_SHOT_REASON = "no labels yet: the zero-shot guess from the class names"
 #: Labels per class at which the anchored and the plain probe weigh the same (AnchoredProbe).
 BLEND_K0 = 4.0
 
@@ -272,7 +273,7 @@ class AnchoredProbe(LinearProbe):
         self.plain = LinearProbe(**kwargs)  # keeps its own warm start
         self._protos = None  # (C, D) float64 prototypes of the last anchored fit (warm start)
         self.mode = "zero-shot"
-        self.prior_info: dict = {"mode": "zero-shot", "reason": "no labels yet: the zero-shot guess from the class names"}
+        self.prior_info: dict = {"mode": "zero-shot", "reason": ZERO_SHOT_REASON}
 
     def text_matrix(self, n_features: int, n_classes: int = 0) -> np.ndarray:
         """(max(n_classes, rows of T), D) float64 unit text rows, zero rows where a class has no text."""
@@ -322,7 +323,7 @@ class AnchoredProbe(LinearProbe):
             ba = beta * ba + (1.0 - beta) * self.plain._b[:c] * keep
         self._install(Wa, ba, active)
         self.mode = "anchored" if idx.size else "zero-shot"
-        reason = ("no labels yet: the zero-shot guess from the class names" if not idx.size else
+        reason = (ZERO_SHOT_REASON if not idx.size else
                   f"anchored to the text prior ({test['correct']} of {test['n']} labelled items predicted right "
                   f"by the class names alone), weight {beta:.2f} against the plain probe")
         self.prior_info = {"mode": self.mode, "reason": reason, "lambda": lam.tolist(), "beta": beta, **test}
@@ -433,7 +434,7 @@ class TextPrior:
     def status(self, probe, counts) -> dict:
         """What the Session's probe does with the prior now (its ``prior_info``; zero-shot before labels)."""
         if not np.asarray(counts).sum() or not isinstance(probe, AnchoredProbe):
-            return {"mode": "zero-shot", "reason": "no labels yet: the zero-shot guess from the class names"}
+            return {"mode": "zero-shot", "reason": ZERO_SHOT_REASON}
         return dict(probe.prior_info)
 
     def is_guess(self, counts) -> bool:
@@ -442,13 +443,16 @@ class TextPrior:
         return bool(counts.size == 0 or counts.min() < self.guess_until)
 
     def selector(self, select, labels, names, features, probe=None, exclude=None):
-        """``select`` itself, or PCB on top of it while some class has < ``balance_until`` labels.
+        """``select`` itself, or PCB on top of it while some class has < ``balance_until`` labels
+        and the prior has not been found useless (``probe.mode == "plain"``).
 
         Pseudo-labels come from ``probe`` (fitted on these labels) or, without one, the zero-shot guess.
         """
         counts = np.bincount(labels[labels >= 0], minlength=len(names))
         if not len(names) or counts.min() >= self.balance_until:
             return select
+        if probe is not None and getattr(probe, "mode", None) == "plain":
+            return select  # the labels showed the class names to be no better than chance
 
         def balanced(name, features_, labels_, k, **kwargs):
             proba = probe.predict_proba() if probe is not None else self.zero_shot(features, names)

@@ -19,6 +19,7 @@ labels and predictions from a :class:`alwidget.session.Session`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import weakref
@@ -27,7 +28,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ._util import check_features, check_k
-from .geometry import Geometry, knn_query, normalize
+from .geometry import Geometry, default_threads, knn_query, normalize
 
 __all__ = [
     "Duplicates", "SearchResult", "TextSearchUnavailable", "mask_labelled", "mask_name", "mask_predicted",
@@ -124,9 +125,29 @@ def _check_rows(rows, n: int, name: str = "rows") -> np.ndarray:
     return np.unique(arr.astype(np.int64))
 
 
-def search_vector(features, vector, k: int = DEFAULT_K, *, exclude=None, device=None,
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """torch's CPU threads for one query: the project's policy (usable CPUs - 1, so 1 on a 2-core
+    box, where 2 threads made a 20k-row query 5x slower than 1: measured) unless told."""
+    import torch
+
+    n = default_threads() if n is None else check_k(n, "n_threads")
+    old = torch.get_num_threads()
+    if n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != old:
+            torch.set_num_threads(old)
+
+
+def search_vector(features, vector, k: int = DEFAULT_K, *, exclude=None, device=None, n_threads=None,
                   what: str = "the query") -> SearchResult:
-    """The k rows most cosine-similar to ``vector`` (D,), never rows in ``exclude``."""
+    """The k rows most cosine-similar to ``vector`` (D,), never rows in ``exclude``.
+
+    ``n_threads``: CPU threads for the product (default :func:`alwidget.geometry.default_threads`).
+    """
     X = unit_rows(features)
     k = check_k(k, "k")
     v = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -136,7 +157,8 @@ def search_vector(features, vector, k: int = DEFAULT_K, *, exclude=None, device=
         raise ValueError("the query vector must be finite and not all zero")
     v = v / np.linalg.norm(v)
     excl = None if exclude is None or len(exclude) == 0 else _check_rows(exclude, X.shape[0], "exclude")
-    scores, idx = knn_query(_device_pool(features, device), v, k, metric="inner", exclude=excl)
+    with _torch_threads(n_threads):
+        scores, idx = knn_query(_device_pool(features, device), v, k, metric="inner", exclude=excl)
     scores, idx = scores[0], idx[0]
     if idx.size == 0:
         return SearchResult(idx, scores, f"Nothing left to show for {what}: every item is excluded.")
@@ -146,7 +168,7 @@ def search_vector(features, vector, k: int = DEFAULT_K, *, exclude=None, device=
 
 
 def more_like_this(features, rows, k: int = DEFAULT_K, *, exclude=None, include_query: bool = False,
-                   device=None) -> SearchResult:
+                   device=None, n_threads=None) -> SearchResult:
     """More like this: the k rows nearest the mean of the normalised embeddings of ``rows``.
 
     The query rows themselves are left out unless ``include_query``.
@@ -160,7 +182,7 @@ def more_like_this(features, rows, k: int = DEFAULT_K, *, exclude=None, include_
     if not include_query:
         skip += rows.tolist()
     what = f"item {int(rows[0])}" if rows.size == 1 else f"the {rows.size} selected items"
-    return search_vector(features, centre, k, exclude=skip or None, device=device, what=what)
+    return search_vector(features, centre, k, exclude=skip or None, device=device, n_threads=n_threads, what=what)
 
 
 # ------------------------------------------------------------------------------ text
@@ -270,7 +292,7 @@ def _encoder_tower(enc) -> _Tower:
 
 
 def search_text(features, query: str, text_encoder=None, *, k: int = DEFAULT_K, exclude=None,
-                device=None) -> SearchResult:
+                device=None, n_threads=None) -> SearchResult:
     """The k items whose embeddings are most cosine-similar to the text ``query``.
 
     ``text_encoder``: the OpenCLIP spec (or Encoder, or callable) that made ``features``.
@@ -281,12 +303,13 @@ def search_text(features, query: str, text_encoder=None, *, k: int = DEFAULT_K, 
         raise ValueError(f"query must be a non-empty text, got {query!r}")
     query = query.strip()
     tower = text_tower(text_encoder)
-    vec = tower([query])[0]
+    with _torch_threads(n_threads):
+        vec = tower([query])[0]
     d = unit_rows(features).shape[1]
     if vec.size != d:
         raise ValueError(f"the text encoder {tower.name} makes {vec.size}-d vectors but the features have {d} "
                          "columns; image and text embeddings must come from the same OpenCLIP checkpoint")
-    res = search_vector(features, vec, k, exclude=exclude, device=device, what=f'"{query}"')
+    res = search_vector(features, vec, k, exclude=exclude, device=device, n_threads=n_threads, what=f'"{query}"')
     res.query = query
     return res
 

@@ -44,43 +44,21 @@ def numpy_top(X, q, k):
     return top[np.argsort(-s[top], kind="stable")]
 
 
-def _timed(fn, queries):
-    out, times = [], []
-    for q in queries:
-        t0 = time.perf_counter()
-        out.append(fn(q))
-        times.append(time.perf_counter() - t0)
-    return out, times
-
-
-def latency_one(n, d, k, n_queries, text_spec, faiss_ok):
-    """Rows of the latency table for one N (all tools, same queries, same process)."""
+def latency_one(n, d, k, n_queries, text_spec, faiss_ok, threads):
+    """Rows of the latency table for one N: the tools take turns on each query (same process),
+    so a slow moment of the shared machine hits them alike."""
     from alwidget import search
 
     X = np.load(C.cached_features(n, d)[0])
     rng = np.random.default_rng(1)
     rows = rng.choice(n, n_queries + 1, replace=False)
     t0 = time.perf_counter()
-    search.more_like_this(X, int(rows[-1]), k)  # first call: checks and caches the pool
-    first_ms = 1e3 * (time.perf_counter() - t0)
-    rec = {"n": n, "d": d, "k": k, "queries": n_queries, "first_call_ms": first_ms}
-    ours, t = _timed(lambda r: search.more_like_this(X, int(r), k).indices, rows[:n_queries])
-    rec["ours_example"] = C.percentiles(t)
-    ref, t = _timed(lambda r: numpy_top(X, X[r], k + 1)[1:], rows[:n_queries])  # drop the row itself
-    rec["numpy"] = C.percentiles(t)
-    rec["same_results"] = bool(all(np.array_equal(a, b) for a, b in zip(ours, ref)))
+    search.more_like_this(X, int(rows[-1]), k, n_threads=threads)  # first call: checks and caches the pool
+    rec = {"n": n, "d": d, "k": k, "queries": n_queries, "first_call_ms": 1e3 * (time.perf_counter() - t0)}
     tower = search.text_tower(text_spec)
     for i in range(3):
-        search.search_text(X, f"warm-up prompt {i}", tower, k=k)
-    enc, total = [], []
-    for i in range(n_queries):  # a new prompt each time: encoding, then the search (prompt memoised)
-        t0 = time.perf_counter()
-        tower([f"a photo of item number {i}"])
-        t1 = time.perf_counter()
-        search.search_text(X, f"a photo of item number {i}", tower, k=k)
-        enc.append(t1 - t0)
-        total.append(time.perf_counter() - t0)
-    rec["text_encode"], rec["ours_text"] = C.percentiles(enc), C.percentiles(total)
+        search.search_text(X, f"warm-up prompt {i} {threads}", tower, k=k, n_threads=threads)
+    index = None
     if faiss_ok:
         import faiss
 
@@ -88,41 +66,63 @@ def latency_one(n, d, k, n_queries, text_spec, faiss_ok):
         index = faiss.IndexFlatIP(d)
         index.add(X)
         rec["faiss_build_ms"] = 1e3 * (time.perf_counter() - t0)
-        _, t = _timed(lambda r: index.search(X[r:r + 1], k + 1), rows[:n_queries])
-        rec["faiss"] = C.percentiles(t)
-        del index
+        index.search(X[:1], k + 1)
+    times = {key: [] for key in ("ours_example", "numpy", "text_encode", "ours_text", "faiss")}
+    same = True
+
+    def clock(key, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        times[key].append(time.perf_counter() - t0)
+        return out
+
+    for i, r in enumerate(rows[:n_queries]):
+        ours = clock("ours_example", lambda: search.more_like_this(X, int(r), k, n_threads=threads).indices)
+        ref = clock("numpy", lambda: numpy_top(X, X[r], k + 1))
+        same &= bool(np.array_equal(ours, ref[ref != r][:k]))
+        prompt = f"a photo of item number {i} among {n} ({threads})"  # new: every query encodes its text
+        t0 = time.perf_counter()
+        tower([prompt])
+        times["text_encode"].append(time.perf_counter() - t0)
+        search.search_text(X, prompt, tower, k=k, n_threads=threads)
+        times["ours_text"].append(time.perf_counter() - t0)
+        if index is not None:
+            clock("faiss", lambda: index.search(X[r:r + 1], k + 1))
+    rec.update({key: C.percentiles(v) for key, v in times.items() if v})
+    rec["same_results"] = same
     return rec
 
 
 def run_latency(args, info):
+    """One record per (N, thread count): ours, numpy and faiss all on that many CPU threads."""
     import psutil
     import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(args.threads)
     try:
         import faiss
-
-        faiss.omp_set_num_threads(args.threads)
-        have_faiss = True
     except ImportError:
-        have_faiss = False
+        faiss = None
     records, notes = [], []
     for n in args.n:
         need = n * args.d * 4
         free = psutil.virtual_memory().available
         if free < 1.5 * need:
-            notes.append(f"N = {n:,} skipped: {free / 2**30:.1f} GB free, the features alone take {need / 2**30:.1f} GB")
+            notes.append(f"N = {n:,} skipped: {free / 2**30:.1f} GB free, the features take {need / 2**30:.1f} GB")
             print(notes[-1])
             continue
-        faiss_ok = have_faiss and free > 2.6 * need  # its index is a second copy of the pool
-        if have_faiss and not faiss_ok:
-            notes.append(f"N = {n:,}: faiss skipped, {free / 2**30:.1f} GB free is too little for its copy of the pool")
-        with threadpool_limits(args.threads):
-            rec = latency_one(n, args.d, args.k, args.queries, args.text_encoder, faiss_ok)
-        rec["threads"] = args.threads
-        records.append(rec)
-        print({k: v for k, v in rec.items()})
+        faiss_ok = faiss is not None and free > 2.6 * need  # its index is a second copy of the pool
+        if faiss is not None and not faiss_ok:
+            notes.append(f"N = {n:,}: faiss skipped, {free / 2**30:.1f} GB free is too little for its copy")
+        for t in args.threads:
+            torch.set_num_threads(t)
+            if faiss is not None:
+                faiss.omp_set_num_threads(t)
+            with threadpool_limits(t):
+                rec = latency_one(n, args.d, args.k, args.queries, args.text_encoder, faiss_ok, t)
+            rec["threads"] = t
+            records.append(rec)
+            print(rec)
     return records, notes
 
 
@@ -150,11 +150,11 @@ def latency_table(records):
         v = r.get(key)
         return "-" if v is None else f"{v['p50']:.0f} / {v['p95']:.0f}"
 
-    rows = [{"n": f"{r['n']:,}", "ex": cell(r, "ours_example"), "txt": cell(r, "ours_text"),
+    rows = [{"n": f"{r['n']:,}", "t": r["threads"], "ex": cell(r, "ours_example"), "txt": cell(r, "ours_text"),
              "enc": cell(r, "text_encode"), "np": cell(r, "numpy"), "fa": cell(r, "faiss"),
              "fb": C.fmt(r.get("faiss_build_ms"), 0), "first": C.fmt(r["first_call_ms"], 0),
              "same": "yes" if r["same_results"] else "NO"} for r in records]
-    cols = [("n", "N"), ("ex", "ours, example p50 / p95 ms"), ("txt", "ours, text p50 / p95 ms"),
+    cols = [("n", "N"), ("t", "threads"), ("ex", "ours, example p50 / p95 ms"), ("txt", "ours, text p50 / p95 ms"),
             ("enc", "of which text encoding"), ("np", "numpy brute force"), ("fa", "faiss IndexFlatIP"),
             ("fb", "faiss build ms"), ("first", "ours first call ms"), ("same", "same top-k as numpy")]
     return C.markdown_table(rows, cols)
@@ -185,7 +185,8 @@ def fm_data(args):
 
     X, Xm, Xt = emb(tr.images[a]), emb(te.images[m]), emb(te.images[t])
     M = np.stack([Xm[te.labels[m] == c].mean(0) for c in range(10)])
-    return X, tr.labels[a].astype(np.int64), Xt, te.labels[t].astype(np.int64), M / np.linalg.norm(M, axis=1, keepdims=True)
+    M /= np.linalg.norm(M, axis=1, keepdims=True)
+    return X, tr.labels[a].astype(np.int64), Xt, te.labels[t].astype(np.int64), M
 
 
 def make_prior(M, seed, noise):
@@ -234,7 +235,8 @@ def run_efficiency(args, info):
 
     X, y, Xt, yt, M = fm_data(args)
     records = []
-    zs = [float((zero_shot_proba(Xt, make_prior(M, s, args.noise)).argmax(1) == yt).mean()) for s in range(args.seeds)]
+    zs = [float((zero_shot_proba(Xt, make_prior(M, s, args.noise)).argmax(1) == yt).mean())
+          for s in range(args.seeds)]
     records.append({"strategy": "-", "arm": "zero-shot alone", "curve": [(b, float(np.mean(zs))) for b in args.budgets]})
     for strategy in args.strategies:
         for arm, noise in (("plain", "off"), ("+ prior", args.noise), ("+ random prior", None)):
@@ -270,7 +272,7 @@ def main(argv=None) -> int:
     p.add_argument("--d", type=int, default=512)
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--queries", type=int, default=20)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=C.parse_ints, default=[1, 2], help="CPU thread counts to run (1,2)")
     p.add_argument("--text-encoder", default="openclip:ViT-B-32/random")
     p.add_argument("--graph-n", type=C.parse_ints, default=[20_000], help="N for duplicates/outliers ('' skips)")
     p.add_argument("--strategies", type=C.parse_names, default=["auto", "random"])
@@ -292,8 +294,8 @@ def main(argv=None) -> int:
     if args.part in ("both", "latency"):
         lat, lat_notes = run_latency(args, info)
         records["latency"], notes = lat, notes + lat_notes
-        tables.append((f"Search latency, one query, k = {args.k}, D = {args.d}, {args.threads} threads "
-                       f"({args.queries} queries)", latency_table(lat)))
+        tables.append((f"Search latency, one query, k = {args.k}, D = {args.d}, p50 / p95 over {args.queries} queries",
+                       latency_table(lat)))
     if args.part in ("both", "latency") and args.graph_n:
         graph = run_graph(args)
         records["graph"] = graph
