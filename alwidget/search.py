@@ -1,8 +1,8 @@
 """Find what you need: text search, more-like-this, near-duplicates, outliers and map filters.
 
 Everything ranks by cosine similarity of L2-normalised embeddings. Searches are exact: one
-matrix-vector product over the pool (kept once per feature set, on the GPU when there is
-one) and a top-k, through :func:`alwidget.geometry.knn_query`.
+matrix-vector product over the pool (searched in place on the CPU; kept once per feature set on
+the GPU when there is one) and a top-k, through :func:`alwidget.geometry.knn_query`.
 
 - Text search embeds the query with the text tower of the *same* OpenCLIP checkpoint as the
   images (``text_encoder=``: a spec string, an :class:`alwidget.embed.Encoder`, or any callable
@@ -19,7 +19,6 @@ labels and predictions from a :class:`alwidget.session.Session`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 import weakref
@@ -27,7 +26,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ._util import check_features, check_k
+from ._util import check_features, check_k, limit_threads
 from .geometry import Geometry, default_threads, knn_query, normalize
 
 __all__ = [
@@ -104,12 +103,15 @@ def unit_rows(features) -> np.ndarray:
 
 
 def _device_pool(features, device=None):
-    """The unit rows as a torch tensor on the search device (zero-copy on the CPU)."""
-    import torch
-
+    """The unit rows where the search runs: the numpy array itself on the CPU, a cached torch
+    tensor on a GPU."""
     from ._util import resolve_device
 
     dev = resolve_device("auto" if device is None else device)
+    if dev.type == "cpu":
+        return unit_rows(features)
+    import torch
+
     return _cached(features, f"torch:{dev}", lambda: torch.from_numpy(unit_rows(features)).to(dev))
 
 
@@ -125,21 +127,10 @@ def _check_rows(rows, n: int, name: str = "rows") -> np.ndarray:
     return np.unique(arr.astype(np.int64))
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None):
-    """torch's CPU threads for one query: the project's policy (usable CPUs - 1, so 1 on a 2-core
-    box, where 2 threads made a 20k-row query 5x slower than 1: measured) unless told."""
-    import torch
-
-    n = default_threads() if n is None else check_k(n, "n_threads")
-    old = torch.get_num_threads()
-    if n != old:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n != old:
-            torch.set_num_threads(old)
+def _threads(n: int | None):
+    """CPU threads (BLAS and torch) for one query: the project's policy (usable CPUs - 1, so 1 on
+    a 2-core box, where 2 threads made a 20k-row query 5x slower than 1: measured) unless told."""
+    return limit_threads(default_threads() if n is None else check_k(n, "n_threads"))
 
 
 def search_vector(features, vector, k: int = DEFAULT_K, *, exclude=None, device=None, n_threads=None,
@@ -157,7 +148,7 @@ def search_vector(features, vector, k: int = DEFAULT_K, *, exclude=None, device=
         raise ValueError("the query vector must be finite and not all zero")
     v = v / np.linalg.norm(v)
     excl = None if exclude is None or len(exclude) == 0 else _check_rows(exclude, X.shape[0], "exclude")
-    with _torch_threads(n_threads):
+    with _threads(n_threads):
         scores, idx = knn_query(_device_pool(features, device), v, k, metric="inner", exclude=excl)
     scores, idx = scores[0], idx[0]
     if idx.size == 0:
@@ -303,7 +294,7 @@ def search_text(features, query: str, text_encoder=None, *, k: int = DEFAULT_K, 
         raise ValueError(f"query must be a non-empty text, got {query!r}")
     query = query.strip()
     tower = text_tower(text_encoder)
-    with _torch_threads(n_threads):
+    with _threads(n_threads):
         vec = tower([query])[0]
     d = unit_rows(features).shape[1]
     if vec.size != d:
