@@ -100,6 +100,7 @@ class LabServer:
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.open_browser=False",
             "--LabApp.expose_app_in_browser=True",
+            "--JupyterNotebookApp.expose_app_in_browser=True",
             f"--ServerApp.root_dir={root}",
             "--ServerApp.terminals_enabled=False",
         ]
@@ -132,7 +133,10 @@ class LabServer:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-8000:]
 
-    def notebook_url(self, name: str) -> str:
+    def notebook_url(self, name: str, ui: str = "lab") -> str:
+        """The notebook's page in JupyterLab (ui="lab") or Notebook 7 (ui="notebook")."""
+        if ui == "notebook":
+            return f"{self.url}/notebooks/{urllib.parse.quote(name)}?token={self.token}"
         return f"{self.url}/lab/tree/{urllib.parse.quote(name)}?reset&token={self.token}"
 
     def stop(self):
