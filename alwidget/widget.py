@@ -8,8 +8,8 @@ arrays as binary custom messages (docs/widget-protocol.md).
 """
 from __future__ import annotations
 
-import re
 import threading
+import warnings
 from pathlib import Path
 
 import anywidget
@@ -18,9 +18,12 @@ import traitlets
 
 from . import widget_sources
 from ._coalesce import Coalescer
-from ._util import cache_dir, check_features, fingerprint
+from ._util import check_features
+from .items import row_items, user_items
 from .mapstate import FLAG_SKIPPED, FLAG_TEST, FLAG_UNSURE, MapState, fit_square
-from .session import Session
+from .session import SKIP_COOLDOWN, Session
+from .store import StoreMismatchError
+from .storefile import default_store_path
 from .widget_intents import Intents
 from .widget_status import status_dict
 
@@ -40,21 +43,46 @@ COLOR_MODES = ("label", "prediction", "uncertainty")
 THUMB_SIZE = 96
 
 
-def default_store_path(features: np.ndarray, name: str | None = None) -> Path:
-    """The store file a Labeller uses when none is given: <cache>/labels/<name>-<fingerprint>.sqlite."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or "features").strip("-.") or "features"
-    return cache_dir("labels") / f"{slug}-{fingerprint(features)[:12]}.sqlite"
+def _open_session(X, items, store, name, **kw) -> Session:
+    """The widget's Session: on the given store, or on the default store file for these items.
+
+    A default file whose rows hold other data (bare arrays matched by row number) is passed
+    over for the next candidate, so two different arrays never fight over one file.
+    """
+    if store is not None:
+        if str(store) != ":memory:":
+            store = str(Path(store).expanduser())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            session = Session(X, store=store, items=items, **kw)
+        for line in session.notices:
+            print(f"alwidget: {line}")
+        return session
+    for attempt in range(20):
+        path = default_store_path(items, name, attempt)
+        try:
+            with warnings.catch_warnings():  # the notices are printed below, once
+                warnings.simplefilter("ignore", UserWarning)
+                session = Session(X, store=str(path), items=items, **kw)
+        except StoreMismatchError:
+            if not items.tolerant:
+                raise
+            continue
+        print(f"alwidget: labels are saved in {path} ({len(session.labels)} labelled so far)")
+        for line in session.notices:
+            print(f"alwidget: {line}")
+        return session
+    raise StoreMismatchError("no default label store fits these features; pass store= a new path")
 
 
-def _open_session(X, store, name, **kw) -> Session:
-    """The widget's Session: on `store`, or on the default store file for these features (printed)."""
-    if store is None:
-        store = str(default_store_path(X, name))
-        print(f"alwidget: labels are saved in {store}")
-    elif str(store) != ":memory:":
-        Path(store).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        store = str(Path(store).expanduser())
-    return Session(X, store=store, **kw)
+def _items_for(X, images, image_index, keys, name):
+    """The item identities of the rows: user keys, the images' own identities, or row numbers."""
+    source = f"features:{name}" if name else "features"
+    if keys is not None:
+        return user_items(keys, X.shape[0], source=source)
+    if images is not None:
+        return images.items().subset(image_index)
+    return row_items(X, source=source)
 
 
 def _check_inputs(n: int, images, coords, projection, image_index):
@@ -81,11 +109,10 @@ def _check_inputs(n: int, images, coords, projection, image_index):
 
 def _label_state(session):
     """(label int16, flags uint8) for the map from the Session's store: unsure/skipped/test as bits."""
-    if not hasattr(session.store, "state"):  # store v1 (until main's store v2 is merged)
-        return session.label_array().astype(np.int16), np.zeros(session.features.shape[0], np.uint8)
     st = session.store.state()
     label = np.where(st.unsure, -1, st.cls).astype(np.int16)
-    flags = (st.unsure * FLAG_UNSURE) | (np.asarray(st.skipped) * FLAG_SKIPPED) | (st.test * FLAG_TEST)
+    skipped = (st.skip_age >= 0) & (st.skip_age < SKIP_COOLDOWN)  # set aside, not yet back
+    flags = (st.unsure * FLAG_UNSURE) | (skipped * FLAG_SKIPPED) | (st.test * FLAG_TEST)
     return label, flags.astype(np.uint8)
 
 
@@ -101,11 +128,13 @@ class Labeller(anywidget.AnyWidget):
         UMAP from a background thread (zoom and pan are kept), see `projection`.
     classes : list of str or None: class names (more can be added in the widget).
     store : str, Path or None: the SQLite file keeping every label (durable before the map shows
-        it); None: a file under the alwidget cache (printed and shown); ":memory:" keeps labels in
-        memory only.
+        it); None: a file under the alwidget cache derived from the images' identity (printed and
+        shown in the widget); ":memory:" keeps labels in memory only.
     strategy, batch_size, seed, device: passed to `alwidget.Session`.
     name : str or None: data set name (default store file). projection : "umap" or "preview".
     image_index : row of `images` per feature row. height : map height in px.
+    keys : list of str or None: a stable id per row for bare features (labels follow keys across
+        runs and encoders); with `images`, the images' own identities are used.
     """
 
     _esm = _BUNDLE if _BUNDLE.exists() else _MISSING_BUNDLE
@@ -119,9 +148,10 @@ class Labeller(anywidget.AnyWidget):
 
     def __init__(self, features, images=None, coords=None, classes=None, store=None, strategy: str = "auto",
                  batch_size: int = 10, seed: int = 0, *, name: str | None = None, projection: str = "umap",
-                 image_index=None, device: str = "auto", height: int = 520, **kwargs):
+                 image_index=None, device: str = "auto", height: int = 520, keys=None, **kwargs):
         X = check_features(features)
         image_index, coords = _check_inputs(X.shape[0], images, coords, projection, image_index)
+        items = _items_for(X, images, image_index, keys, name)
         self._closed = True  # close() and __del__ look at it, also on a half-built widget
         super().__init__(height=int(height), **kwargs)
         self._closed = False
@@ -130,10 +160,9 @@ class Labeller(anywidget.AnyWidget):
         self._error, self._closed_reason, self._passed = "", None, set()
         self._umap_running, self._umap_progress, self._projection, self.state = False, 0.0, None, None
         self._umap_early = None
-        self.session = _open_session(X, store, name, classes=classes, strategy=strategy, seed=seed,
+        self.session = _open_session(X, items, store, name, classes=classes, strategy=strategy, seed=seed,
                                      device=device, batch_size=batch_size)
-        self._store_path = str(self.session.status.get("store") or "")
-        self._store_path = "" if self._store_path == ":memory:" else self._store_path
+        self._store_path = str(self.session.status.get("store") or "").replace(":memory:", "")
         self.classes = list(self.session.classes)
         from . import strategies as strategies_mod
 
@@ -223,14 +252,14 @@ class Labeller(anywidget.AnyWidget):
         return self.state.dataframe(list(self.classes), [self.point_name(i) for i in range(self.state.n)])
 
     def export(self, path) -> Path:
-        """Write `to_dataframe()` to `path` (.csv or .parquet); returns the path."""
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".csv", ".parquet", ".pq"):
-            raise ValueError(f"export path must end in .csv or .parquet, got {path.name!r}")
+        """Write `to_dataframe()` to `path` (.csv or .parquet); returns the path.
+
+        Refuses (and leaves the file alone) when nothing is labelled and `path` already holds data.
+        """
+        from .store_view import export_dataframe
+
         df = self.to_dataframe()
-        df.to_csv(path, index=False) if suffix == ".csv" else df.to_parquet(path, index=False)
-        return path
+        return export_dataframe(df if df["label"].notna().any() else df.iloc[:0], path)
 
     def set_coords(self, coords, kind: str = "given"):
         """Replace the map coordinates ((n_samples, 2)); the browser keeps zoom and pan."""
@@ -315,7 +344,7 @@ class Labeller(anywidget.AnyWidget):
     def _update_recent(self):
         try:
             self.recent = [dict(d, name=self.point_name(d["index"]), time=float(d.get("time") or 0))
-                           for d in (self.session.recent(10) if hasattr(self.session, "recent") else [])]
+                           for d in self.session.recent(10)]
         except Exception as exc:  # a closed store: keep the strip as it was
             self._error = self._error or f"recent labels unavailable: {exc}"
 

@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 
 from alwidget import _serialize
 from alwidget.images import ImageSet
+from alwidget.items import row_items
 from alwidget.store import LabelStore
 from alwidget.widget import Labeller, default_store_path
 
@@ -256,17 +257,23 @@ def test_thumbnails_and_names_travel_on_demand(digits, tmp_path):
 def test_default_store_is_a_file_that_resumes(digits, capsys):
     X, _, _ = digits
     w = Labeller(X, classes=CLASSES, coords=X[:, :2], name="digits test")
-    path = default_store_path(X, "digits test")
+    path = default_store_path(row_items(X, source="features:digits test"), "digits test")
     assert w.store_path == str(path) and path.name.startswith("digits-test-")
     assert str(path) in capsys.readouterr().out
     w._emit = Recorder()
     w.handle_message({"type": "label", "indices": [9], "class": "two"})
     w.session.wait()
     w.close()
-    again = Labeller(X, coords=X[:, :2], name="digits test")
+    noisy = X + np.float32(1e-7)  # re-computed features: float noise must not lose the labels
+    again = Labeller(noisy, coords=X[:, :2], name="digits test")
+    assert again.store_path == str(path)
     assert again.labels == {9: "two"} and again.classes == CLASSES
     again.session.wait()
     again.close()
+    other = Labeller(X[::-1].copy(), coords=X[:, :2], name="digits test")  # other rows, same size
+    assert other.store_path != str(path) and other.labels == {}
+    other.session.wait()
+    other.close()
     mem = Labeller(X, classes=CLASSES, store=":memory:", coords=X[:, :2])
     assert mem.store_path == "" and mem.status["store"] == ":memory:"
     mem.session.wait()
