@@ -58,7 +58,11 @@ def merge_batch(shown, suggested, done, size: int) -> np.ndarray:
     slots = [int(i) for i in shown if not done[int(i)]]
     freed = [pos for pos, i in enumerate(shown) if done[int(i)]]
     seen = set(slots)
-    fresh = [int(i) for i in suggested if not done[int(i)] and int(i) not in seen]
+    fresh = []
+    for i in (int(v) for v in suggested):
+        if not done[i] and i not in seen:
+            seen.add(i)
+            fresh.append(i)
     out = [int(i) for i in shown]
     for pos in freed:
         out[pos] = fresh.pop(0) if fresh else -1

@@ -202,13 +202,7 @@ class Labeller(anywidget.AnyWidget):
         `embed.DEFAULT_ENCODER`, OpenCLIP ViT-B-32). Other keyword arguments go to `Labeller`
         (and `cache_dir`, `progress`, `embed_batch_size` to `alwidget.embed.embed_images`).
         """
-        from . import embed
-        from .images import ImageSet
-
-        imageset = ImageSet.from_folder(path)
-        emb = widget_sources.embed_for_widget(imageset, embed.DEFAULT_ENCODER if encoder is None else encoder, kwargs)
-        kwargs.setdefault("name", widget_sources.folder_name(path))
-        return cls(emb.features, images=imageset, classes=classes, store=store, image_index=emb.keep, **kwargs)
+        return widget_sources.open_folder(cls, path, classes, encoder, store, kwargs)
 
     @classmethod
     def from_dataset(cls, dataset_or_name="demo", classes=None, encoder=None, store=None, **kwargs) -> "Labeller":
@@ -217,14 +211,7 @@ class Labeller(anywidget.AnyWidget):
         Its own labels are not given to the widget (you label); its class names are the classes
         unless `classes` is given. `encoder` defaults to `embed.DEMO_ENCODER` (offline).
         """
-        from . import embed
-
-        ds = widget_sources.resolve_dataset(dataset_or_name)
-        imageset = ds.to_images()
-        emb = widget_sources.embed_for_widget(imageset, embed.DEMO_ENCODER if encoder is None else encoder, kwargs)
-        kwargs.setdefault("name", getattr(ds, "name", None) or "dataset")
-        return cls(emb.features, images=imageset, classes=list(ds.class_names) if classes is None else classes,
-                   store=store, image_index=emb.keep, **kwargs)
+        return widget_sources.open_dataset(cls, dataset_or_name, classes, encoder, store, kwargs)
 
     # ------------------------------------------------------------------ user API
     @property
@@ -270,7 +257,7 @@ class Labeller(anywidget.AnyWidget):
         with self._send_lock:
             self.state.set_coords(*fit_square(coords))
             self._coords_kind = kind
-            self._emit_all(self.state.arrays_message(["x", "y"]))
+            self.emit_all(self.state.arrays_message(["x", "y"]))
         self.refresh_status()
 
     def close(self):
@@ -291,20 +278,17 @@ class Labeller(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ host of the intents
     def emit(self, content: dict, buffers: list):
-        self._emit(content, buffers)
-
-    def _emit(self, content: dict, buffers: list):
         """The one place messages leave for the browser (tests replace it to record them)."""
         if self.comm is not None:
             self.send(content, buffers)
 
-    def _emit_all(self, messages):
+    def emit_all(self, messages):
         for content, buffers in messages:
-            self._emit(content, buffers)
+            self.emit(content, buffers)
 
     def send_full_state(self):
         with self._send_lock:
-            self._emit_all(self.state.full_message())
+            self.emit_all(self.state.full_message())
 
     def _read_labels(self) -> np.ndarray:
         """Pull labels and flags from the store into the map state; the indices that changed."""
@@ -317,7 +301,7 @@ class Labeller(anywidget.AnyWidget):
         """After a store write: label deltas to the browser (before any retraining)."""
         with self._send_lock:
             self._passed.clear()  # passed-over suggestions may come back once something is answered
-            self._emit_all(self.state.labels_message(self._read_labels(), request))
+            self.emit_all(self.state.labels_message(self._read_labels(), request))
         self._update_recent()
         self.refresh_status()
 
@@ -326,14 +310,14 @@ class Labeller(anywidget.AnyWidget):
         with self._send_lock:
             self._passed |= set(self.state.batch.tolist())
             self.state.batch = np.zeros(0, np.int64)
-            self._emit_all(self.state.arrays_message(["batch"]))
+            self.emit_all(self.state.arrays_message(["batch"]))
         self.session.next_batch(refresh=True, wait=False)
         self.refresh_status()
 
     def point_name(self, i: int) -> str:
         return self._lookup.name(i)
 
-    def thumbnail(self, i: int):
+    def thumbnail(self, i: int):  # JPEG bytes or None
         return self._lookup.thumbnail(i, THUMB_SIZE)
 
     def set_error(self, text: str, update: bool = True):
@@ -369,13 +353,13 @@ class Labeller(anywidget.AnyWidget):
             names = []
             changed = self._read_labels()
             if changed.size:
-                self._emit_all(self.state.labels_message(changed))
+                self.emit_all(self.state.labels_message(changed))
             if self.state.set_model(proba if two_classes else None):
                 names += ["pred", "uncert"]
             if self.state.set_batch(suggested, self.session.batch_size):
                 names.append("batch")
             if names:
-                self._emit_all(self.state.arrays_message(names))
+                self.emit_all(self.state.arrays_message(names))
 
     def _on_session_update(self, *args):
         """Called from the Session's worker after each rescore (and once when it is closed)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DATASET_NAMES", "ImageLookup", "embed_for_widget", "folder_name", "resolve_dataset"]
+__all__ = ["DATASET_NAMES", "ImageLookup", "embed_for_widget", "open_dataset", "open_folder", "resolve_dataset"]
 
 DATASET_NAMES = ("demo", "digits", "fashion_mnist")
 
@@ -35,9 +35,27 @@ def embed_for_widget(imageset, encoder, kwargs: dict):
     return emb
 
 
-def folder_name(path) -> str:
-    """A data set name for a folder: its own name."""
-    return Path(path).expanduser().resolve().name or "images"
+def open_folder(cls, path, classes, encoder, store, kwargs):
+    """`cls` (a Labeller) on the images of a folder, embedded (see Labeller.from_folder)."""
+    from . import embed
+    from .images import ImageSet
+
+    imageset = ImageSet.from_folder(path)
+    emb = embed_for_widget(imageset, embed.DEFAULT_ENCODER if encoder is None else encoder, kwargs)
+    kwargs.setdefault("name", Path(path).expanduser().resolve().name or "images")
+    return cls(emb.features, images=imageset, classes=classes, store=store, image_index=emb.keep, **kwargs)
+
+
+def open_dataset(cls, dataset_or_name, classes, encoder, store, kwargs):
+    """`cls` (a Labeller) on a bundled or given data set, embedded (see Labeller.from_dataset)."""
+    from . import embed
+
+    ds = resolve_dataset(dataset_or_name)
+    imageset = ds.to_images()
+    emb = embed_for_widget(imageset, embed.DEMO_ENCODER if encoder is None else encoder, kwargs)
+    kwargs.setdefault("name", getattr(ds, "name", None) or "dataset")
+    return cls(emb.features, images=imageset, classes=list(ds.class_names) if classes is None else classes,
+               store=store, image_index=emb.keep, **kwargs)
 
 
 def resolve_dataset(dataset_or_name):

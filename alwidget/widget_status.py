@@ -53,15 +53,19 @@ def accept_state(n_label_classes: int, has_model: bool, n_open: int, labelled_na
     return True, f"Review the predictions for the {n_open} open image(s) of this batch."
 
 
-def _model_words(busy: bool, last_update, last_ms, has_model: bool) -> tuple[str, str]:
+def _model_words(busy: bool, last_update, last_ms, has_model: bool, n_label_classes: int) -> tuple[str, str]:
     """(plain words, details) about the model's state."""
+    detail = ""
+    if last_update:
+        when = time.strftime("%H:%M:%S", time.localtime(last_update))
+        detail = f"last retrain {when}" + (f" ({last_ms / 1000:.2f} s)" if last_ms is not None else "")
     if busy:
-        return "updating the model…", ""
-    if not last_update:
-        return "no model yet", ""
-    when = time.strftime("%H:%M:%S", time.localtime(last_update))
-    detail = f"last retrain {when}" + (f" ({last_ms / 1000:.2f} s)" if last_ms is not None else "")
-    return ("model up to date" if has_model else "no model yet"), detail
+        return "updating the model…", detail
+    if has_model:
+        return "model up to date", detail
+    if n_label_classes == 1:
+        return "predictions once 2 classes have labels", detail
+    return "no model yet", detail
 
 
 def map_counts(m, classes: list) -> dict:
@@ -91,7 +95,8 @@ def status_dict(st: dict, m, classes: list, *, coords: str, umap_running: bool, 
     busy = bool(st.get("busy", False)) if busy is None else bool(busy)
     can_accept, accept_reason = accept_state(n_label_classes, has_model, n_open, labelled_names)
     doing = describe_strategy(setting, active, n_label_classes, len(classes)) if setting else ""
-    model_words, model_detail = _model_words(busy, st.get("last_update"), st.get("last_update_ms"), has_model)
+    model_words, model_detail = _model_words(busy, st.get("last_update"), st.get("last_update_ms"), has_model,
+                                             n_label_classes)
     parts = [f"{n_labelled} of {n_points} labelled"]
     if n_unsure:
         parts.append(f"{n_unsure} unsure")
