@@ -37,7 +37,7 @@ def describe_strategy(setting: str, active: str | None, n_label_classes: int, n_
         so_far = f"{n_label_classes} of {total} classes so far" if total else "no classes yet"
         return f"{words} until every class has a few labels: {so_far}"
     if setting == "auto" and name == "dropquery":
-        return f"{words} (every class has labels now)"
+        return f"{words} (the model has enough labels to guide the choice)"
     return words
 
 

@@ -43,7 +43,7 @@ def test_every_strategy_has_words_and_auto_says_when_it_switched():
     for name in strategies.available():
         if name != "auto":
             assert name in STRATEGY_WORDS, f"{name} needs plain words for the status line"
-    assert "every class has labels now" in describe_strategy("auto", "dropquery", 3, 3)
+    assert "enough labels to guide" in describe_strategy("auto", "dropquery", 3, 3)
     assert describe_strategy("random", None, 0, 3) == "Picking images at random"
 
 

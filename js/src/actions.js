@@ -111,20 +111,23 @@ export function createActions({ store, conn, map, thumbs, model, gridCols }) {
     }
   }
 
+  // Answers refused up front when the kernel is gone: the notice says so, whatever is selected.
+  const live = (fn) => (...args) => (conn.connected() ? fn(...args) : say(conn.refusal()));
+
   return {
-    label,
+    label: live(label),
     pick(i) {
       if (i < 0) store.dispatch("clearSelection");
       else store.dispatch("select", { indices: [i], source: Array.prototype.includes.call(S().batch, i) ? "card" : "click" });
     },
-    unsure() {
+    unsure: live(() => {
       const i = single("answer unsure");
       if (i >= 0) answer("unsure", i, `${nameOf(i)} → unsure`);
-    },
-    skip() {
+    }),
+    skip: live(() => {
       const i = single("skip");
       if (i >= 0) answer("skip", i, `${nameOf(i)} skipped`);
-    },
+    }),
     next() {
       const s = S();
       if (!s.batch.length) return say("No suggestions yet: the strategy is still choosing.");
@@ -141,11 +144,11 @@ export function createActions({ store, conn, map, thumbs, model, gridCols }) {
       }
       return say("No open suggestion to go back to.");
     },
-    accept() {
+    accept: live(() => {
       const st = S().status || {};
       if (!st.can_accept) return say(st.accept_reason || "Accepting predictions is not available yet.");
       return conn.send({ type: "propose_batch" });
-    },
+    }),
     proposal(content) {
       if (content.error) return say(content.error);
       const items = content.items || [];
@@ -173,8 +176,8 @@ export function createActions({ store, conn, map, thumbs, model, gridCols }) {
       else store.dispatch("clearSelection");
     },
     help: () => store.dispatch("help"),
-    lasso: (indices, type) => openReview(indices, type === "rectangle" ? "box" : "lasso"),
-    select: (indices) => openReview(Array.from(indices), "select"),
+    lasso: live((indices, type) => openReview(indices, type === "rectangle" ? "box" : "lasso")),
+    select: live((indices) => openReview(Array.from(indices), "select")),
     gridClass(k) {
       if (k >= S().classes.length) return say(`No class on key ${k === 9 ? 0 : k + 1}.`);
       return setReview((r) => applyClassKey(r, k));
@@ -186,7 +189,7 @@ export function createActions({ store, conn, map, thumbs, model, gridCols }) {
     gridLeft: () => setReview((r) => moveFocus(r, -1, 0, gridCols())),
     gridDown: () => setReview((r) => moveFocus(r, 0, 1, gridCols())),
     gridUp: () => setReview((r) => moveFocus(r, 0, -1, gridCols())),
-    gridCommit: commitReview,
+    gridCommit: live(commitReview),
     gridEscape() {
       const r = S().review;
       if (r && r.focus >= 0) setReview(clearFocus);

@@ -29,14 +29,18 @@ export function createConnection({ model, store, onThumbs = () => {}, onProposal
     return store.state.connection.state === "connected" && !store.state.status.closed_reason;
   }
 
+  /** The sentence shown when input is refused (disconnected, or replaced by a newer widget). */
+  function refusal() {
+    return `Not sent: ${store.state.status.closed_reason || DISCONNECTED}.`;
+  }
+
   /**
    * Send an intent. `pending` ({text, indices}) lists it until the kernel acknowledges it.
    * Returns the request id, or 0 when it was refused (the notice says why).
    */
   function send(content, { buffers = [], pending = null, quiet = false } = {}) {
     if (!connected()) {
-      const why = store.state.status.closed_reason || DISCONNECTED;
-      if (!quiet) store.dispatch("notice", `Not sent: ${why}.`);
+      if (!quiet) store.dispatch("notice", refusal());
       return 0;
     }
     const request = nextRequest++;
@@ -131,6 +135,7 @@ export function createConnection({ model, store, onThumbs = () => {}, onProposal
     watch,
     disconnect,
     connected,
+    refusal,
     get bytes() {
       return bytes;
     },

@@ -15,7 +15,8 @@ export function createStatusBar({ store, now = () => Date.now() }) {
   const pending = h("div", { class: "alw-pending-list" });
   const bannerText = h("div", { class: "alw-banner-text" });
   const bannerPending = h("div", { class: "alw-banner-pending" });
-  const banner = h("div", { class: "alw-banner", role: "alert" }, [bannerText, bannerPending]);
+  const bannerNotice = h("div", { class: "alw-banner-notice" });
+  const banner = h("div", { class: "alw-banner", role: "alert" }, [bannerText, bannerPending, bannerNotice]);
   const keys = h("div", { class: "alw-keys", role: "dialog", "aria-label": "keys" }, [
     h("div", { class: "alw-keys-title", text: "Keys (press ? or Escape to close)" }),
     keyTable(),
@@ -59,9 +60,11 @@ export function createStatusBar({ store, now = () => Date.now() }) {
       if (s.notice.seq !== noticeSeq) {
         noticeSeq = s.notice.seq;
         notice.textContent = s.notice.text;
+        bannerNotice.textContent = s.notice.text;
         clearTimeout(noticeTimer);
         noticeTimer = setTimeout(() => {
           notice.textContent = "";
+          bannerNotice.textContent = "";
         }, 8000);
       }
       const lines = pendingText(s);
