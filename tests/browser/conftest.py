@@ -44,6 +44,9 @@ def screenshots(tmp_path_factory):
     dest = (REPO / "bench" / "results" / "screenshots" if target in ("1", "true", "yes")
             else Path(target) if target else REPO / "tests" / "browser" / "artifacts")
     if shots.paths:
+        if dest.exists():  # this run's screenshots only
+            for old in dest.glob("*.png"):
+                old.unlink()
         dest.mkdir(parents=True, exist_ok=True)
         for p in shots.paths:
             shutil.copy2(p, dest / p.name)
