@@ -100,10 +100,9 @@ class MapState:
     def set_model(self, proba) -> bool:
         """Take the probe's probabilities (None: no model to show); True when anything changed."""
         pred, conf, uncert = model_arrays(proba, self.n)
-        if proba is None and (self.pred < 0).all():
-            return False
+        same = np.array_equal(pred, self.pred) and np.array_equal(uncert, self.uncert)
         self.pred, self.conf, self.uncert = pred, conf, uncert
-        return True
+        return not same  # confidences travel with thumbnails, not with the map
 
     def set_batch(self, suggested, size: int, fresh: bool = False) -> bool:
         """Merge the strategy's suggestions into the shown batch (stable order); True if it changed.

@@ -99,6 +99,7 @@ def test_a_model_update_reports_change_and_no_model_stays_quiet():
     m = state(3)
     assert not m.set_model(None), "no model before and after: nothing to send"
     assert m.set_model(np.array([[0.2, 0.8]] * 3, np.float32)) and m.pred.tolist() == [1, 1, 1]
+    assert not m.set_model(np.array([[0.2, 0.8]] * 3, np.float32)), "the same map: nothing to send"
     assert m.set_model(None) and (m.pred == -1).all()
 
 

@@ -39,7 +39,9 @@ export function createConnection({ model, store, onThumbs = () => {}, onProposal
    * Returns the request id, or 0 when it was refused (the notice says why).
    */
   function send(content, { buffers = [], pending = null, quiet = false } = {}) {
-    if (!connected()) {
+    // a view closed by a newer widget still draws its map and thumbnails (greyed), nothing else
+    const drawOnly = content.type === "hello" || content.type === "thumbs";
+    if (!(connected() || (drawOnly && store.state.connection.state === "connected"))) {
       if (!quiet) store.dispatch("notice", refusal());
       return 0;
     }

@@ -96,11 +96,14 @@ test("a send that throws is a disconnection, not a lost message", () => {
   assert.equal(store.state.pending.length, 1);
 });
 
-test("a widget replaced by a newer one refuses input with the kernel's sentence", () => {
-  const { conn, store } = setup();
+test("a widget replaced by a newer one refuses input with the kernel's sentence, but still draws", () => {
+  const { conn, store, model } = setup();
   store.dispatch("status", { closed_reason: "this session was closed: a newer Session took over labels.sqlite" });
   assert.equal(conn.send({ type: "undo" }), 0);
   assert.match(store.state.notice.text, /a newer Session took over/);
+  assert.ok(conn.send({ type: "hello" }) > 0, "a reloaded page of the old view still gets its map");
+  assert.ok(conn.send({ type: "thumbs", indices: [1] }) > 0);
+  assert.deepEqual(model.sent.map((m) => m.content.type), ["hello", "thumbs"]);
 });
 
 test("thumbs, proposals and acks are routed", () => {

@@ -72,6 +72,14 @@ def click_card(page, pos):
     wait_for(lambda: state(page)["focusPos"] == pos, 10, f"card {pos} to be selected")
 
 
+def camera_distance(page) -> float:
+    return float(state_camera(page)["distance"])
+
+
+def state_camera(page):
+    return page.evaluate("() => document.querySelectorAll('.alw-root')[0].alw.camera()")
+
+
 def spans(page) -> tuple[float, float]:
     """The share of the canvas width and height the points span, and whether all are inside."""
     box = canvas_box(page)
@@ -235,6 +243,11 @@ def test_fit_view_brings_a_lost_map_back(v2, lab):
     page.click(f"{FIRST} >> button.alw-fit")
     wait_for(lambda: spans(page)[1] and spans(page)[0] > 0.8, 10, "the map to fit again (button)")
     shot(lab, v2, "fitted_again")
+    click_card(page, 0)  # zoom to the selection: the camera moves in
+    far = camera_distance(page)
+    press(page, "z")
+    wait_for(lambda: camera_distance(page) < far * 0.7, 10, "the zoom to the selection")
+    press(page, "f")
 
 
 def test_every_colour_mode_has_a_key_and_question_mark_lists_the_keys(v2, lab):
