@@ -6,7 +6,6 @@ SQLite store file from this process. Every step saves a screenshot (`lab.shots`)
 """
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 import time
