@@ -1,7 +1,7 @@
 // What each key, button and gesture does. Every action either sends one intent (listed as
 // pending until the kernel acknowledges it) or says in the notice line why it did nothing.
 import { applyClassKey, clearFocus, commitPlan, createReview, moveFocus, setOwnClass, toggle } from "./review.js";
-import { COLOR_MODES, isOpen, nextOpenPos } from "./updates.js";
+import { COLOR_MODES, FLAG_UNSURE, isOpen, nextOpenPos } from "./updates.js";
 
 const NOTHING_SELECTED =
   "Nothing selected, nothing labelled: click an image on the map or a card below (or press → for the next suggestion).";
@@ -176,6 +176,15 @@ export function createActions({ store, conn, map, thumbs, model, gridCols }) {
       else store.dispatch("clearSelection");
     },
     help: () => store.dispatch("help"),
+    /** The images answered "unsure", in the review grid, to give them a class now. */
+    reviewUnsure: live(() => {
+      const s = S();
+      const idx = [];
+      if (s.flags) for (let i = 0; i < s.n; i++) if (s.flags[i] & FLAG_UNSURE) idx.push(i);
+      if (!idx.length) return say("No image is answered unsure.");
+      store.dispatch("clearSelection");
+      return store.dispatch("openReview", createReview({ source: "unsure", indices: idx }));
+    }),
     lasso: live((indices, type) => openReview(indices, type === "rectangle" ? "box" : "lasso")),
     select: live((indices) => openReview(Array.from(indices), "select")),
     gridClass(k) {

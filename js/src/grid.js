@@ -12,6 +12,7 @@ const SOURCE_WORDS = {
   lasso: "Lasso",
   box: "Box",
   accept: "Accept the batch as predicted",
+  unsure: "Answered unsure",
   select: "Selection",
 };
 

@@ -29,9 +29,11 @@ export function createToolbar({ store, model, actions, conn }) {
   const undo = button("alw-undo", "Undo", "Undo the last answer (Backspace)", () => actions.undo());
   const accept = button("alw-accept", "Accept batch…", "", () => actions.accept());
   const fresh = button("alw-new-batch", "New batch", "Other suggestions (n)", () => actions.newBatch());
+  const unsure = button("alw-review-unsure", "Unsure (0)", "Give the images answered unsure a class",
+    () => actions.reviewUnsure());
   const help = button("alw-help-button", "?", "Every key (?)", () => actions.help());
   const node = h("div", { class: "alw-toolbar" }, [color, strategy, ...Object.values(modes), fit, zoom, undo, accept,
-    fresh, help, h("span", { class: "alw-help", text: HELP_LINE })]);
+    fresh, unsure, help, h("span", { class: "alw-help", text: HELP_LINE })]);
   let mode = null;
 
   return {
@@ -53,6 +55,9 @@ export function createToolbar({ store, model, actions, conn }) {
       accept.disabled = !st.can_accept;
       accept.title = st.can_accept ? `${st.accept_reason || ""} (a or Enter)` : st.accept_reason || "";
       zoom.disabled = !s.selected.length;
+      const nUnsure = st.n_unsure || 0;
+      unsure.textContent = `Unsure (${nUnsure})`;
+      unsure.disabled = !nUnsure;
     },
   };
 }

@@ -153,3 +153,16 @@ test("colour modes cycle and sync to the kernel's trait", () => {
   assert.equal(model.get("color_by"), "uncertainty");
   assert.equal(model.saved, 1);
 });
+
+test("the images answered unsure open in the grid to get a class", () => {
+  const { actions, store, sent } = setup({ n: 10 });
+  actions.reviewUnsure();
+  assert.match(store.state.notice.text, /No image is answered unsure/);
+  store.dispatch("labels", { idx: Int32Array.of(2, 7), cls: Int16Array.of(-1, -1), flags: Uint8Array.of(1, 1) });
+  actions.reviewUnsure();
+  assert.equal(store.state.review.source, "unsure");
+  assert.deepEqual(Array.from(store.state.review.indices), [2, 7]);
+  actions.gridClass(1);
+  actions.gridCommit();
+  assert.deepEqual(sent()[0].groups, [{ class: 1, indices: [2, 7] }]);
+});

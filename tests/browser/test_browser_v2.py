@@ -216,6 +216,7 @@ def test_skip_and_unsure_are_stored_and_the_last_answers_can_be_fixed(v2, lab):
     assert st.cls[unsure] == -1 and st.cls[skipped] == -1
     settle(page)
     assert "1 unsure" in page.inner_text(f"{FIRST} >> .alw-status")
+    assert page.inner_text(f"{FIRST} >> button.alw-review-unsure") == "Unsure (1)", "unsure images are listed"
     # the strip of last answers: the newest first; a click selects the image, a key relabels it
     items = page.locator(f"{FIRST} >> .alw-recent-item")
     assert items.count() >= 2 and int(items.nth(0).get_attribute("data-index")) == unsure
