@@ -199,6 +199,25 @@ def test_shift_drag_lassoes_and_the_grid_commits_all_but_the_two_left_out(v2, la
     shot(lab, v2, "after_grid_commit")
 
 
+def test_with_two_classes_accept_shows_each_prediction_and_escape_labels_nothing(v2, lab):
+    page, store = v2["page"], v2["store"]
+    settle(page)
+    before = store_labels(store)
+    wait_for(lambda: not page.locator(f"{FIRST} >> button.alw-accept").is_disabled(), 60, "accept to be available")
+    press(page, "a")
+    wait_for(lambda: root_data(page, "review"), 20, "the grid of predictions")
+    review = state(page)["review"]
+    assert review["source"] == "accept" and review["count"] >= 1
+    first = page.locator(f"{FIRST} >> .alw-review-card").first.inner_text()
+    assert re.search(r"\d+%", first), f"the card shows the prediction's confidence: {first!r}"
+    assert "Label" in page.inner_text(f"{FIRST} >> .alw-review-summary")
+    shot(lab, v2, "accept_grid")
+    press(page, "Escape")
+    assert root_data(page, "review") == ""
+    time.sleep(1)
+    assert store_labels(store) == before, "a cancelled grid labels nothing"
+
+
 # --------------------------------------------------------------------------- 8: skip, unsure, recent
 def test_skip_and_unsure_are_stored_and_the_last_answers_can_be_fixed(v2, lab):
     page, store, classes = v2["page"], v2["store"], v2["classes"]
