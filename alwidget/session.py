@@ -34,7 +34,6 @@ SKIP_COOLDOWN = 20
 _LIVE_SESSIONS: "weakref.WeakSet[Session]" = weakref.WeakSet()
 
 
-@atexit.register
 def _close_all():
     """Stop every worker before the interpreter tears down (a busy torch thread aborts it otherwise)."""
     for s in list(_LIVE_SESSIONS):
@@ -44,9 +43,19 @@ def _close_all():
             pass
 
 
+# threading's exit hook runs before atexit handlers, while torch and numpy are still intact.
+try:
+    threading._register_atexit(_close_all)
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    atexit.register(_close_all)
+
+
 def default_threads() -> int:
-    """Threads for background learning: leave a core to the kernel and the browser (1..4)."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    """Threads for background learning: the package's one policy (usable CPUs - 1, 1..4, at
+    most $OMP_NUM_THREADS; see alwidget._util.default_threads)."""
+    from ._util import default_threads as policy
+
+    return policy()
 
 
 def strategy_accepts(strategy: str, param: str) -> bool:

@@ -24,11 +24,9 @@ Undo is last-in-first-out over the live actions that touch an item of this view.
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,7 +36,7 @@ from . import storefile as sf
 from .items import Items
 from .storefile import (SCHEMA_VERSION, StoreClosedError, StoreDamagedError, StoreError, StoreLockedError,
                         StoreMismatchError, StoreWriteError)
-from .store_view import bind_view, export_dataframe, labels_dataframe
+from .store_view import bind_view, export_dataframe, history_dataframe, labels_dataframe, recent_answers
 
 __all__ = ["LabelStore", "StoreState", "SCHEMA_VERSION", "StoreError", "StoreMismatchError", "StoreLockedError",
            "StoreDamagedError", "StoreWriteError", "StoreClosedError", "export_dataframe", "check_class_name"]
@@ -211,37 +209,9 @@ class LabelStore:
         self._check_file()
 
     def _check_file(self):
-        """Detect a store file deleted or replaced while open, before writing to it."""
-        if self._file_id is None:
-            return
-        try:
-            now = sf.file_identity(self.path)
-        except FileNotFoundError:
-            self._recreate()
-            return
-        if now != self._file_id:
-            copy = sf.recover_copy(self._db, self.path)
-            raise StoreWriteError(
-                f"the label store {self.path} was replaced by another file while this session had it open: "
-                f"this label was NOT saved. Every label of this session so far was copied to {copy}; "
-                f"open that file (store=...) to continue.")
-
-    def _recreate(self):
-        """The file was deleted: write it again from the open connection (which still reads it)."""
-        tmp = f"{self.path}.tmp-recreate"
-        out = sqlite3.connect(tmp)
-        try:
-            self._db.backup(out)
-        finally:
-            out.close()
-        self._db.close()  # removes the old -wal/-shm files, which belong to the deleted file
-        os.replace(tmp, self.path)
-        self._db = sf.connect(self.path)
-        self._file_id = sf.file_identity(self.path)
-        msg = (f"the label store {self.path} was deleted while open; it was written again from this session "
-               f"({self.n_labelled} labels in this view)")
-        self.report.setdefault("notices", []).append(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        """Detect a store file deleted (write it again) or replaced (refuse) before writing to it."""
+        if self._file_id is not None:
+            self._db, self._file_id = sf.check_file(self._db, self.path, self._file_id, self.n_labelled)
 
     # -- replaying the events ---------------------------------------------------------
     def _load(self):
@@ -520,42 +490,13 @@ class LabelStore:
 
     def recent(self, n: int = 10) -> list:
         """The newest ``n`` answers on rows of this view: [{index, label, unsure, test, time}], newest first."""
-        out = []
         with self._lock:
-            times = None
-            for action in reversed(self._undo_stack):
-                kind = self._action_kind[action]
-                if kind not in _ANSWERS:
-                    continue
-                for item in self._action_items[action]:
-                    r = self._item_row.get(item)
-                    if r is None or any(d["index"] == r for d in out):
-                        continue
-                    if times is None:
-                        times = dict(self._db.execute("SELECT id, time FROM actions"))
-                    cls = self._cls[r]
-                    out.append({"index": int(r), "label": self.classes[cls] if cls >= 0 else None,
-                                "unsure": bool(self._unsure[r]), "test": bool(self._test[r]),
-                                "time": times[action]})
-                    if len(out) >= n:
-                        return out
-        return out
+            return recent_answers(self, n)
 
     def history(self):
         """Every event as a DataFrame: action, kind, role, time, undoes, key, index (row or NA), label."""
-        import pandas as pd
-
         with self._lock:
-            rows = self._db.execute(
-                "SELECT a.id, a.kind, a.role, a.time, a.undoes, i.key, i.id, c.name FROM actions a "
-                "LEFT JOIN events e ON e.action = a.id LEFT JOIN items i ON i.id = e.item "
-                "LEFT JOIN classes c ON c.id = e.class_id ORDER BY a.id, e.seq").fetchall()
-        df = pd.DataFrame(rows, columns=["action", "kind", "role", "time", "undoes", "key", "item", "label"])
-        df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)
-        df["undoes"] = df["undoes"].astype("Int64")
-        df.insert(6, "index", pd.array([self._item_row.get(i) if i == i and i is not None else None
-                                        for i in df.pop("item")], dtype="Int64"))
-        return df
+            return history_dataframe(self)
 
     def to_dataframe(self, names=None):
         """Every answer in the store: index (row, NA when the item is gone), key, [name], label,

@@ -16,7 +16,7 @@ import numpy as np
 from .items import Items, sketches_match
 from .storefile import StoreMismatchError
 
-__all__ = ["bind_view", "labels_dataframe", "export_dataframe", "open_notices"]
+__all__ = ["bind_view", "labels_dataframe", "export_dataframe", "open_notices", "recent_answers", "history_dataframe"]
 
 
 def bind_view(store, view: Items) -> None:
@@ -252,3 +252,40 @@ def open_notices(store) -> list:
         out.append(f"{len(changed)} labelled file(s) changed since they were labelled ({some(names)}); "
                    "their labels were kept: worth a second look")
     return out
+
+
+def recent_answers(store, n: int) -> list:
+    """The newest ``n`` answers on rows of the view, newest first (see LabelStore.recent)."""
+    out, seen, times = [], set(), None
+    for action in reversed(store._undo_stack):
+        if store._action_kind[action] not in ("label", "unsure"):
+            continue
+        for item in store._action_items[action]:
+            r = store._item_row.get(item)
+            if r is None or r in seen:
+                continue
+            seen.add(r)
+            if times is None:
+                times = dict(store._db.execute("SELECT id, time FROM actions"))
+            cls = store._cls[r]
+            out.append({"index": int(r), "label": store.classes[cls] if cls >= 0 else None,
+                        "unsure": bool(store._unsure[r]), "test": bool(store._test[r]), "time": times[action]})
+            if len(out) >= n:
+                return out
+    return out
+
+
+def history_dataframe(store):
+    """Every event of the store as a DataFrame (see LabelStore.history)."""
+    import pandas as pd
+
+    rows = store._db.execute(
+        "SELECT a.id, a.kind, a.role, a.time, a.undoes, i.key, i.id, c.name FROM actions a "
+        "LEFT JOIN events e ON e.action = a.id LEFT JOIN items i ON i.id = e.item "
+        "LEFT JOIN classes c ON c.id = e.class_id ORDER BY a.id, e.seq").fetchall()
+    df = pd.DataFrame(rows, columns=["action", "kind", "role", "time", "undoes", "key", "item", "label"])
+    df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)
+    df["undoes"] = df["undoes"].astype("Int64")
+    df.insert(6, "index", pd.array([store._item_row.get(i) if i == i and i is not None else None
+                                    for i in df.pop("item")], dtype="Int64"))
+    return df

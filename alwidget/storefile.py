@@ -283,6 +283,42 @@ def recover_copy(db: sqlite3.Connection, path: str) -> str:
     return target
 
 
+def check_file(db: sqlite3.Connection, path: str, opened, n_labelled: int):
+    """(connection, file identity) after checking that ``path`` is still the file opened.
+
+    Deleted: it is written again from the open connection (which still reads the deleted file)
+    and a warning says so. Replaced by another file: the write is refused, with a copy of this
+    session's store beside it.
+    """
+    try:
+        now = file_identity(path)
+    except FileNotFoundError:
+        return _recreate(db, path, n_labelled)
+    if now != opened:
+        copy = recover_copy(db, path)
+        raise StoreWriteError(
+            f"the label store {path} was replaced by another file while this session had it open: this label "
+            f"was NOT saved. Every label of this session so far was copied to {copy}; open that file "
+            "(store=...) to continue.")
+    return db, opened
+
+
+def _recreate(db: sqlite3.Connection, path: str, n_labelled: int):
+    import warnings
+
+    tmp = f"{path}.tmp-recreate"
+    out = sqlite3.connect(tmp)
+    try:
+        db.backup(out)
+    finally:
+        out.close()
+    db.close()  # removes the old -wal/-shm files, which belong to the deleted file
+    os.replace(tmp, path)
+    warnings.warn(f"the label store {path} was deleted while open; it was written again from this session "
+                  f"({n_labelled} labels in this view)", RuntimeWarning, stacklevel=5)
+    return connect(path), file_identity(path)
+
+
 def write_error(exc: sqlite3.Error, path: str) -> StoreWriteError:
     """A sentence for a failed write; the caller raises it (the label was not saved)."""
     text = str(exc).lower()

@@ -339,7 +339,8 @@ class Labeller(anywidget.AnyWidget):
             st = {"error": f"{type(exc).__name__}: {exc}"}
         self.status = status_dict(
             st, self.state, list(self.classes), coords=self._coords_kind, umap_running=self._umap_running,
-            umap_progress=self._umap_progress, error=self._error or str(st.get("error") or ""),
+            umap_progress=self._umap_progress,
+            error=self._closed_reason or self._error or str(st.get("error") or ""),
             store=self._store_path, closed_reason=self._closed_reason, busy=busy)
 
     # ------------------------------------------------------------------ background updates

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _serialize
+from .store import StoreError, check_class_name
 
 __all__ = ["Intent", "Intents", "MAX_THUMBS_PER_REQUEST"]
 
@@ -32,14 +33,15 @@ def check_indices(raw, n: int) -> np.ndarray:
     for v in raw:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise Intent(f"point indices must be integers, got {v!r}")
-    arr = np.asarray(raw, dtype=np.int64)
-    out = (arr < 0) | (arr >= n)
-    if out.any():
-        raise Intent(f"point index {int(arr[out][0])} is out of range (the map has {n} points)")
-    return np.unique(arr)
+    bad = next((int(v) for v in raw if not 0 <= int(v) < n), None)  # Python ints: no int64 overflow
+    if bad is not None:
+        raise Intent(f"point index {bad} is out of range (the map has {n} points)")
+    return np.unique(np.asarray(raw, dtype=np.int64))
 
 
 def indices_from_buffer(buf, n: int) -> np.ndarray:
+    if not isinstance(buf, (bytes, bytearray, memoryview)):
+        raise Intent(f"the index buffer must be binary data, got {type(buf).__name__}")
     try:
         arr = _serialize.array_from_json({"buffer": buf, "dtype": "int32", "shape": None})
     except ValueError as exc:
@@ -91,10 +93,11 @@ class Intents:
             if self.host.closed_reason and kind not in ("hello", "ping", "thumbs"):
                 raise Intent(f"{self.host.closed_reason}; this view no longer saves labels: use the newer widget")
             handler(self, content, list(buffers or ()))
-        except Intent as exc:
+        except (Intent, StoreError) as exc:  # StoreError: disk full, store taken over...: its own sentence
             error = str(exc)
         except Exception as exc:  # the kernel stays alive whatever the front end sends
-            error = f"{type(exc).__name__}: {exc}"
+            what = content.get("type") if isinstance(content, dict) else None
+            error = f"the widget could not handle that {what!r} request ({exc}); nothing was changed"
         if error:
             self.host.set_error(error)
         if request is not None and content.get("type") not in ("thumbs", "propose_batch"):
@@ -187,6 +190,10 @@ class Intents:
         if not isinstance(name, str) or not name.strip():
             raise Intent("add_class needs a non-empty class name")
         name = name.strip()
+        try:
+            check_class_name(name)
+        except (TypeError, ValueError) as exc:
+            raise Intent(str(exc)) from None
         if len(name) > 200:
             raise Intent("class names are limited to 200 characters")
         if name in self.host.classes:

@@ -121,5 +121,5 @@ def status_dict(st: dict, m, classes: list, *, coords: str, umap_running: bool, 
         "last_retrain": model_detail, "busy": busy, "coords": coords, "error": error,
         "has_model": bool(has_model), "can_accept": can_accept, "accept_reason": accept_reason,
         "text": " · ".join(parts), "details": " · ".join(details),
-        "store": store or ":memory:", "closed_reason": closed_reason or "",
+        "store": store or ":memory:", "closed_reason": closed_reason or "", "closed": bool(closed_reason),
     }

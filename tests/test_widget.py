@@ -526,3 +526,43 @@ def test_from_folder_defaults_to_openclip_and_fails_fast_offline(tmp_path, monke
     with pytest.raises(EncoderUnavailable, match="efficientnet-lite0") as err:
         Labeller.from_folder(tmp_path, cache_dir=tmp_path / "emb", progress=False, store=":memory:")
     assert "ViT-B-32" in str(err.value)
+
+
+def test_malformed_requests_get_sentences_not_exception_text(digits):
+    X, _, _ = digits
+    w = Labeller(X, classes=CLASSES, coords=X[:, :2], store=":memory:")
+    w.emit = Recorder()
+    cases = [
+        (({"type": "label", "class": "one"}, ["not bytes"]), "index buffer must be binary data"),
+        (({"type": "label", "indices": [2**64], "class": "one"}, []), "point index 18446744073709551616 is out"),
+        (({"type": "thumbs", "indices": [-2**70]}, []), "is out of range"),
+        (({"type": "add_class", "name": "cat\udc80"}, []), "lone surrogate"),
+    ]
+    for (msg, bufs), expected in cases:
+        w.handle_message(msg, bufs)
+        assert expected in w.status["error"]
+        assert "Error:" not in w.status["error"]  # no raw exception class names
+    assert w.labels == {}
+    w.session.wait()
+    w.close()
+
+
+def test_running_the_cell_twice_leaves_one_live_widget(digits, capsys):
+    X, _, _ = digits
+    first = Labeller(X, classes=CLASSES, coords=X[:, :2], name="twice")
+    first.emit = Recorder()
+    first.handle_message({"type": "label", "indices": [3], "class": "one"})
+    second = Labeller(X, classes=CLASSES, coords=X[:, :2], name="twice")  # the cell, run again
+    second.emit = Recorder()
+    assert first.session.closed and first.status["closed"]
+    assert "newer session" in first.status["error"]
+    first.handle_message({"type": "label", "indices": [4], "class": "two"})  # typed into the old view
+    assert "newer session" in first.status["error"] and 4 not in second.labels
+    assert second.labels == {3: "one"}
+    second.handle_message({"type": "label", "indices": [5], "class": "two"})
+    assert second.labels == {3: "one", 5: "two"}
+    second.session.wait()
+    second.close()
+    first.close()
+    with LabelStore(second.store_path, second.session.items) as back:
+        assert back.current() == {3: "one", 5: "two"}
