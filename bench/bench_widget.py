@@ -407,11 +407,14 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=600, help="seconds per step before it is reported as a timeout")
     p.add_argument("--grid-items", type=int, default=5000, help="images in the review grid benchmark (0: skip it)")
     p.add_argument("--grid-n", type=int, default=10_000, help="points of the map behind the grid benchmark")
+    p.add_argument("--grid-only", action="store_true", help="only the review grid benchmark")
     p.add_argument("--quick", action="store_true", help="N = 10k only, 3 labels: a smoke run")
     p.add_argument("--out", default="bench_widget", help="results name under bench/results/")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.recolour_n, args.reps, args.timeout = [10_000], [10_000], 3, 300
+    if args.grid_only:
+        args.n, args.recolour_n = [], []
 
     from playwright.sync_api import sync_playwright
 
@@ -493,7 +496,7 @@ def main(argv=None) -> int:
              "waits for it and restyles marker.color (new predictions) and marker.size (labelled points larger); "
              "plotly sends only the properties whose values changed.",
              f"requests outside 127.0.0.1 blocked during the run: {len(blocked)}"]
-    tables = [("", C.markdown_table(rows, cols))]
+    tables = [("", C.markdown_table(rows, cols))] if rows else []
     if args.grid_items:
         tables.append((f"Review grid: {args.grid_items:,} images of a {args.grid_n:,}-point map, opened and scrolled "
                        "160 px per frame", C.markdown_table(G.grid_rows(grid), G.GRID_COLUMNS)))

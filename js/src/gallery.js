@@ -29,7 +29,8 @@ export function createGallery({ store, thumbs, className, onCard, onRecent }) {
     const d = describe(i);
     const img = h("img", { alt: "" });
     if (d.url) img.src = d.url;
-    const el = h("div", { class: "alw-card", "data-index": i, "data-pos": pos, title: d.name }, [
+    const el = h("div", { class: "alw-card", "data-index": i, "data-pos": pos, title: d.name,
+      "data-filled": thumbs.get(i) ? "1" : null }, [
       img,
       // the end of a file name tells images apart: CSS truncates at the start; the title has it all
       h("div", { class: "alw-card-name" }, [h("span", { text: d.name })]),
@@ -60,7 +61,8 @@ export function createGallery({ store, thumbs, className, onCard, onRecent }) {
         const img = h("img", { alt: "" });
         if (info && info.url) img.src = info.url;
         const what = r.unsure ? "unsure" : r.label == null ? "skipped" : String(r.label);
-        const el = h("button", { class: "alw-recent-item", "data-index": r.index, title: `${r.name || `#${r.index}`}: ${what}` },
+        const el = h("button", { class: "alw-recent-item", "data-index": r.index, title: `${r.name || `#${r.index}`}: ${what}`,
+          "data-filled": info ? "1" : null },
           [img, h("span", { text: what })]);
         el.addEventListener("click", () => onRecent(r.index));
         return el;
@@ -81,6 +83,12 @@ export function createGallery({ store, thumbs, className, onCard, onRecent }) {
     redraw() {
       drawGallery();
       drawRecent();
+    },
+    /** Thumbnails arrived: redraw only when a card or an answer on screen was waiting for one. */
+    fillThumbs() {
+      const waiting = (el) => !el.dataset.filled && thumbs.get(Number(el.dataset.index));
+      if ([...gallery.children].some(waiting)) drawGallery();
+      if ([...recentList.children].some(waiting)) drawRecent();
     },
   };
 }

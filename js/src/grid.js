@@ -41,6 +41,17 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
 
   const cols = () => Math.max(1, Math.floor((body.clientWidth || 600) / CARD_W));
 
+  function classMenu(r, k, classNames) {
+    const menu = h("select", { class: "alw-review-pick", "aria-label": "class of this image" });
+    menu.appendChild(h("option", { value: "-1", text: "class…" }));
+    classNames.forEach((name, id) => menu.appendChild(h("option", { value: id, text: String(name) })));
+    menu.value = String(r.own[k] >= 0 ? r.own[k] : -1);
+    menu.addEventListener("click", (ev) => ev.stopPropagation());
+    menu.addEventListener("keydown", (ev) => ev.stopPropagation());
+    menu.addEventListener("change", () => onClass(k, Number(menu.value)));
+    return menu;
+  }
+
   function cardFor(r, k, classNames) {
     const i = r.indices[k];
     const info = thumbs.get(i);
@@ -50,15 +61,15 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
     const conf = r.conf && Number.isFinite(r.conf[k]) && r.own[k] < 0 && r.groupClass < 0
       ? ` ${Math.round(r.conf[k] * 100)}%` : "";
     const what = c >= 0 ? `${classNames[c] ?? `class ${c + 1}`}${conf}` : "no class yet";
-    const pick = h("select", { class: "alw-review-pick", "aria-label": "class of this image" });
-    pick.appendChild(h("option", { value: "-1", text: "class…" }));
-    classNames.forEach((name, id) => pick.appendChild(h("option", { value: id, text: String(name) })));
-    pick.value = String(r.own[k] >= 0 ? r.own[k] : -1);
-    pick.addEventListener("click", (ev) => ev.stopPropagation());
-    pick.addEventListener("keydown", (ev) => ev.stopPropagation());
-    pick.addEventListener("change", () => onClass(k, Number(pick.value)));
+    const pick = h("button", { class: "alw-review-pick", text: r.own[k] >= 0 ? "own class ▾" : "class… ▾",
+      title: "give this image its own class" });
+    pick.addEventListener("click", (ev) => {
+      ev.stopPropagation(); // a menu, built on demand: 5,000 cards need not carry one each
+      pick.replaceWith(classMenu(r, k, classNames));
+    });
     const name = info ? info.name : `#${i}`;
-    const el = h("div", { class: "alw-review-card", "data-k": k, "data-index": i, title: name }, [
+    const el = h("div", { class: "alw-review-card", "data-k": k, "data-index": i, title: name,
+      "data-filled": info ? "1" : null }, [
       img,
       h("div", { class: "alw-card-name" }, [h("span", { text: name })]),
       h("div", { class: "alw-review-class", text: r.included[k] ? what : "left out" }),
@@ -114,6 +125,19 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
     drawCards();
   }
 
+  /** Thumbnails arrived: set the images of the cards on screen (nothing is rebuilt). */
+  function fillThumbs() {
+    for (const el of cards.values()) {
+      if (el.dataset.filled) continue;
+      const info = thumbs.get(Number(el.dataset.index));
+      if (!info) continue;
+      el.dataset.filled = "1";
+      if (info.url) el.firstChild.src = info.url;
+      el.title = info.name;
+      el.querySelector(".alw-card-name > span").textContent = info.name;
+    }
+  }
+
   return {
     panel,
     body,
@@ -142,5 +166,6 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
       }
     },
     redraw: redrawAll,
+    fillThumbs,
   };
 }

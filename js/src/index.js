@@ -125,8 +125,8 @@ function render({ model, el }) {
     publish();
   });
   thumbs.subscribe(() => {
-    gallery.redraw();
-    grid.redraw();
+    gallery.fillThumbs();
+    grid.fillThumbs();
     overlays.update();
   });
 
