@@ -155,7 +155,8 @@ class Labeller(anywidget.AnyWidget):
         self._closed = True  # close() and __del__ look at it, also on a half-built widget
         super().__init__(height=int(height), **kwargs)
         self._closed = False
-        self._features, self._lookup = X, widget_sources.ImageLookup(images, image_index)
+        self._features, self._images = X, images
+        self._lookup = widget_sources.ImageLookup(images, image_index)
         self._send_lock, self._push = threading.RLock(), Coalescer(self._push_update, lambda: not self._closed)
         self._error, self._closed_reason, self._passed = "", None, set()
         self._umap_running, self._umap_progress, self._projection, self.state = False, 0.0, None, None
