@@ -39,7 +39,19 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
   let frame = null;
   const cards = new Map(); // k -> element
 
-  const cols = () => Math.max(1, Math.floor((body.clientWidth || 600) / CARD_W));
+  // sizes read once per resize, not per scroll frame (reading them forces a layout)
+  const size = { width: 600, height: 400 };
+  const measure = () => {
+    size.width = body.clientWidth || size.width;
+    size.height = body.clientHeight || size.height;
+  };
+  const ro = typeof ResizeObserver === "function" ? new ResizeObserver(() => {
+    measure();
+    if (store.state.review) redrawAll();
+  }) : null;
+  if (ro) ro.observe(body);
+  const cols = () => Math.max(1, Math.floor(size.width / CARD_W));
+  let spacerRows = -1;
 
   function classMenu(r, k, classNames) {
     const menu = h("select", { class: "alw-review-pick", "aria-label": "class of this image" });
@@ -88,9 +100,12 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
     const r = store.state.review;
     if (!r) return;
     const nc = cols();
-    const range = visibleRange({ scrollTop: body.scrollTop, viewport: body.clientHeight || 400, rowHeight: CARD_H,
+    const range = visibleRange({ scrollTop: body.scrollTop, viewport: size.height, rowHeight: CARD_H,
       count: r.indices.length, cols: nc });
-    spacer.style.height = `${range.rows * CARD_H}px`;
+    if (range.rows !== spacerRows) {
+      spacerRows = range.rows;
+      spacer.style.height = `${range.rows * CARD_H}px`;
+    }
     const classNames = store.state.classes;
     const keep = new Set();
     for (let k = range.first; k < range.last; k++) {
@@ -145,6 +160,7 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
     update(s, prev) {
       const r = s.review;
       panel.style.display = r ? "flex" : "none";
+      if (r && (!prev || !prev.review)) measure(); // the panel just became visible
       if (!r) {
         if (prev && prev.review) {
           for (const el of cards.values()) el.remove();
@@ -162,10 +178,11 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
       if (!prev || prev.review !== r || prev.classes !== s.classes) redrawAll();
       if (r.focus >= 0 && (!prev || !prev.review || prev.review.focus !== r.focus)) {
         const top = Math.floor(r.focus / cols()) * CARD_H;
-        if (top < body.scrollTop || top + CARD_H > body.scrollTop + body.clientHeight) body.scrollTop = top;
+        if (top < body.scrollTop || top + CARD_H > body.scrollTop + size.height) body.scrollTop = top;
       }
     },
     redraw: redrawAll,
     fillThumbs,
+    destroy: () => ro && ro.disconnect(),
   };
 }

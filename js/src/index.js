@@ -198,6 +198,7 @@ function render({ model, el }) {
     listen.dispose();
     thumbs.destroy();
     bar.destroy();
+    grid.destroy();
     delete el.alw;
     root.remove();
   };

@@ -3,6 +3,7 @@
 
 const CACHE_MAX = 3000;
 const REQUEST_MAX = 64;
+const BATCH_MS = 40; // requests made within this time travel together (a scrolling grid asks often)
 
 /** send(content) sends a thumbs request; returns {want, get, has, onItems, subscribe, destroy}. */
 export function createThumbs(send) {
@@ -11,18 +12,24 @@ export function createThumbs(send) {
   const listeners = new Set();
   let request = 0;
 
-  function want(indices) {
-    const todo = [];
-    for (const i of indices) {
-      if (i < 0 || cache.has(i) || inFlight.has(i)) continue;
-      todo.push(i);
-    }
+  let queued = new Set();
+  let timer = null;
+
+  function flush() {
+    timer = null;
+    const todo = [...queued].filter((i) => !cache.has(i) && !inFlight.has(i));
+    queued = new Set();
     for (let k = 0; k < todo.length; k += REQUEST_MAX) {
       const part = todo.slice(k, k + REQUEST_MAX);
       for (const i of part) inFlight.add(i);
       request += 1;
       if (!send({ type: "thumbs", request, indices: part })) for (const i of part) inFlight.delete(i);
     }
+  }
+
+  function want(indices) {
+    for (const i of indices) if (i >= 0 && !cache.has(i) && !inFlight.has(i)) queued.add(i);
+    if (queued.size && timer == null) timer = setTimeout(flush, BATCH_MS);
   }
 
   function onItems(content, buffers) {
@@ -61,6 +68,7 @@ export function createThumbs(send) {
       return () => listeners.delete(fn);
     },
     destroy() {
+      clearTimeout(timer);
       for (const v of cache.values()) if (v.url) URL.revokeObjectURL(v.url);
       cache.clear();
       listeners.clear();
