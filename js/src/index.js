@@ -2,6 +2,7 @@
 // protocol (wire), map (WebGL), overlays, gallery, legend, statusbar, review grid, input, actions.
 // The kernel owns labels; this view renders its state and sends intents (docs/widget-protocol.md).
 import css from "./style.css";
+import panelsCss from "./panels.css";
 import { createActions } from "./actions.js";
 import { themeColors } from "./colors.js";
 import { h, listeners } from "./dom.js";
@@ -24,7 +25,7 @@ function render({ model, el }) {
   const listen = listeners();
   el.classList.add("alw-host");
   const root = h("div", { class: "alw-root", tabindex: "0", "data-lm-suppress-shortcuts": "true" });
-  root.appendChild(h("style", { text: css }));
+  root.appendChild(h("style", { text: `${css}\n${panelsCss}` }));
   const store = createStore(initialState(model.get("color_by")), UPDATES);
   store.dispatch("classes", model.get("classes"));
   store.dispatch("status", model.get("status"));
