@@ -6,10 +6,8 @@ import { isOpen, isPending } from "./updates.js";
 export function createGallery({ store, thumbs, className, onCard, onRecent }) {
   const gallery = h("div", { class: "alw-gallery", "aria-label": "suggested images to label" });
   const recentList = h("div", { class: "alw-recent-list" });
-  const recent = h("div", { class: "alw-recent" }, [
-    h("span", { class: "alw-recent-title", text: "Last answers (click to fix):" }),
-    recentList,
-  ]);
+  const recentTitle = h("span", { class: "alw-recent-title", text: "Last answers: none yet" });
+  const recent = h("div", { class: "alw-recent" }, [recentTitle, recentList]);
 
   function describe(i) {
     const s = store.state;
@@ -54,7 +52,7 @@ export function createGallery({ store, thumbs, className, onCard, onRecent }) {
   function drawRecent() {
     const s = store.state;
     const items = s.recent || [];
-    recent.style.display = items.length ? "" : "none";
+    recentTitle.textContent = items.length ? "Last answers (click to fix):" : "Last answers: none yet";
     recentList.replaceChildren(
       ...items.map((r) => {
         const info = thumbs.get(r.index);

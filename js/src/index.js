@@ -191,6 +191,7 @@ function render({ model, el }) {
   el.alw = api;
   toolbar.update(store.state);
   legend.update(store.state);
+  gallery.redraw();
   bar.update(store.state);
   publish();
   conn.send({ type: "hello" });

@@ -30,7 +30,7 @@ export function createMap({ canvas, width, height, store, theme, events }) {
   });
   const m = {
     theme, width, height, drawn: null, shown: null, cellOf: null, lod: false, pts: [],
-    coordsV: -1, lookKey: "", encodingKey: "", spatialIndex: null, drawing: false, pending: false,
+    coordsV: -1, lookKey: "", encodingKey: "", spatialIndex: null, drawing: false, pending: false, autoCamera: null,
     frame: null, paints: 0, ready: false, fitted: false, lassoing: false, lodTimer: null,
     updateT0: null, timings: { firstPaintMs: null, lastRecolourMs: null, buildMs: null, drawCallMs: null },
   };
@@ -167,6 +167,16 @@ export function createMap({ canvas, width, height, store, theme, events }) {
     }
   }
 
+  function cameraNow() {
+    return [...scatter.get("cameraTarget"), Number(scatter.get("cameraDistance"))];
+  }
+
+  /** True while the camera is where the last automatic fit put it (the user has not moved it). */
+  function untouched() {
+    const now = cameraNow();
+    return !!m.autoCamera && now.every((v, k) => Math.abs(v - m.autoCamera[k]) < 1e-9);
+  }
+
   function fit(transition = true) {
     const s = store.state;
     if (!s.x) return;
@@ -174,6 +184,7 @@ export function createMap({ canvas, width, height, store, theme, events }) {
     if (!box) return;
     m.fitted = true;
     scatter.zoomToArea(padded(box), transition ? { transition: true, transitionDuration: 300 } : {});
+    m.autoCamera = transition ? null : cameraNow(); // lookAt is immediate without a transition
   }
 
   function zoomTo(indices) {
@@ -231,11 +242,13 @@ export function createMap({ canvas, width, height, store, theme, events }) {
     transform,
     resize(w, h) {
       if (w === m.width && h === m.height) return;
+      const refit = !m.ready || untouched(); // the automatic fit follows the size until the user moves
       m.width = w;
       m.height = h;
       renderer.resize(w, h);
       scatter.set({ width: w, height: h });
-      if (!m.ready) m.fitted = false; // the first fit waits for the real size
+      if (refit && m.ready) fit(false);
+      else if (refit) m.fitted = false; // the first fit waits for the first draw
       if (m.lod) m.coordsV = -1;
     },
     setTheme(theme) {

@@ -16,8 +16,8 @@ import pytest
 
 from widgetpage import (
     ROOT, batch_of, canvas_box, dense_spot, dismiss_dialogs, drag_path, inside_square, move_off_map, on_canvas,
-    root_data, root_sel, screen_positions, settle, square_around, state, store_labels, store_state, wait_for,
-    wait_store,
+    root_data, root_sel, screen_positions, settle, square_around, stable_positions, state, store_labels, store_state,
+    wait_for, wait_store,
 )
 
 pytestmark = pytest.mark.browser
@@ -117,15 +117,18 @@ def test_a_click_near_a_ring_picks_the_ringed_image_and_a_key_alone_does_nothing
     press(page, "1")  # nothing selected
     assert "Nothing selected" in notice(page)
     assert store_labels(store) == {}
-    p = screen_positions(page)
+    p = stable_positions(page)
     box = canvas_box(page)
+    batch = batch_of(page)
     hits = 0
-    for i in batch_of(page):
+    for i in batch:
         x, y = p[i]
+        rings = np.hypot(*(p[batch] - p[i]).T)
+        rings[rings == 0] = np.inf
+        if rings.min() < 14:  # two rings this close: the nearer one rightly wins, not a test of picking
+            continue
         if not on_canvas(page, x + 4, y + 3) or not (box["x"] + 15 < x < box["x"] + box["width"] - 15):
             continue
-        others = np.hypot(*(p - p[i]).T)
-        others[i] = np.inf
         move_off_map(page)
         page.mouse.click(x + 4, y + 3)  # beside the ring's centre, where neighbours are drawn
         wait_for(lambda: root_data(page, "selected") == "1", 10, "a selection")
@@ -133,7 +136,9 @@ def test_a_click_near_a_ring_picks_the_ringed_image_and_a_key_alone_does_nothing
         hits += 1
         if hits == 3:
             break
+        press(page, "Escape")  # the selected image's card would cover the next ring
     assert hits >= 2, "need ringed points to click"
+    click_card(page, 0)
     assert page.locator(f"{FIRST} >> .alw-rings .alw-ring-selected").count() == 1, "the selection is ringed"
     assert page.locator(f"{FIRST} >> .alw-hover").is_visible(), "the selected image's card is shown"
     shot(lab, v2, "picked_ringed_point")
@@ -166,7 +171,7 @@ def test_shift_drag_lassoes_and_the_grid_commits_all_but_the_two_left_out(v2, la
     page, store, classes = v2["page"], v2["store"], v2["classes"]
     before = store_labels(store)
     press(page, "Escape")
-    p = screen_positions(page)
+    p = stable_positions(page)
     box = canvas_box(page)
     half = min(box["width"], box["height"]) * 0.07
     cx, cy = dense_spot(p, box, half)

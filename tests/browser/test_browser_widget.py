@@ -16,7 +16,7 @@ import pytest
 
 from widgetpage import (
     ROOT, batch_of, canvas_box, dense_spot, drag_path, inside_square, move_off_map, on_canvas, paints, root_data,
-    screen_positions, settle, square_around, state, store_labels, wait_for, wait_store,
+    screen_positions, settle, square_around, stable_positions, state, store_labels, wait_for, wait_store,
 )
 
 pytestmark = pytest.mark.browser
@@ -78,7 +78,7 @@ def test_click_batch_point_and_number_key_labels_the_store(quick, lab):
     page, store = quick["page"], quick["store"]
     before = store_labels(store)
     settle(page)
-    positions = screen_positions(page)
+    positions = stable_positions(page)
     box = canvas_box(page)
     targets = [i for i in batch_of(page) if i not in before and on_canvas(page, *positions[i])
                and box["x"] + 10 < positions[i][0] < box["x"] + box["width"] - 10]
@@ -118,7 +118,7 @@ def test_lasso_tool_opens_the_grid_and_labels_every_point_kept(quick, lab):
     quick["before_lasso"] = before
     page.click('button.alw-mode[data-mode="lasso"]')  # the toolbar's lasso: a plain drag (may scroll)
     settle(page)
-    positions = screen_positions(page)
+    positions = stable_positions(page)
     box = canvas_box(page)
     half = min(box["width"], box["height"]) * 0.08
     cx, cy = dense_spot(positions, box, half)

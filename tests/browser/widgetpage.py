@@ -98,6 +98,19 @@ def screen_positions(page, nth: int = 0) -> np.ndarray:
     return np.asarray(flat, dtype=float).reshape(-1, 2)
 
 
+def stable_positions(page, nth: int = 0, timeout_s: float = 15) -> np.ndarray:
+    """Screen positions once they stop changing (a resize, a refit or a scroll moves every point)."""
+    last = screen_positions(page, nth)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.4)
+        now = screen_positions(page, nth)
+        if now.shape == last.shape and np.allclose(now, last, atol=0.01):
+            return now
+        last = now
+    raise AssertionError("the points kept moving on screen")
+
+
 def canvas_box(page, nth: int = 0) -> dict:
     return page.locator(f"{root_sel(nth)} >> .alw-canvas").first.bounding_box()
 
