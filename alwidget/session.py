@@ -443,7 +443,7 @@ class Session:
         n_classes = len(self.store.classes)
         if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
             params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
-        idx, info = self._strategies.select(strategy, self.features, labels, min(k, n_free), seed=self.seed + round_,
+        idx, info = self._strategies.select(strategy, self.features, labels, min(k, n_free), seed=self.seed,
                                             probe=probe, return_info=True, n_threads=self.n_threads, **params)
         return np.asarray(idx, dtype=np.int64), dict(info)
 
