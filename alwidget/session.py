@@ -10,18 +10,44 @@ class names are what the store keeps and what ``labels`` returns.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
+import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
 
 from ._util import check_features, check_k, fingerprint, limit_threads
+from .items import Items, row_items, user_items
 from .probe import LinearProbe, remember_fingerprint
-from .store import LabelStore, StoreMismatchError, check_class_name, export_dataframe
+from .store import LabelStore, StoreClosedError, StoreMismatchError, check_class_name, export_dataframe
+from .store_view import open_notices
 
 __all__ = ["Session"]
+
+#: Answers after which a skipped item may be suggested again.
+SKIP_COOLDOWN = 20
+
+_LIVE_SESSIONS: "weakref.WeakSet[Session]" = weakref.WeakSet()
+
+
+def _close_all():
+    """Stop every worker before the interpreter tears down (a busy torch thread aborts it otherwise)."""
+    for s in list(_LIVE_SESSIONS):
+        try:
+            s.close()
+        except Exception:
+            pass
+
+
+# threading's exit hook runs before atexit handlers, while torch and numpy are still intact.
+try:
+    threading._register_atexit(_close_all)
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    atexit.register(_close_all)
 
 
 def default_threads() -> int:
@@ -65,19 +91,29 @@ class Session:
         Torch/BLAS threads of the background worker (default: cores - 1, at most 4).
     probe_params : dict, optional
         Extra arguments for :class:`alwidget.probe.LinearProbe` (``l2``, ``input_dropout``...).
+    keys : list of str, optional
+        A stable id per row (file names, database ids): labels follow keys, so the same store
+        reopens on re-computed, reordered, extended or re-encoded features. Without keys rows are
+        matched by number, with a content check that tolerates float noise.
+    items : alwidget.items.Items, optional
+        Row identities built by an image source (``ImageSet.items()``); overrides ``keys``.
     """
 
     def __init__(self, features, classes=None, store=None, strategy: str = "auto", seed: int = 0,
-                 device="auto", batch_size: int = 10, n_threads: int | None = None, probe_params=None):
+                 device="auto", batch_size: int = 10, n_threads: int | None = None, probe_params=None,
+                 *, keys=None, items: Items | None = None):
         from . import strategies
 
         self._strategies = strategies
+        self._closed = True  # close() on a half-built session does nothing
         self.features = check_features(features, "features")
         n = self.features.shape[0]
         self._strategy = self._check_strategy(strategy)
         self._batch_size = check_k(batch_size, "batch_size")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int, got {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed}")
         self.seed = int(seed)
         self.n_threads = default_threads() if n_threads is None else check_k(n_threads, "n_threads")
         if classes is not None:
@@ -90,22 +126,36 @@ class Session:
         self.fingerprint = fingerprint(self.features)
         remember_fingerprint(self.features, self.fingerprint)  # the probe need not hash it again
 
+        if items is None:
+            items = row_items(self.features) if keys is None else user_items(keys, n)
+        elif not isinstance(items, Items):
+            raise TypeError(f"items must be an alwidget.items.Items, got {type(items).__name__}")
+        if len(items) != n:
+            raise ValueError(f"items has {len(items)} entries but features has {n} rows")
+        self.items = items
         self._own_store = not isinstance(store, LabelStore)
         if isinstance(store, LabelStore):
-            if store.n_samples != n or (store.fingerprint and store.fingerprint != self.fingerprint):
+            if store.n_samples != n:
                 raise StoreMismatchError(
-                    f"the LabelStore {store.path} was made for other features (n_samples={store.n_samples}, "
-                    f"these have {n}); open a store made for these features or use a new one")
+                    f"the LabelStore {store.path} is a view of {store.n_samples} items and these features have "
+                    f"{n} rows; open the store with these rows' items, or pass a path")
             self.store = store
         elif store is None or isinstance(store, (str, os.PathLike)):
-            path = ":memory:" if store is None else store
-            if path != ":memory:":
-                path = Path(path).expanduser()
-            self.store = LabelStore(path, n_samples=n, fingerprint=self.fingerprint)
+            path = ":memory:" if store is None or str(store) == ":memory:" else Path(store).expanduser()
+            self.store = LabelStore(path, items)
         else:
             raise TypeError(f"store must be a file path, a LabelStore, ':memory:' or None, got {type(store).__name__}")
-        for c in classes or []:
-            self.store.add_class(c)
+        try:
+            for c in classes or []:
+                self.store.add_class(c)
+        except BaseException:
+            if self._own_store:
+                self.store.close()
+            raise
+        self.notices = open_notices(self.store)
+        for line in self.notices:
+            warnings.warn(line, UserWarning, stacklevel=2)
+        self.closed_reason: str | None = None
 
         # Shared state: written under _cond by label()/undo() and by the worker.
         self._cond = threading.Condition(threading.RLock())
@@ -123,8 +173,10 @@ class Session:
         self._last_update: float | None = None
         self._subscribers: list = []
         self._closed = False
+        self.store.on_close(self._on_store_closed)
         self._worker = threading.Thread(target=self._run, name="alwidget-session", daemon=True)
         self._worker.start()
+        _LIVE_SESSIONS.add(self)
         self._kick()
 
     # ------------------------------------------------------------------ validation
@@ -190,6 +242,23 @@ class Session:
         """Remove the labels of some samples (one undoable action)."""
         self._change(self.store.unlabel, self._check_indices(np.atleast_1d(indices)))
 
+    def mark_unsure(self, indices) -> None:
+        """Answer "unsure" (kept in the store and listed in ``unsure``, never trained on)."""
+        self._change(self.store.mark_unsure, self._check_indices(np.atleast_1d(indices)))
+
+    def skip(self, indices) -> None:
+        """Set samples aside: not suggested again until ``SKIP_COOLDOWN`` more answers (undoable)."""
+        self._change(self.store.skip, self._check_indices(np.atleast_1d(indices)))
+
+    @property
+    def unsure(self) -> list[int]:
+        """Rows answered "unsure", in row order."""
+        return np.flatnonzero(self.store.state().unsure).tolist()
+
+    def recent(self, n: int = 10) -> list[dict]:
+        """The newest ``n`` answers: [{index, label (name or None), unsure, test, time}], newest first."""
+        return self.store.recent(check_k(n, "n"))
+
     def _change(self, write, *args):
         with self._cond:
             self._check_open()
@@ -226,8 +295,17 @@ class Session:
         return self.store.current()
 
     def label_array(self) -> np.ndarray:
-        """(n_samples,) int64 class ids, -1 for unlabelled (a copy)."""
-        return self.store.current_ids()
+        """(n_samples,) int64 training labels: class ids, -1 otherwise (unlabelled, unsure, test); a copy."""
+        st = self.store.state()
+        return np.where(st.test, -1, st.cls)
+
+    def _excluded(self, st) -> np.ndarray:
+        """Rows a strategy must not suggest: unsure, recently skipped, test-labelled."""
+        return np.flatnonzero(st.unsure | st.test | ((st.skip_age >= 0) & (st.skip_age < SKIP_COOLDOWN)))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # ------------------------------------------------------------------ settings
     @property
@@ -296,17 +374,19 @@ class Session:
         if wait and not self._in_worker():
             self.wait()
         with self._cond:
-            labels = self.store.current_ids()
-            batch = self._batch[labels[self._batch] < 0]
+            st = self.store.state()
+            labels = np.where(st.test, -1, st.cls)
+            free = (st.cls < 0) & ~st.unsure
+            batch = self._batch[free[self._batch]]
             current = self._done == (self._version, self._round)
             strategy, round_ = self._strategy, self._round
         if len(batch) >= k or not wait or self._in_worker() or not current:
             return batch[:k].copy()
-        if (labels < 0).sum() <= len(batch):
+        if free.sum() <= len(batch):
             return batch.copy()
         # More than the background batch: select now with the current model.
         with self._model_lock, limit_threads(self.n_threads):
-            idx, _ = self._select(labels, k, strategy, round_)
+            idx, _ = self._select(labels, k, strategy, round_, self._excluded(st))
         return idx
 
     def predict_proba(self):
@@ -327,13 +407,16 @@ class Session:
     def status(self) -> dict:
         """A snapshot: label counts, the active strategy and why, timings, the last error."""
         with self._cond:
-            labels = self.store.current_ids()
+            st = self.store.state()
+            labels = np.where(st.test, -1, st.cls)
             classes = list(self.store.classes)
             counts = np.bincount(labels[labels >= 0], minlength=len(classes))
             info = {k: v for k, v in self._info.items() if k not in ("strategy", "reason")}
             return {
                 "n_samples": int(self.features.shape[0]),
                 "n_labels": int((labels >= 0).sum()),
+                "n_unsure": int(st.unsure.sum()),
+                "n_test": int(st.test.sum()),
                 "counts": {c: int(counts[j]) for j, c in enumerate(classes)},
                 "classes": classes,
                 "strategy": self._strategy,
@@ -350,7 +433,9 @@ class Session:
                 "error": self._error,
                 "can_undo": self.store.can_undo,
                 "device": str(self.probe.device),
-                "store": self.store.path,
+                "store": "" if self.store.path == ":memory:" else self.store.path,
+                "closed_reason": self.closed_reason,
+                "notices": list(self.notices),
             }
 
     def subscribe(self, callback) -> None:
@@ -388,7 +473,9 @@ class Session:
                 if self._closed:
                     return
                 target = (self._version, self._round)
-                labels = self.store.current_ids()
+                st = self.store.state()
+                labels = np.where(st.test, -1, st.cls)
+                exclude = self._excluded(st)
                 n_classes = len(self.store.classes)
                 k = self._batch_size + len(self._skipped)
                 skipped = np.asarray(self._skipped, dtype=np.int64)
@@ -402,7 +489,9 @@ class Session:
                         self.probe.fit(self.features, labels, n_classes=max(n_classes, int(labels.max()) + 1))
                         proba = self.probe.predict_proba()
                     t1 = time.perf_counter()
-                    batch, info = self._select(labels, k, strategy, round_)
+                    if self._closed:
+                        return
+                    batch, info = self._select(labels, k, strategy, round_, exclude)
                     t2 = time.perf_counter()
                 if skipped.size:
                     batch = batch[~np.isin(batch, skipped)]
@@ -430,12 +519,17 @@ class Session:
                 self._busy = False
                 self._cond.notify_all()
 
-    def _select(self, labels: np.ndarray, k: int, strategy: str, round_: int):
+    def _select(self, labels: np.ndarray, k: int, strategy: str, round_: int, exclude=None):
         """(indices, info) from the strategy for these labels; empty when nothing is unlabelled.
 
         The probe must have been fitted on these labels (the caller holds the model lock).
+        ``exclude``: unlabelled rows never to return (unsure, skipped, test items).
         """
+        exclude = np.zeros(0, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
+        exclude = exclude[labels[exclude] < 0]
         n_free = int((labels < 0).sum())
+        if n_free - exclude.size <= 0:
+            exclude = np.zeros(0, dtype=np.int64)  # only set-aside items are left: offer them again
         if n_free == 0:
             return np.zeros(0, dtype=np.int64), {"strategy": strategy, "reason": "every sample is labelled"}
         probe = self.probe if self.probe.is_fitted and (labels >= 0).any() else None
@@ -443,24 +537,48 @@ class Session:
         n_classes = len(self.store.classes)
         if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
             params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
-        idx, info = self._strategies.select(strategy, self.features, labels, min(k, n_free), seed=self.seed,
+        want = min(k + exclude.size, n_free)
+        idx, info = self._strategies.select(strategy, self.features, labels, want, seed=self.seed,
                                             probe=probe, return_info=True, n_threads=self.n_threads, **params)
-        return np.asarray(idx, dtype=np.int64), dict(info)
+        idx = np.asarray(idx, dtype=np.int64)
+        if exclude.size:
+            idx = idx[~np.isin(idx, exclude)]
+        return idx[:k], dict(info)
 
     # ------------------------------------------------------------------ lifetime
     def _check_open(self):
         if self._closed:
-            raise RuntimeError("this Session is closed; open a new one on the same store to continue")
+            raise StoreClosedError(self.closed_reason or
+                                   "this Session is closed; open a new one on the same store to continue")
+
+    def _on_store_closed(self, reason):
+        """The store was closed under us (a newer session took it over): stop, and tell subscribers."""
+        if reason is None or self._closed:
+            return
+        self.closed_reason = f"this session was closed: {reason}"
+        self._stop()
+        for cb in list(self._subscribers):
+            try:
+                cb(self)
+            except Exception:
+                pass
+
+    def _stop(self):
+        with self._cond:
+            if self._closed:
+                return False
+            self._closed = True
+            self._cond.notify_all()
+        _LIVE_SESSIONS.discard(self)
+        if not self._in_worker():
+            self._worker.join(timeout=60)
+        return True
 
     def close(self) -> None:
         """Stop the worker and close the store the session opened (labels are already saved)."""
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._cond.notify_all()
-        if not self._in_worker():
-            self._worker.join(timeout=30)
+        if not getattr(self, "_cond", None):
+            return
+        self._stop()
         if self._own_store:
             self.store.close()
 
