@@ -220,7 +220,8 @@ def test_strategy_switch_and_status(digits):
         assert s.strategy == "auto"
         s.wait(timeout=120)
         st = s.status
-        assert st["active_strategy"] in ("typiclust", "probcover") and "cold start" in st["reason"]
+        assert st["active_strategy"] in ("typiclust", "probcover") and "cold start" in st["strategy_info"]["detail"]
+        assert "until" in st["reason"]  # the plain sentence says what auto does until when
         s.strategy = "margin"
         for i in range(20):
             s.label(i, str(y[i]))
