@@ -405,6 +405,10 @@ def test_probcover_repeated_calls_reuse_the_graph_and_stay_greedy(digits):
         labels[idx[0]] = y[idx[0]]
     assert len(set(deltas)) == 2  # L + B = 10, 11, 12 -> ladder steps 10, 12, 12
     assert len(geo.scratch("probcover_graph")) == 2
+    # One range search at the widest delta; the smaller one filtered its pairs (checked above
+    # against a fresh ball graph).
+    (radius, *_), = geo.scratch("probcover_pairs").values()
+    assert radius == max(deltas)
 
 
 def test_probcover_purity_rule_pseudo_classes_and_a_given_delta(digits):

@@ -54,16 +54,28 @@ def greedy_coverage(A: np.ndarray, b: int) -> float:
     return float(covered.mean())
 
 
+def sample_sq_dists(geo, seed: int = 0):
+    """(rows, (S, S) float32 squared distances) of the seeded delta sample; cached (one per feature set)."""
+    with geo.lock:
+        memo = geo.scratch("probcover_sample")
+        if seed not in memo:
+            rows = sample_rows(geo.n_samples, COVER_SAMPLE, seed, 17)
+            d2 = _sq_dists(geo.X[rows], geo.X[rows])
+            np.fill_diagonal(d2, 0.0)
+            memo.clear()
+            memo[seed] = (rows, d2)
+        return memo[seed]
+
+
 def budget_delta(geo, budget: int, target: float, seed: int = 0) -> dict:
-    """{'delta', 'budget' (the b used), 'sample'}: smallest delta whose b greedy balls cover ``target``."""
+    """{'delta', 'budget' (the b used), 'sample', 'pair_fraction'}: the smallest delta whose b greedy
+    balls cover ``target`` of the sample; ``pair_fraction`` is the share of sample pairs closer than it."""
     key = (int(budget), float(target), int(seed))
     with geo.lock:
         memo = geo.scratch("probcover_budget_delta")
         if key in memo:
             return memo[key]
-        rows = sample_rows(geo.n_samples, COVER_SAMPLE, seed, 17)
-        d2 = _sq_dists(geo.X[rows], geo.X[rows])
-        np.fill_diagonal(d2, 0.0)
+        rows, d2 = sample_sq_dists(geo, seed)
         b = int(max(1, min(int(budget), rows.size // 8)))
         lo, hi = 0.0, float(np.sqrt(d2.max())) * 1.001 + 1e-6  # at hi one ball covers everything
         for _ in range(_BISECT_STEPS):
@@ -72,14 +84,15 @@ def budget_delta(geo, budget: int, target: float, seed: int = 0) -> dict:
                 hi = mid
             else:
                 lo = mid
-        memo[key] = {"delta": hi, "budget": b, "sample": int(rows.size)}
+        memo[key] = {"delta": hi, "budget": b, "sample": int(rows.size),
+                     "pair_fraction": float((d2 < np.float32(hi * hi)).mean())}
         return memo[key]
 
 
 def pair_fraction(geo, delta: float, seed: int = 0) -> float:
-    """Share of row pairs closer than delta, from a seeded sample of 1000 rows against 4000."""
-    a = sample_rows(geo.n_samples, 1000, seed, 23)
-    b = sample_rows(geo.n_samples, 4000, seed, 29)
+    """Share of row pairs closer than delta, from a seeded sample of 500 rows against 2000."""
+    a = sample_rows(geo.n_samples, 500, seed, 23)
+    b = sample_rows(geo.n_samples, 2000, seed, 29)
     return float((_sq_dists(geo.X[a], geo.X[b]) < np.float32(delta) ** 2).mean())
 
 
@@ -99,18 +112,25 @@ class CoverGraph:
         return np.where(self.rows[i] == pool_rows, i, -1)
 
 
-def universe_size(geo, delta: float, seed: int = 0) -> int:
-    """Rows of the coverage universe at this delta (see the module docstring)."""
+def universe_size(geo, delta: float, seed: int = 0, frac: float | None = None) -> int:
+    """Rows of the coverage universe at this delta (see the module docstring); ``frac``: the share of
+    pairs closer than delta when the caller knows it."""
     n = geo.n_samples
     size = min(n, COVER_UNIVERSE)
-    frac = pair_fraction(geo, delta, seed) if np.isfinite(delta) else 1.0
+    if size * size <= MAX_COVER_EDGES:
+        return int(size)
+    if frac is None:
+        frac = pair_fraction(geo, delta, seed) if np.isfinite(delta) else 1.0
     if frac * size * size > MAX_COVER_EDGES:
         size = max(min(n, 1000), int(np.sqrt(MAX_COVER_EDGES / frac)))
     return int(size)
 
 
 def cover_graph(geo, delta: float, size: int, seed: int = 0) -> CoverGraph:
-    """The ball graph over the universe (``size`` rows, seeded); the last two are cached."""
+    """The ball graph over the universe (``size`` rows, seeded); the last two are cached.
+
+    delta shrinks as labels accumulate, so the pairs of the widest range search so far are kept
+    (with their distances) and a smaller delta only filters them: one search per session."""
     n = geo.n_samples
     full = size >= n
     key = (float(delta), n if full else int(size), -1 if full else int(seed))
@@ -122,13 +142,24 @@ def cover_graph(geo, delta: float, size: int, seed: int = 0) -> CoverGraph:
         rows = sample_rows(n, size, seed, 19)
         hit = geo._ball.get(float(delta)) if full else None  # the purity rule's graph, when built
         if hit is None:
-            ip, ind, sq = _range_csr(geo.X[rows], delta, geo.backend, geo.device)
-            r = np.repeat(np.arange(rows.size), np.diff(ip))
+            ip, ind, sq, r = _pairs_within(geo, rows, key[1:], float(delta))
             hit = _ball_from_pairs(rows.size, ip, ind, sq, np.float32(delta) ** 2, r)
         memo[key] = CoverGraph(rows, hit[0], hit[1], float(delta))
         while len(memo) > _GRAPHS_KEPT:
             memo.popitem(last=False)
         return memo[key]
+
+
+def _pairs_within(geo, rows, ukey, delta):
+    """(indptr, indices, sq, row of each pair) of the universe pairs closer than a radius >= delta."""
+    memo = geo.scratch("probcover_pairs")
+    hit = memo.get(ukey)
+    if hit is None or hit[0] < delta:
+        ip, ind, sq = _range_csr(geo.X[rows], delta, geo.backend, geo.device)
+        hit = (delta, ip, ind, sq, np.repeat(np.arange(rows.size, dtype=np.int32), np.diff(ip)))
+        memo.clear()
+        memo[ukey] = hit
+    return hit[1:]
 
 
 def _mark(g: CoverGraph, fresh: np.ndarray, covered: np.ndarray, gain: np.ndarray) -> None:

@@ -94,7 +94,8 @@ def choose_delta(ctx: Context, k: int, coverage, purity, n_classes, delta):
     b = ladder_up(ctx.labelled.size + k)
     bd = _cover.budget_delta(geo, b, float(coverage), ctx.geometry_seed)
     d = bd["delta"]
-    return d, {"delta": d, "delta_rule": "budget", "budget": bd["budget"], "coverage_target": float(coverage)}, \
+    return d, {"delta": d, "delta_rule": "budget", "budget": bd["budget"], "coverage_target": float(coverage),
+               "pair_fraction": bd["pair_fraction"]}, \
         f"delta={d:.4g} ({bd['budget']} greedy balls cover {coverage:.0%} of a {bd['sample']}-row sample)"
 
 
@@ -109,7 +110,8 @@ def probcover(ctx: Context, k: int, *, coverage: float = COVERAGE, purity=None, 
         info["detail"] = f"probcover: {why}: every ball covers the pool, seeded random order"
         return cand[np.argsort(-prio[cand], kind="stable")[:k]], info
     geo = ctx.geometry
-    g = _cover.cover_graph(geo, d, _cover.universe_size(geo, d, ctx.geometry_seed), ctx.geometry_seed)
+    size = _cover.universe_size(geo, d, ctx.geometry_seed, info.get("pair_fraction"))
+    g = _cover.cover_graph(geo, d, size, ctx.geometry_seed)
     covered, gain = _cover.covered_state(geo, g, ctx.labelled)
     available = ctx.available[g.rows]
     m = g.rows.size
