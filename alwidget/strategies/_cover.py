@@ -22,7 +22,7 @@ import numpy as np
 from ..geometry import _ball_from_pairs, _range_csr, cover_rows, csr_gather
 
 COVER_SAMPLE = 3000
-COVER_UNIVERSE = 20_000
+COVER_UNIVERSE = 10_000
 MAX_COVER_EDGES = 10_000_000
 _BISECT_STEPS = 22
 _GRAPHS_KEPT = 2

@@ -28,7 +28,7 @@ The paper's rule stays available: ``purity=0.95`` (with ``n_classes`` pseudo-lab
 ``max(10, classes labelled)``), computed exactly by
 :meth:`alwidget.geometry.Geometry.probcover_delta`. ``delta=`` fixes the radius.
 
-Large pools: coverage is measured and maximised on a seeded sample of at most 20,000 rows
+Large pools: coverage is measured and maximised on a seeded sample of at most 10,000 rows
 (fewer when the graph would pass 10 million edges), see :mod:`alwidget.strategies._cover`.
 """
 from __future__ import annotations
