@@ -21,7 +21,7 @@ best fixed strategy (0.8 points over 32 set x budget cells; the old rule, DropQu
 label per class: 1.4). Chosen without one of the sets, the rule ((5, 10) or (3, 5)) fell short
 on the held-out set by at most 0.4-0.7 points more than the best policy of the grid did there
 (2.2 on digits, where only a ProbCover start does better). No policy is within 1 point
-everywhere: at 10-20 labels on digits ProbCover is 3-4 points ahead of every TypiClust start,
+everywhere: at 10-20 labels on digits ProbCover is 2-4 points ahead of every TypiClust start,
 and a ProbCover start is 7 points behind on Fashion-MNIST.
 """
 from __future__ import annotations
