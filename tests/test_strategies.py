@@ -616,19 +616,20 @@ def test_auto_phases_are_deterministic_and_the_reason_names_the_switch(digits):
     assert "typical" in info["reason"] and "two classes" in info["reason"] and "cold start" in info["detail"]
     few = some_labels(y, 1)  # 1 per class < t1: still cold start, and it says until when
     _, info = S.select("auto", X, few, 5, **kw)
-    assert info["strategy"] == "typiclust" and "every class has about 2 labels" in info["reason"]
-    assert "10 of 10 classes have labels" in info["reason"]
+    assert info["strategy"] == "typiclust" and "until there are about 2 labels per class" in info["reason"]
+    assert "10 so far for 10 classes, 10 of them with labels" in info["reason"]
     mid = some_labels(y, 3)  # t1 <= 3 < t2: DropQuery, and the reason names the switch
     a, info = S.select("auto", X, mid, 5, **kw)
     assert info["strategy"] == "dropquery" and info["phase"] == 1
-    assert "unsure" in info["reason"] and "switched from typiclust at 2 labels per class" in info["reason"]
-    assert "from 5 per class" in info["reason"]
+    assert "unsure" in info["reason"] and "switched from TypiClust to DropQuery at 2 labels per class" in info["reason"]
+    assert "hardest cases from 5" in info["reason"]
     b, again = S.select("auto", X, mid, 5, **kw)  # same labels, same phase, same batch
     np.testing.assert_array_equal(a, b)
     assert again["reason"] == info["reason"]
     late = some_labels(y, 6)
     _, info = S.select("auto", X, late, 5, **kw)
-    assert info["strategy"] == "margin" and info["phase"] == 2 and "switched at 5 labels per class" in info["reason"]
+    assert info["strategy"] == "margin" and info["phase"] == 2
+    assert "switched to margin sampling at 5 labels per class" in info["reason"] and "hardest" in info["reason"]
     # Undeclared classes count as the classes labelled so far; a probcover cold start says so.
     _, info = S.select("auto", X, few, 5, return_info=True, min_per_class=t1, cold_start="probcover")
     assert info["strategy"] == "probcover" and "look-alikes" in info["reason"]

@@ -80,24 +80,26 @@ def auto(ctx: Context, k: int, *, cold_start: str = "typiclust", min_per_class: 
     return idx, info
 
 
+_NAMES = {"typiclust": "TypiClust", "probcover": "ProbCover", "dropquery": "DropQuery", "margin": "margin sampling",
+          "power_margin": "power margin", "badge": "BADGE", "bald": "BALD", "power_bald": "PowerBALD",
+          "batchbald": "BatchBALD"}
+
+
 def _reason(phase, name, cold_start, L, seen, C, n_classes, t1, t2) -> str:
-    """One plain sentence: what auto does now, and when it switches (or switched)."""
+    """One plain sentence: what auto does now, and where it switches (or switched)."""
     if phase == 0:
         what = COLD_START_WORDS[cold_start]
         if seen < 2:
             return f"Picking {what} until at least two classes have labels ({seen} so far)"
-        need = f"about {t1:g} label{'s' if t1 != 1 else ''}"
-        of = f"{seen} of {n_classes} classes have labels" if n_classes is not None else f"{L} labels so far"
-        return f"Picking {what} until every class has {need}: {of}"
-    base = _WORDS[name]
-    base = base[0].upper() + base[1:]
-    switched = f"switched from {cold_start} at {t1:g} label{'s' if t1 != 1 else ''} per class"
-    if phase == 2:
-        switched = f"switched at {t2:g} labels per class"
-    nxt = ""
-    if phase == 1 and t2 != float("inf"):
-        nxt = f"; from {t2:g} per class auto asks about the hardest cases"
-    return f"{base} ({switched}; {L / C:.1f} per class now{nxt})"
+        of = f", {seen} of them with labels" if n_classes is not None else ""
+        return (f"Picking {what} until there are about {t1:g} labels per class: {L} so far "
+                f"for {C} classes{of}")
+    base = _WORDS[name][0].upper() + _WORDS[name][1:]
+    if phase == 1:
+        nxt = f"; the hardest cases from {t2:g}" if t2 != float("inf") else ""
+        return (f"{base} (auto switched from {_NAMES[cold_start]} to {_NAMES[name]} at {t1:g} labels per "
+                f"class; {L / C:.1f} now{nxt})")
+    return f"{base} (auto switched to {_NAMES[name]} at {t2:g} labels per class; {L / C:.1f} now)"
 
 
 def auto_params() -> set:
