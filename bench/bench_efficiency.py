@@ -276,9 +276,71 @@ def goal_rows(ds, records, budgets):
 
 # --------------------------------------------------------------------------- main
 
+def merge_records(path, ran, have_timing):
+    """Records of a previous run for the sets not run now (and its timing rows when none ran now)."""
+    import json
+
+    old = json.loads(open(path).read())["records"]
+    keep = [r for r in old if (r.get("arm") == "timing" and not have_timing)
+            or (r.get("arm") != "timing" and r.get("dataset") not in ran)]
+    sizes = {}
+    for r in keep:
+        if "dataset" in r and "n_pool" not in r:  # files written before the sizes were recorded
+            if r["dataset"] not in sizes:
+                X, Xt, _, _ = pool_split(r["dataset"])
+                sizes[r["dataset"]] = (len(X), len(Xt))
+            r["n_pool"], r["n_test"] = sizes[r["dataset"]]
+    return keep
+
+
+def merged_note(path, merged, timing):
+    import json
+
+    m = json.loads(open(path).read()).get("machine", {})
+    what = sorted({r["dataset"] for r in merged if "dataset" in r}) + ([] if timing else ["the query times"])
+    return f"{', '.join(what)} from {path}, run {m.get('date', '?')} at load {m.get('load_avg_1m', '?')}"
+
+
+def render(records, budgets, n_seeds):
+    """Goals, per-set tables and the timing table from the records."""
+    tables, goals = [], []
+    cols = [("strategy", "strategy")] + [(str(b), f"{b}") for b in budgets]
+    for ds in [d for d in ED.NAMES if any(r.get("dataset") == d for r in records)]:
+        recs = [r for r in records if r.get("dataset") == ds]
+        goals += goal_rows(ds, recs, budgets)
+        n_pool, n_test = recs[0].get("n_pool", "?"), recs[0].get("n_test", "?")
+        for key, what, digits in (("lr", "test accuracy, LogisticRegression(C=100) on the picks", 3),
+                                  ("probe", "test accuracy, our probe (ours only)", 3),
+                                  ("classes", "classes found (of 10)", 0)):
+            table = C.markdown_table(curve_rows(recs, budgets, key, digits), cols)
+            tables.append((f"{ds} (pool {n_pool}, test {n_test}): {what}; mean ± std over {n_seeds} seeds"
+                           if digits else f"{ds}: {what}, mean over {n_seeds} seeds", table))
+            if key == "lr":
+                print(f"\n{ds}\n{table}", flush=True)
+    if goals:
+        tables.insert(0, ("Goals (issue 9)", C.markdown_table(goals, [("set", "set"), ("goal", "goal"),
+                                                                        ("value", "value"), ("met", "met")])))
+        print(tables[0][1])
+    timing = [r for r in records if r.get("arm") == "timing"]
+    if timing:
+        tables.append(("Query time per round, N = 10,000 (fmnist), D = 1280, B = 10, after 2 labels per class "
+                       "(ours: probe refit + select; scikit-activeml: query, its classifier fit included)",
+                       C.markdown_table(timing, [("strategy", "strategy"), ("ours", "ours"),
+                                                 ("peer", "scikit-activeml"), ("ratio", "peer / ours")])))
+    return tables
+
+
+def pool_split(ds):
+    """(X, Xt, y, yt): the stratified split; the sorted set's pool stays sorted by class (the split shuffles)."""
+    X, Xt, y, yt = split(*ED.load(ds))
+    if ds.endswith("-sorted"):
+        o = np.argsort(y, kind="stable")
+        X, y = X[o], y[o]
+    return X, Xt, y, yt
+
+
 def run_set(ds, args, seeds):
-    X_all, y_all = ED.load(ds)
-    X, Xt, y, yt = split(X_all, y_all)
+    X, Xt, y, yt = pool_split(ds)
     data = (X, Xt, y, yt, SharedLR(X))
     print(f"\n{ds}: pool {X.shape}, test {Xt.shape}; seeds {seeds}; budgets {args.budgets}", flush=True)
     recs = []
@@ -295,7 +357,7 @@ def run_set(ds, args, seeds):
             recs += run_peer(data, s, args.budgets, seed, args.batch)
         print(f"  skactiveml {s:<18} {time.perf_counter() - t:6.1f} s", flush=True)
     for r in recs:
-        r["dataset"] = ds
+        r.update(dataset=ds, n_pool=len(X), n_test=len(Xt))
     return recs, len(X), len(Xt)
 
 
@@ -311,6 +373,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per strategy (the peer: half)")
     p.add_argument("--quick", action="store_true", help="digits, 2 seeds, budgets to 50, no timing")
     p.add_argument("--out", default="bench_efficiency", help="results name under bench/results/")
+    p.add_argument("--merge", default=None, help="a results .json whose other sets (and timing) join these tables")
     args = p.parse_args(argv)
     if args.quick:
         args.dataset, args.seeds, args.timing = ["digits"], min(args.seeds, 2), []
@@ -321,31 +384,17 @@ def main(argv=None) -> int:
     info = C.machine_info()
     print(C.machine_line(info), flush=True)
     t0 = time.perf_counter()
-    tables, records, goals = [], [], []
-    for ds in args.dataset:
-        recs, n_pool, n_test = run_set(ds, args, seeds)
-        records += recs
-        goals += goal_rows(ds, recs, args.budgets)
-        cols = [("strategy", "strategy")] + [(str(b), f"{b}") for b in args.budgets]
-        for key, what, digits in (("lr", "test accuracy, LogisticRegression(C=100) on the picks", 3),
-                                  ("probe", "test accuracy, our probe (ours only)", 3),
-                                  ("classes", "classes found (of 10)", 0)):
-            table = C.markdown_table(curve_rows(recs, args.budgets, key, digits), cols)
-            tables.append((f"{ds} (pool {n_pool}, test {n_test}): {what}; mean ± std over {len(seeds)} seeds"
-                           if digits else f"{ds}: {what}, mean over {len(seeds)} seeds", table))
-            if key == "lr":
-                print(table, flush=True)
-    if goals:
-        tables.insert(0, ("Goals (issue 9)", C.markdown_table(goals, [("set", "set"), ("goal", "goal"),
-                                                                        ("value", "value"), ("met", "met")])))
-        print(tables[0][1])
+    records = [r for ds in args.dataset for r in run_set(ds, args, seeds)[0]]
+    timing = []
     if args.timing:
-        rows = timing_table(args.timing, args.rounds, "skactiveml" in args.arms)
-        tables.append(("Query time per round, N = 10,000 (fmnist), D = 1280, B = 10, after 2 labels per class "
-                       "(ours: probe refit + select; scikit-activeml: query, its classifier fit included)",
-                       C.markdown_table(rows, [("strategy", "strategy"), ("ours", "ours"),
-                                               ("peer", "scikit-activeml"), ("ratio", "peer / ours")])))
-    settings = (f"sets {','.join(args.dataset)}; stratified 70/30 pool/test split (seed 0); zero labels, batches "
+        timing = timing_table(args.timing, args.rounds, "skactiveml" in args.arms)
+        records += [dict(r, arm="timing") for r in timing]
+    merged = merge_records(args.merge, args.dataset, bool(timing)) if args.merge else []
+    records += merged
+    tables = render(records, args.budgets, len(seeds))
+    sets = [d for d in ED.NAMES if any(r.get("dataset") == d for r in records)]
+    settings = (f"sets {','.join(sets)}" + (f" ({merged_note(args.merge, merged, timing)})" if merged else "")
+                + f"; stratified 70/30 pool/test split (seed 0); zero labels, batches "
                 f"of {args.batch}; budgets {args.budgets}; seeds {seeds}; total {time.perf_counter() - t0:.0f} s"
                 + ("; QUICK smoke run" if args.quick else ""))
     notes = ["LR = pool-standardised LogisticRegression(C=100, max_iter=2000) fitted on each tool's picks; "
