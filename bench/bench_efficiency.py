@@ -182,10 +182,14 @@ def time_rounds(X, y, strategy, *, peer: bool, rounds: int, batch: int = 10, see
         probe = LinearProbe(device="cpu", seed=seed)
         name, params = parse_spec(strategy)
 
+        from alwidget.session import strategy_accepts
+
+        if strategy_accepts(name, "n_classes"):
+            params = dict(params, n_classes=int(y.max()) + 1)
+
         def pick(X, labels, k):  # a Session round: refit the probe, then select
             probe.fit(X, labels, n_classes=int(y.max()) + 1)
-            return strategies.select(name, X, labels, k, seed=seed, probe=probe, n_classes=int(y.max()) + 1,
-                                     **params)
+            return strategies.select(name, X, labels, k, seed=seed, probe=probe, **params)
     times = []
     for r in range(rounds + 1):
         t = time.perf_counter()
@@ -384,7 +388,11 @@ def main(argv=None) -> int:
     info = C.machine_info()
     print(C.machine_line(info), flush=True)
     t0 = time.perf_counter()
-    records = [r for ds in args.dataset for r in run_set(ds, args, seeds)[0]]
+    records = []
+    for ds in args.dataset:
+        records += run_set(ds, args, seeds)[0]
+        C.write_results(args.out + "_partial", title="Label efficiency (partial)", settings="partial", info=info,
+                        tables=[], records=records)  # a crash later loses nothing measured
     timing = []
     if args.timing:
         timing = timing_table(args.timing, args.rounds, "skactiveml" in args.arms)
