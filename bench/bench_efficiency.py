@@ -416,6 +416,8 @@ def main(argv=None) -> int:
              "probcover:purity=0.95 is the paper's delta rule, kept as an option; probcover is the budget rule."]
     path = C.write_results(args.out, title="Label efficiency (issue 9)", settings=settings, info=info,
                            tables=tables, records=records, notes=notes)
+    for ext in (".md", ".json"):  # the checkpoint of the sets: the full results are written
+        (C.RESULTS_DIR / f"{args.out}_partial{ext}").unlink(missing_ok=True)
     print(f"\nwrote {path}")
     return 0
 
