@@ -540,9 +540,10 @@ class Session:
         n_classes = len(self.store.classes)
         if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
             params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
-        want = min(k + exclude.size, n_free)
-        idx, info = self._strategies.select(strategy, self.features, labels, want, seed=self.seed + round_,
-                                            probe=probe, return_info=True, n_threads=self.n_threads, **params)
+        want = min(k, n_free - exclude.size)
+        idx, info = self._strategies.select(strategy, self.features, labels, want, seed=self.seed,
+                                            exclude=exclude, probe=probe, return_info=True,
+                                            n_threads=self.n_threads, **params)
         idx = np.asarray(idx, dtype=np.int64)
         if exclude.size:
             idx = idx[~np.isin(idx, exclude)]
