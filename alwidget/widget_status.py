@@ -25,6 +25,9 @@ STRATEGY_WORDS = {
     "coreset": "Picking images unlike any labelled one",
     "badge": "Picking uncertain images that differ from each other",
     "power_margin": "Picking mostly uncertain images, with some chance",
+    "bald": "Picking images where the model's guesses disagree with each other",
+    "power_bald": "Picking mostly images where the model's guesses disagree, with some chance",
+    "batchbald": "Picking images whose answers would teach the model the most together",
 }
 
 

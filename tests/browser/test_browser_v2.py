@@ -94,6 +94,12 @@ def spans(page) -> tuple[float, float]:
 # --------------------------------------------------------------------------- 6: fit at start, 9: words
 def test_the_map_fits_the_canvas_and_says_what_it_does(v2, lab):
     page = v2["page"]
+    # The fit follows the output area's last resize (the status lines settle after the first
+    # batch), so give it that moment before measuring.
+    try:
+        wait_for(lambda: spans(page)[1] and spans(page)[0] > 0.8, 5, "the map to fit the canvas")
+    except AssertionError:
+        pass
     share, inside = spans(page)
     assert inside and share > 0.8, f"the points span {share:.0%} of the canvas at start"
     status = page.locator(f"{FIRST} >> .alw-status")
