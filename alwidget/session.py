@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ._util import check_features, check_k, fingerprint, limit_threads
+from .monitor import TrustMonitor, state_path
 from .probe import LinearProbe, remember_fingerprint
 from .store import LabelStore, StoreMismatchError, check_class_name, export_dataframe
 
@@ -27,6 +28,14 @@ __all__ = ["Session"]
 def default_threads() -> int:
     """Threads for background learning: leave a core to the kernel and the browser (1..4)."""
     return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def _select_accepts_exclude() -> bool:
+    import inspect
+
+    from . import strategies
+
+    return "exclude" in inspect.signature(strategies.select).parameters
 
 
 def strategy_accepts(strategy: str, param: str) -> bool:
@@ -106,6 +115,9 @@ class Session:
             raise TypeError(f"store must be a file path, a LabelStore, ':memory:' or None, got {type(store).__name__}")
         for c in classes or []:
             self.store.add_class(c)
+        # Accuracy estimate, stop hint, suspect labels (alwidget.monitor); E persists next to the store.
+        self._trust = TrustMonitor(self.features, seed=self.seed, probe_params=probe_params, device=self.probe.device,
+                                   path=state_path(self.store), fingerprint=self.fingerprint)
 
         # Shared state: written under _cond by label()/undo() and by the worker.
         self._cond = threading.Condition(threading.RLock())
@@ -226,8 +238,8 @@ class Session:
         return self.store.current()
 
     def label_array(self) -> np.ndarray:
-        """(n_samples,) int64 class ids, -1 for unlabelled (a copy)."""
-        return self.store.current_ids()
+        """(n_samples,) int64 training labels: class ids, -1 for unlabelled and test items (a copy)."""
+        return self._trust.training_labels(self.store.current_ids())
 
     # ------------------------------------------------------------------ settings
     @property
@@ -306,7 +318,7 @@ class Session:
             return batch.copy()
         # More than the background batch: select now with the current model.
         with self._model_lock, limit_threads(self.n_threads):
-            idx, _ = self._select(labels, k, strategy, round_)
+            idx, _ = self._select(self._trust.training_labels(labels), k, strategy, round_)
         return idx
 
     def predict_proba(self):
@@ -366,6 +378,58 @@ class Session:
             if callback in self._subscribers:
                 self._subscribers.remove(callback)
 
+    # ------------------------------------------------------------------ know when you are done
+    @property
+    def trust(self) -> TrustMonitor:
+        """The monitor behind the methods below (history, evaluation and test rows for a panel)."""
+        return self._trust
+
+    def check_model(self, on: bool = True, *, every: int = 5) -> None:
+        """Start (or stop) interleaving test requests: 1 per ``every`` training labels (0: only tests).
+
+        The first start reserves an evaluation population E (a seeded random quarter of the
+        unlabelled pool, at most 20,000, remembered next to the store file) that strategies never
+        propose. Test items are labelled like any other item; their labels never train the probe.
+        """
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
+            raise ValueError(f"every must be an integer >= 0 (training labels per test request), got {every!r}")
+        with self._cond:
+            self._check_open()
+            self._trust.set_on(bool(on), self.store.current_ids(), every=int(every))
+            self._version += 1
+            self._cond.notify_all()
+
+    def accuracy_estimate(self) -> dict:
+        """The current probe's estimated accuracy on E: {"estimate", "low", "high", "n_test", "method", ...}.
+
+        LURE-weighted test labels with a 95 % interval (None below 10 test labels); also
+        ``sentence`` (ready to display), ``on``, ``pending`` and ``restarts``.
+        """
+        self.wait()
+        return self._trust.accuracy_estimate()
+
+    def stopping(self, threshold: float = 0.99) -> dict:
+        """Stop hint: {"stable", "kappa", "n_checkpoints", "threshold", "sentence"} (stabilising predictions)."""
+        self.wait()
+        with self._cond:
+            train = self._trust.training_labels(self.store.current_ids())
+            classes = list(self.store.classes)
+        counts = np.bincount(train[train >= 0], minlength=len(classes))
+        return self._trust.stopping(counts, classes, threshold)
+
+    def suspect_labels(self, k: int = 20):
+        """The k training labels most worth a second look: DataFrame index, label, suggested, score, ...
+
+        Scores come from cross-validated probabilities (ActiveLab, lower first); nothing is relabelled.
+        """
+        k = check_k(k, "k")
+        self.wait()
+        with self._cond:
+            train = self._trust.training_labels(self.store.current_ids())
+            classes, proba = list(self.store.classes), self._proba
+        with limit_threads(self.n_threads):
+            return self._trust.suspects(train, proba, classes, self._batch_size).head(k).reset_index(drop=True)
+
     # ------------------------------------------------------------------ export
     def to_dataframe(self, names=None):
         """Current labels: columns index, label, labelled_at [, name] (see LabelStore.to_dataframe)."""
@@ -389,6 +453,7 @@ class Session:
                     return
                 target = (self._version, self._round)
                 labels = self.store.current_ids()
+                train = self._trust.training_labels(labels)  # test labels never reach the probe
                 n_classes = len(self.store.classes)
                 k = self._batch_size + len(self._skipped)
                 skipped = np.asarray(self._skipped, dtype=np.int64)
@@ -398,16 +463,18 @@ class Session:
             try:
                 with self._model_lock, limit_threads(self.n_threads):
                     t0 = time.perf_counter()
-                    if (labels >= 0).any():
-                        self.probe.fit(self.features, labels, n_classes=max(n_classes, int(labels.max()) + 1))
+                    if (train >= 0).any():
+                        self.probe.fit(self.features, train, n_classes=max(n_classes, int(train.max()) + 1))
                         proba = self.probe.predict_proba()
                     t1 = time.perf_counter()
-                    batch, info = self._select(labels, k, strategy, round_)
+                    batch, info = self._select(train, k, strategy, round_)
                     t2 = time.perf_counter()
-                if skipped.size:
-                    batch = batch[~np.isin(batch, skipped)]
-                batch = batch[:batch_size]
-                timings = {"retrain_ms": 1e3 * (t1 - t0), "select_ms": 1e3 * (t2 - t1), "total_ms": 1e3 * (t2 - t0)}
+                    if skipped.size:
+                        batch = batch[~np.isin(batch, skipped)]
+                    batch = self._trust.update(labels, train, proba, batch[:batch_size], n_classes, batch_size)
+                    t3 = time.perf_counter()
+                timings = {"retrain_ms": 1e3 * (t1 - t0), "select_ms": 1e3 * (t2 - t1), "trust_ms": 1e3 * (t3 - t2),
+                           "total_ms": 1e3 * (t3 - t0)}
             except Exception as exc:  # reported, never fatal
                 error = f"{type(exc).__name__}: {exc}"
             with self._cond:
@@ -435,17 +502,28 @@ class Session:
 
         The probe must have been fitted on these labels (the caller holds the model lock).
         """
-        n_free = int((labels < 0).sum())
+        exclude = self._trust.excluded()  # the evaluation population of the accuracy estimate
+        n_free = int((labels < 0).sum()) - int((labels[exclude] < 0).sum())
         if n_free == 0:
             return np.zeros(0, dtype=np.int64), {"strategy": strategy, "reason": "every sample is labelled"}
         probe = self.probe if self.probe.is_fitted and (labels >= 0).any() else None
-        params = {}
+        params, want = {}, min(k, n_free)
+        n_ask = want
+        if exclude.size and _select_accepts_exclude():
+            params["exclude"] = exclude
+        elif exclude.size:  # until strategies.select takes exclude=: ask for more, drop E
+            n_ask = min(int((labels < 0).sum()), int(np.ceil(want * (1 + exclude.size / n_free))) + 2)
         n_classes = len(self.store.classes)
         if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
             params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
-        idx, info = self._strategies.select(strategy, self.features, labels, min(k, n_free), seed=self.seed + round_,
-                                            probe=probe, return_info=True, n_threads=self.n_threads, **params)
-        return np.asarray(idx, dtype=np.int64), dict(info)
+        while True:
+            idx, info = self._strategies.select(strategy, self.features, labels, n_ask, seed=self.seed + round_,
+                                                probe=probe, return_info=True, n_threads=self.n_threads, **params)
+            idx = np.asarray(idx, dtype=np.int64)
+            idx = idx[~np.isin(idx, exclude)]
+            if idx.size >= want or n_ask >= (labels < 0).sum():
+                return idx[:want], dict(info)
+            n_ask = min(int((labels < 0).sum()), 2 * n_ask)
 
     # ------------------------------------------------------------------ lifetime
     def _check_open(self):
