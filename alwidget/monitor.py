@@ -296,9 +296,10 @@ class TrustMonitor:
     def _expected_loss(self, rows, labels, train, proba):
         """g for rows: the surrogate's chance that the probe is wrong (None: draw uniformly).
 
-        The surrogate is a second probe fitted on the training labels plus the answered test
-        labels (allowed: each proposal is fixed before its own label is seen); it is refitted
-        only when a draw needs it and those labels changed.
+        The surrogate is a second, more strongly regularised probe (``trust.surrogate_params``)
+        fitted on the training labels plus the answered test labels (allowed: each proposal is
+        fixed before its own label is seen); it is refitted only when a draw needs it and those
+        labels changed.
         """
         if proba is None:
             return None
@@ -312,7 +313,8 @@ class TrustMonitor:
             from .probe import LinearProbe
 
             if self._surrogate is None:
-                self._surrogate = LinearProbe(device=self.device, seed=self.seed, **self.probe_params)
+                self._surrogate = LinearProbe(device=self.device, seed=self.seed,
+                                              **trust.surrogate_params(self.probe_params))
             self._surrogate.fit(self.features, known, n_classes=max(proba.shape[1], int(known.max()) + 1))
             self._surrogate_key = key
         pi = self._surrogate.predict_proba(self.features[rows])

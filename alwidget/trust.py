@@ -26,13 +26,14 @@ import math
 import numpy as np
 
 __all__ = [
-    "lure_weights", "risk_estimate", "accuracy_estimate", "expected_loss", "proposal", "draw",
+    "lure_weights", "risk_estimate", "accuracy_estimate", "surrogate_params", "expected_loss", "proposal", "draw",
     "cohen_kappa", "checkpoint_interval", "mean_kappa", "stop_decision",
     "n_folds", "out_of_sample_proba", "self_confidence", "confident_learning_flags",
     "activelab_scores", "estimate_sentence", "stopping_sentence", "trust_figure",
 ]
 
 TAU = 0.1  # share of the proposal that stays uniform (bounds every weight by 1 / TAU)
+SURROGATE_L2_FACTOR = 30.0  # a softer surrogate than the probe: calibrated error probabilities
 MIN_TESTS_FOR_INTERVAL = 10  # below this no interval is reliable enough to show
 LEVEL = 0.95
 STOP_WINDOW = 3
@@ -127,6 +128,19 @@ def accuracy_estimate(correct, q, n_population: int, *, level: float = LEVEL,
     flip = (lambda v: None if v is None else min(1.0, max(0.0, 1.0 - v)))
     return {"estimate": flip(r["risk"]), "low": flip(r["high"]), "high": flip(r["low"]),
             "n_test": r["n"], "method": "lure"}
+
+
+def surrogate_params(probe_params=None) -> dict:
+    """LinearProbe arguments for the surrogate: the probe's, with SURROGATE_L2_FACTOR times its L2.
+
+    The proposal needs calibrated error probabilities. A surrogate as confident as the probe
+    gives errors it does not foresee tiny q and huge weights: on 1280-d Fashion-MNIST features
+    with 200 labels, LURE with it had a larger RMSE than uniform draws (0.082 against 0.073);
+    with 30x the L2 it beat uniform draws on digits and Fashion-MNIST from 50 to 600 labels.
+    """
+    params = dict(probe_params or {})
+    params["l2"] = SURROGATE_L2_FACTOR * float(params.get("l2", 1.0))
+    return params
 
 
 def expected_loss(surrogate_proba, predicted) -> np.ndarray:
