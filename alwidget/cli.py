@@ -119,16 +119,16 @@ def cmd_simulate(args) -> int:
 def cmd_export(args) -> int:
     from .store import LabelStore
 
+    from .store_view import export_dataframe
+
     store = LabelStore.open_readonly(args.store)
     try:
         df = store.to_dataframe()
+        if not all(k.startswith("row:") for k in store.items.keys):
+            df = df.drop(columns="index")  # without the images, only the keys name the items
     finally:
         store.close()
-    out = Path(args.out)
-    if out.suffix == ".parquet":
-        df.to_parquet(out, index=False)
-    else:
-        df.to_csv(out, index=False)
+    out = export_dataframe(df, args.out)
     print(f"wrote {len(df)} label(s) to {out}")
     return 0
 

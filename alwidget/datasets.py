@@ -63,11 +63,13 @@ class Dataset:
     def to_images(self) -> ImageSet:
         """The images as an :class:`~alwidget.images.ImageSet`; class names become ``given_labels``."""
         width = len(str(len(self) - 1))
-        return ImageSet.from_arrays(
+        out = ImageSet.from_arrays(
             self.images,
             names=[f"{self.name}/{i:0{width}d}" for i in range(len(self))],
             labels=[self.class_names[c] for c in self.labels.tolist()],
         )
+        out._item_source = f"dataset:{self.name}"  # keys: "<name>/<index>" (the names above)
+        return out
 
 
 # --------------------------------------------------------------------------------------

@@ -213,6 +213,9 @@ class ImageSet:
         self._thumbs = collections.OrderedDict()
         self._lock = threading.Lock()
         self._keys = None
+        self._item_keys = None  # identity keys for labels (see items()); None: derived from paths/names
+        self._item_source = None
+        self._content = {}  # cache key -> content hash of a file
 
     def __getstate__(self):  # picklable (spawn workers): drop the lock and the thumbnail cache
         state = self.__dict__.copy()
@@ -243,28 +246,7 @@ class ImageSet:
             )
         exts = IMAGE_EXTENSIONS if extensions is None else frozenset(e.lower() for e in extensions)
         root = Path(_norm_path(root))
-        found = []  # (relative name, absolute path, DirEntry); names built while walking: no relpath
-        ignored = 0
-        stack = [(str(root), "")]
-        while stack:
-            d, prefix = stack.pop()
-            try:
-                entries = list(os.scandir(d))
-            except OSError as exc:
-                logger.warning("alwidget: cannot list %s (%s); its images are left out", d, exc)
-                continue
-            for e in entries:
-                try:
-                    if e.is_dir(follow_symlinks=True):
-                        if recursive and not e.name.startswith("."):
-                            stack.append((e.path, prefix + e.name + "/"))
-                        continue
-                except OSError:
-                    continue
-                if os.path.splitext(e.name)[1].lower() in exts and not e.name.startswith("._"):
-                    found.append((prefix + e.name, e.path, e))
-                else:
-                    ignored += 1
+        found, ignored, bad = _walk(root, exts, recursive)
         found.sort(key=lambda t: t[0])
         labels = None
         if labels_from_subfolders:
@@ -272,7 +254,10 @@ class ImageSet:
         if ignored:
             logger.info("alwidget: ignored %d files in %s without an image extension", ignored, root)
         out = cls._from_file_list([p for _, p, _ in found], names=[r for r, _, _ in found], labels=labels,
-                                  max_pixels=max_pixels, source=str(root), entries=[e for _, _, e in found])
+                                  max_pixels=max_pixels, source=str(root), entries=[e for _, _, e in found],
+                                  skipped=bad)
+        out._item_keys = list(out.names)  # relative paths: the folder may move without losing a label
+        out._item_source = f"folder:{root}"
         if len(out) == 0 and not out._skipped:
             raise ValueError(
                 f"no images found under {str(path)!r} (extensions: {', '.join(sorted(exts))}); "
@@ -338,11 +323,13 @@ class ImageSet:
         return cls(array=arr, names=names, given_labels=labels, max_pixels=None, source="array")
 
     @classmethod
-    def _from_file_list(cls, paths, names, labels, max_pixels, source, entries=None):
-        """``entries``: DirEntry objects from a folder walk (paths already absolute and unique)."""
+    def _from_file_list(cls, paths, names, labels, max_pixels, source, entries=None, skipped=()):
+        """``entries``: DirEntry objects from a folder walk (paths already absolute and unique);
+        ``skipped``: (path, reason) pairs the walk could not list."""
         seen = set()
         keep_paths, sizes, mtimes, keep_names, keep_labels = [], [], [], [], []
-        skipped = {}
+        skipped = dict(skipped)
+        n_listed = len(paths) + len(skipped)
         duplicates = conflicts = 0
         first_label = {}
         for i, p in enumerate(paths):
@@ -388,7 +375,7 @@ class ImageSet:
             if conflicts:
                 msg += f" ({conflicts} with a different label; the first label was kept)"
             logger.warning(msg)
-        line = summarize_skipped(out.skipped, len(paths) - duplicates)
+        line = summarize_skipped(out.skipped, n_listed - duplicates)
         if line:
             logger.warning("alwidget: %s", line)
         return out
@@ -499,7 +486,42 @@ class ImageSet:
             out._skipped.setdefault(name, r)
         if self._keys is not None:
             out._keys = self._keys[idx]
+        if self._item_keys is not None:
+            out._item_keys = [self._item_keys[i] for i in idx]
+        out._item_source = self._item_source
         return out
+
+    def items(self):
+        """Identity of the images for the label store (:class:`alwidget.items.Items`).
+
+        Folder images are keyed by their path relative to the folder, other files by their
+        absolute path, arrays by their names; a file's content hash (computed when needed, i.e.
+        when it is labelled or is a rename candidate) lets a label follow a renamed file, and
+        array images carry their pixel hash. See :mod:`alwidget.items` for the rules.
+        """
+        from .items import Items
+
+        if self.array is not None:
+            keys = self._item_keys or list(self.names)
+            return Items(keys, self._item_source or "images", content=self._array_contents)
+        keys = self._item_keys or list(self.paths)
+        return Items(keys, self._item_source or f"files ({self.source})", content=self._file_contents,
+                     sizes=self._sizes)
+
+    def _file_contents(self, rows) -> list:
+        from .items import file_content_hash
+
+        ids = self.identities()
+        out = []
+        for r in np.asarray(rows, dtype=np.int64).tolist():
+            key = bytes(ids[r])
+            if key not in self._content:  # the cache key changes when the file changes
+                self._content[key] = file_content_hash(self.paths[r])
+            out.append(self._content[key])
+        return out
+
+    def _array_contents(self, rows) -> list:
+        return [array_key(self.array[r]).hex() for r in np.asarray(rows, dtype=np.int64).tolist()]
 
     def identities(self) -> np.ndarray:
         """(n,) ``|S16`` keys naming each image's content for caches.
@@ -527,6 +549,47 @@ def file_key(path: str, size: int, mtime_ns: int) -> bytes:
 def array_key(image: np.ndarray) -> bytes:
     """16-byte cache key of one in-memory image: blake2b over shape, dtype and pixel bytes."""
     return array_hash(image).digest()
+
+
+def _walk(root: Path, exts, recursive: bool):
+    """Image files under ``root``: ([(relative name, path, DirEntry)], n ignored, [(path, reason)]).
+
+    Each directory is entered once (by device and inode), so symlink cycles end; entries whose
+    symlinks cannot be resolved (loops, too deep) are reported as skipped, not dropped.
+    """
+    found, bad, ignored = [], [], 0
+    seen = set()
+    stack = [(str(root), "")]
+    while stack:
+        d, prefix = stack.pop()
+        try:
+            st = os.stat(d)
+            if (st.st_dev, st.st_ino) in seen:
+                logger.info("alwidget: %s was already listed (a symlinked folder); not listed twice", d)
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            entries = list(os.scandir(d))
+        except OSError as exc:
+            logger.warning("alwidget: cannot list %s (%s); its images are left out", d, exc)
+            continue
+        for e in entries:
+            is_image = os.path.splitext(e.name)[1].lower() in exts and not e.name.startswith("._")
+            try:
+                if e.is_dir(follow_symlinks=True):
+                    if recursive and not e.name.startswith("."):
+                        stack.append((e.path, prefix + e.name + "/"))
+                    continue
+                if e.is_symlink():
+                    os.stat(e.path)  # raises for a loop
+            except OSError as exc:
+                if is_image or e.is_symlink():
+                    bad.append((e.path, f"cannot follow symlink ({exc.strerror or exc})"))
+                continue
+            if is_image:
+                found.append((prefix + e.name, e.path, e))
+            else:
+                ignored += 1
+    return found, ignored, bad
 
 
 def _relative_names(paths) -> list:

@@ -34,41 +34,65 @@ STOP_SET_SIZE = 5000
 TEST_EVERY = 5  # training labels per test request
 MAX_TESTS = 50
 TARGET_HALF_WIDTH = 0.03
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # items by key
 
 
 def state_path(store) -> Path | None:
     """Where the monitor remembers E and the draws for a store (None: in memory only).
 
-    The one place that knows how E persists; today a JSON file next to the store file.
+    The one place that knows how E persists; today a JSON file next to the store file, with
+    items named by their store keys (so reordered or re-embedded rows keep E).
     """
     path = getattr(store, "path", ":memory:")
     return None if path in (None, "", ":memory:") else Path(f"{path}.trust.json")
 
 
-def _load(path: Path | None, n_samples: int, fingerprint: str | None) -> dict | None:
+_ROW_LISTS = ("eval", "removed", "retired")
+
+
+def _load(path: Path | None, keys) -> dict | None:
+    """The saved state with rows for this session's keys; None when there is none.
+
+    Items of E that left the session change the population: the draw sequence then restarts.
+    """
     if path is None or not path.is_file():
         return None
     try:
-        state = json.loads(path.read_text())
-        ok = (state.get("version") == _STATE_VERSION and state.get("n_samples") == n_samples
-              and (not fingerprint or state.get("fingerprint") in (None, fingerprint)))
-    except (OSError, ValueError, AttributeError):
-        ok = False
-    if not ok:
+        saved = json.loads(path.read_text())
+        if saved.get("version") != _STATE_VERSION:
+            raise ValueError(f"version {saved.get('version')}")
+    except (OSError, ValueError, AttributeError) as exc:
         aside = path.with_name(path.name + ".unreadable")
         os.replace(path, aside)
-        warnings.warn(f"{path} does not belong to these features (or is damaged); moved it to {aside} and "
-                      "starting the model check afresh", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"{path} could not be read ({exc}); moved it to {aside} and starting the model check "
+                      "afresh (labels are in the store and are not affected)", RuntimeWarning, stacklevel=3)
         return None
+    index = {k: i for i, k in enumerate(keys)}
+    state = dict(saved)
+    for name in _ROW_LISTS:
+        if saved.get(name) is not None:
+            state[name] = [index[k] for k in saved[name] if k in index]
+    draws = [[index[k], q] for k, q in saved["draws"] if k in index]
+    gone = saved["eval"] is not None and len(state["eval"]) < len(saved["eval"])
+    if gone or len(draws) < len(saved["draws"]):
+        state["retired"] += [r for r, _ in draws]
+        draws, state["restarts"], state["drawn_at_on"] = [], state["restarts"] + (1 if saved["draws"] else 0), 0
+        held = set(state["removed"]) | set(state["retired"])
+        state["population"] = len([r for r in state["eval"] if r not in held])
+    state["draws"] = draws
     return state
 
 
-def _save(path: Path | None, state: dict) -> None:
+def _save(path: Path | None, state: dict, keys) -> None:
     if path is None:
         return
+    out = dict(state)
+    for name in _ROW_LISTS:
+        if state.get(name) is not None:
+            out[name] = [keys[r] for r in state[name]]
+    out["draws"] = [[keys[r], q] for r, q in state["draws"]]
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state))
+    tmp.write_text(json.dumps(out))
     os.replace(tmp, path)  # atomic: a crash leaves the old or the new file, never half of one
 
 
@@ -78,13 +102,14 @@ class TrustMonitor:
     Parameters
     ----------
     features : (N, D) float32, already validated.
+    keys : one store key per row: E and the draws persist by key (default "row:<i>").
     seed : seeds E, the stop set, the draws and the folds.
     probe_params, device : for the surrogate and the cross-validation probes (as the Session's probe).
     path : file that remembers E and the draws (see :func:`state_path`); None keeps them in memory.
     """
 
-    def __init__(self, features, *, seed: int = 0, probe_params=None, device="cpu", path=None,
-                 fingerprint: str | None = None, tau: float = trust.TAU, draw_seed: int | None = None):
+    def __init__(self, features, *, keys=None, seed: int = 0, probe_params=None, device="cpu", path=None,
+                 tau: float = trust.TAU, draw_seed: int | None = None):
         self.features = features
         self.seed = int(seed)
         self.draw_seed = self.seed if draw_seed is None else int(draw_seed)  # E and S come from seed
@@ -95,10 +120,12 @@ class TrustMonitor:
         self._path = None if path is None else Path(path)
         self._lock = threading.RLock()
         n = features.shape[0]
-        self._state = _load(self._path, n, fingerprint) or {
-            "version": _STATE_VERSION, "n_samples": n, "fingerprint": fingerprint, "on": False,
-            "every": TEST_EVERY, "eval": None, "removed": [], "retired": [], "restarts": 0,
-            "population": 0, "draws": [], "drawn_at_on": 0, "train_at_on": 0}
+        self._keys = [f"row:{i}" for i in range(n)] if keys is None else list(keys)
+        if len(self._keys) != n:
+            raise ValueError(f"keys has {len(self._keys)} entries but features has {n} rows")
+        self._state = _load(self._path, self._keys) or {
+            "version": _STATE_VERSION, "on": False, "every": TEST_EVERY, "eval": None, "removed": [],
+            "retired": [], "restarts": 0, "population": 0, "draws": [], "drawn_at_on": 0, "train_at_on": 0}
         self._draw_rows = {int(r) for r, _ in self._state["draws"]}
         self._eval = None if self._state["eval"] is None else np.asarray(self._state["eval"], dtype=np.int64)
         self._stop_set = np.random.default_rng([self.seed, 7]).permutation(n)[:STOP_SET_SIZE]
@@ -121,7 +148,7 @@ class TrustMonitor:
         return self._eval[~np.isin(self._eval, gone)] if gone.size else self._eval
 
     def _save(self):
-        _save(self._path, self._state)
+        _save(self._path, self._state, self._keys)
 
     @property
     def on(self) -> bool:
@@ -148,11 +175,14 @@ class TrustMonitor:
         return int(self._state["population"])
 
     # ------------------------------------------------------------------ switching on
-    def set_on(self, on: bool, labels: np.ndarray, *, every: int = TEST_EVERY) -> None:
-        """Start or stop test requests; the first start draws E from the unlabelled pool."""
+    def set_on(self, on: bool, labels: np.ndarray, *, every: int = TEST_EVERY, unsure=None) -> None:
+        """Start or stop test requests; the first start draws E from the unlabelled pool.
+
+        labels: every label (train and test), -1 none; unsure: (N,) bool, never put in E.
+        """
         with self._lock:
             if on and self._eval is None:
-                free = np.flatnonzero(labels < 0)
+                free = np.flatnonzero((labels < 0) & (True if unsure is None else ~np.asarray(unsure, bool)))
                 if free.size < 2:
                     raise ValueError("nothing left to check the model on: every item is labelled")
                 size = min(EVAL_MAX, max(2, int(round(EVAL_FRACTION * free.size))))
@@ -161,7 +191,7 @@ class TrustMonitor:
                 self._state["eval"] = self._eval.tolist()
                 self._state["population"] = int(size)
             if on:
-                self._sync(labels)
+                self._sync(labels, unsure)
                 self._state["drawn_at_on"] = len(self._state["draws"])
                 self._state["train_at_on"] = int((self.training_labels(labels) >= 0).sum())
             self._state["on"] = bool(on)
@@ -169,11 +199,20 @@ class TrustMonitor:
             self._save()
 
     # ------------------------------------------------------------------ labels
-    def _sync(self, labels: np.ndarray) -> None:
-        """Restart the draw sequence when an item of E was labelled without being drawn."""
+    def _sync(self, labels: np.ndarray, unsure=None) -> None:
+        """Keep E honest after answers the monitor did not ask for.
+
+        An item of E labelled without being drawn (browsing) moves to training: it leaves E and
+        the draw sequence restarts. An item of E answered "unsure" (drawn or not) leaves E and
+        its draw leaves the sequence; the later draws keep exact weights (their q was over the
+        items left, without it), the earlier ones are off by one item in N (negligible).
+        """
         pop = self._population()
         if pop.size == 0:
             return
+        if unsure is not None and np.asarray(unsure)[pop].any():
+            self._drop_unsure(pop[np.asarray(unsure)[pop]])
+            pop = self._population()
         browsed = pop[(labels[pop] >= 0) & ~np.isin(pop, list(self._draw_rows))]
         if browsed.size == 0:
             return
@@ -190,32 +229,49 @@ class TrustMonitor:
         self._current = trust.accuracy_estimate([], [], 1)
         self._save()
 
-    def training_labels(self, labels: np.ndarray) -> np.ndarray:
-        """The labels the probe may train on: test items of the current sequence set to -1 (a copy)."""
+    def _drop_unsure(self, rows) -> None:
+        rows = set(int(r) for r in rows)
+        self._state["removed"] += sorted(rows)
+        self._state["draws"] = [d for d in self._state["draws"] if d[0] not in rows]
+        self._state["population"] -= len(rows)
+        self._draw_rows -= rows
+        self._save()
+
+    def training_labels(self, labels: np.ndarray, unsure=None) -> np.ndarray:
+        """The labels the probe may train on: test items of the current sequence set to -1 (a copy).
+
+        labels: every label (train and test); unsure: optional (N,) bool (see ``_sync``).
+        """
         with self._lock:
-            self._sync(labels)
+            self._sync(labels, unsure)
             train = np.array(labels, dtype=np.int64, copy=True)
             if self._draw_rows:
                 train[np.fromiter(self._draw_rows, np.int64)] = -1
             return train
+
+    def is_test(self, rows) -> np.ndarray:
+        """(len(rows),) bool: which rows are test requests of the current sequence (their labels are tests)."""
+        with self._lock:
+            return np.isin(np.asarray(rows, np.int64), np.fromiter(self._draw_rows, np.int64, len(self._draw_rows)))
 
     def excluded(self) -> np.ndarray:
         """Rows strategies must never propose: the whole current E (drawn or not)."""
         return self.eval_rows()
 
     # ------------------------------------------------------------------ the worker's hook
-    def update(self, labels, train, proba, batch, n_classes: int, batch_size: int) -> np.ndarray:
+    def update(self, labels, train, proba, batch, n_classes: int, batch_size: int, hold=()) -> np.ndarray:
         """After a retrain: refresh the estimate, take a checkpoint if due, add test requests.
 
         labels: all labels (store ids); train: ``training_labels(labels)``; proba: the probe's
         (N, C) probabilities for ``train`` (None before a first fit); batch: the strategy's
-        picks (no E rows). Returns ``batch_size`` rows: each test request placed after the
-        training items that must be labelled before it falls due (1 per ``every``).
+        picks (no E rows); hold: rows not to show now (skipped: their test requests wait).
+        Returns ``batch_size`` rows: each test request placed after the training items that
+        must be labelled before it falls due (1 per ``every``).
         """
         with self._lock:
             self._refresh_estimate(labels, train, proba)
             self._checkpoint(labels, train, proba, n_classes)
-            tests = self._requests(labels, train, proba, batch_size) if self.on else []
+            tests = self._requests(labels, train, proba, batch_size, hold) if self.on else []
         picks = np.asarray(batch, np.int64).tolist()
         out, used = [], 0
         for row, offset in tests:
@@ -263,7 +319,7 @@ class TrustMonitor:
         every, j = self._state["every"], d - self._state["drawn_at_on"]
         return self._state["train_at_on"] + (max(0, j) * every if every > 0 else 0)
 
-    def _requests(self, labels, train, proba, batch_size: int) -> list[tuple[int, int]]:
+    def _requests(self, labels, train, proba, batch_size: int, hold=()) -> list[tuple[int, int]]:
         """Test rows for the next batch with how many training labels must come first.
 
         Pending (drawn, unanswered) tests come back until answered; new ones are drawn when
@@ -271,7 +327,8 @@ class TrustMonitor:
         """
         n_train = int((train >= 0).sum())
         draws = self._state["draws"]
-        pending = [(d, int(r)) for d, (r, _) in enumerate(draws) if labels[r] < 0]
+        held = set(np.asarray(hold, np.int64).tolist())
+        pending = [(d, int(r)) for d, (r, _) in enumerate(draws) if labels[r] < 0 and int(r) not in held]
         cur = self._current
         precise = cur["low"] is not None and (cur["high"] - cur["low"]) / 2 <= self.target_half_width
         n_new = 0

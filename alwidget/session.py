@@ -10,32 +10,50 @@ class names are what the store keeps and what ``labels`` returns.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
+import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
 
 from ._util import check_features, check_k, fingerprint, limit_threads
+from .items import Items, row_items, user_items
 from .monitor import TrustMonitor, state_path
 from .probe import LinearProbe, remember_fingerprint
-from .store import LabelStore, StoreMismatchError, check_class_name, export_dataframe
+from .store import LabelStore, StoreClosedError, StoreMismatchError, check_class_name, export_dataframe
+from .store_view import open_notices
 
 __all__ = ["Session"]
+
+#: Answers after which a skipped item may be suggested again.
+SKIP_COOLDOWN = 20
+
+_LIVE_SESSIONS: "weakref.WeakSet[Session]" = weakref.WeakSet()
+
+
+def _close_all():
+    """Stop every worker before the interpreter tears down (a busy torch thread aborts it otherwise)."""
+    for s in list(_LIVE_SESSIONS):
+        try:
+            s.close()
+        except Exception:
+            pass
+
+
+# threading's exit hook runs before atexit handlers, while torch and numpy are still intact.
+try:
+    threading._register_atexit(_close_all)
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    atexit.register(_close_all)
 
 
 def default_threads() -> int:
     """Threads for background learning: leave a core to the kernel and the browser (1..4)."""
     return max(1, min(4, (os.cpu_count() or 2) - 1))
-
-
-def _select_accepts_exclude() -> bool:
-    import inspect
-
-    from . import strategies
-
-    return "exclude" in inspect.signature(strategies.select).parameters
 
 
 def strategy_accepts(strategy: str, param: str) -> bool:
@@ -74,19 +92,29 @@ class Session:
         Torch/BLAS threads of the background worker (default: cores - 1, at most 4).
     probe_params : dict, optional
         Extra arguments for :class:`alwidget.probe.LinearProbe` (``l2``, ``input_dropout``...).
+    keys : list of str, optional
+        A stable id per row (file names, database ids): labels follow keys, so the same store
+        reopens on re-computed, reordered, extended or re-encoded features. Without keys rows are
+        matched by number, with a content check that tolerates float noise.
+    items : alwidget.items.Items, optional
+        Row identities built by an image source (``ImageSet.items()``); overrides ``keys``.
     """
 
     def __init__(self, features, classes=None, store=None, strategy: str = "auto", seed: int = 0,
-                 device="auto", batch_size: int = 10, n_threads: int | None = None, probe_params=None):
+                 device="auto", batch_size: int = 10, n_threads: int | None = None, probe_params=None,
+                 *, keys=None, items: Items | None = None):
         from . import strategies
 
         self._strategies = strategies
+        self._closed = True  # close() on a half-built session does nothing
         self.features = check_features(features, "features")
         n = self.features.shape[0]
         self._strategy = self._check_strategy(strategy)
         self._batch_size = check_k(batch_size, "batch_size")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int, got {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed}")
         self.seed = int(seed)
         self.n_threads = default_threads() if n_threads is None else check_k(n_threads, "n_threads")
         if classes is not None:
@@ -99,25 +127,39 @@ class Session:
         self.fingerprint = fingerprint(self.features)
         remember_fingerprint(self.features, self.fingerprint)  # the probe need not hash it again
 
+        if items is None:
+            items = row_items(self.features) if keys is None else user_items(keys, n)
+        elif not isinstance(items, Items):
+            raise TypeError(f"items must be an alwidget.items.Items, got {type(items).__name__}")
+        if len(items) != n:
+            raise ValueError(f"items has {len(items)} entries but features has {n} rows")
+        self.items = items
         self._own_store = not isinstance(store, LabelStore)
         if isinstance(store, LabelStore):
-            if store.n_samples != n or (store.fingerprint and store.fingerprint != self.fingerprint):
+            if store.n_samples != n:
                 raise StoreMismatchError(
-                    f"the LabelStore {store.path} was made for other features (n_samples={store.n_samples}, "
-                    f"these have {n}); open a store made for these features or use a new one")
+                    f"the LabelStore {store.path} is a view of {store.n_samples} items and these features have "
+                    f"{n} rows; open the store with these rows' items, or pass a path")
             self.store = store
         elif store is None or isinstance(store, (str, os.PathLike)):
-            path = ":memory:" if store is None else store
-            if path != ":memory:":
-                path = Path(path).expanduser()
-            self.store = LabelStore(path, n_samples=n, fingerprint=self.fingerprint)
+            path = ":memory:" if store is None or str(store) == ":memory:" else Path(store).expanduser()
+            self.store = LabelStore(path, items)
         else:
             raise TypeError(f"store must be a file path, a LabelStore, ':memory:' or None, got {type(store).__name__}")
-        for c in classes or []:
-            self.store.add_class(c)
+        try:
+            for c in classes or []:
+                self.store.add_class(c)
+        except BaseException:
+            if self._own_store:
+                self.store.close()
+            raise
+        self.notices = open_notices(self.store)
+        for line in self.notices:
+            warnings.warn(line, UserWarning, stacklevel=2)
+        self.closed_reason: str | None = None
         # Accuracy estimate, stop hint, suspect labels (alwidget.monitor); E persists next to the store.
-        self._trust = TrustMonitor(self.features, seed=self.seed, probe_params=probe_params, device=self.probe.device,
-                                   path=state_path(self.store), fingerprint=self.fingerprint)
+        self._trust = TrustMonitor(self.features, keys=items.keys, seed=self.seed, probe_params=probe_params,
+                                   device=self.probe.device, path=state_path(self.store))
 
         # Shared state: written under _cond by label()/undo() and by the worker.
         self._cond = threading.Condition(threading.RLock())
@@ -135,8 +177,10 @@ class Session:
         self._last_update: float | None = None
         self._subscribers: list = []
         self._closed = False
+        self.store.on_close(self._on_store_closed)
         self._worker = threading.Thread(target=self._run, name="alwidget-session", daemon=True)
         self._worker.start()
+        _LIVE_SESSIONS.add(self)
         self._kick()
 
     # ------------------------------------------------------------------ validation
@@ -190,17 +234,40 @@ class Session:
         """Label sample ``i`` as ``cls`` (a name — new names create classes — or a class id).
 
         The label is committed to the store before this returns; retraining happens later
-        in the background.
+        in the background. A test request (``check_model``) is stored as a test label.
         """
-        self._change(self.store.label_many, np.array([self._check_index(i)]), self._class_name(cls))
+        self._label_rows(np.array([self._check_index(i)]), self._class_name(cls))
 
     def label_many(self, indices, cls) -> None:
-        """Label several samples with one class, as one undoable action."""
-        self._change(self.store.label_many, self._check_indices(indices), self._class_name(cls))
+        """Label several samples with one class, as one undoable action (test requests among them: a second)."""
+        self._label_rows(self._check_indices(indices), self._class_name(cls))
+
+    def _label_rows(self, rows, name):
+        test = self._trust.is_test(rows)  # requested test items keep the role "test": never trained on
+        for part, role in ((rows[~test], "train"), (rows[test], "test")):
+            if part.size:
+                self._change(lambda r, n, role=role: self.store.label_many(r, n, role=role), part, name)
 
     def unlabel(self, indices) -> None:
         """Remove the labels of some samples (one undoable action)."""
         self._change(self.store.unlabel, self._check_indices(np.atleast_1d(indices)))
+
+    def mark_unsure(self, indices) -> None:
+        """Answer "unsure" (kept in the store and listed in ``unsure``, never trained on)."""
+        self._change(self.store.mark_unsure, self._check_indices(np.atleast_1d(indices)))
+
+    def skip(self, indices) -> None:
+        """Set samples aside: not suggested again until ``SKIP_COOLDOWN`` more answers (undoable)."""
+        self._change(self.store.skip, self._check_indices(np.atleast_1d(indices)))
+
+    @property
+    def unsure(self) -> list[int]:
+        """Rows answered "unsure", in row order."""
+        return np.flatnonzero(self.store.state().unsure).tolist()
+
+    def recent(self, n: int = 10) -> list[dict]:
+        """The newest ``n`` answers: [{index, label (name or None), unsure, test, time}], newest first."""
+        return self.store.recent(check_k(n, "n"))
 
     def _change(self, write, *args):
         with self._cond:
@@ -238,8 +305,23 @@ class Session:
         return self.store.current()
 
     def label_array(self) -> np.ndarray:
-        """(n_samples,) int64 training labels: class ids, -1 for unlabelled and test items (a copy)."""
-        return self._trust.training_labels(self.store.current_ids())
+        """(n_samples,) int64 training labels: class ids, -1 otherwise (unlabelled, unsure, test); a copy."""
+        return self._training(self.store.state())
+
+    def _training(self, st) -> np.ndarray:
+        return np.where(st.test, -1, self._trust.training_labels(st.cls, st.unsure))
+
+    def _skipped_rows(self, st) -> np.ndarray:
+        return np.flatnonzero((st.skip_age >= 0) & (st.skip_age < SKIP_COOLDOWN))
+
+    def _excluded(self, st) -> np.ndarray:
+        """Rows a strategy must not suggest: unsure, recently skipped, test-labelled, the evaluation set E."""
+        return np.union1d(np.flatnonzero(st.unsure | st.test), np.union1d(self._skipped_rows(st),
+                                                                         self._trust.excluded()))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # ------------------------------------------------------------------ settings
     @property
@@ -308,17 +390,19 @@ class Session:
         if wait and not self._in_worker():
             self.wait()
         with self._cond:
-            labels = self.store.current_ids()
-            batch = self._batch[labels[self._batch] < 0]
+            st = self.store.state()
+            labels = self._training(st)
+            free = (st.cls < 0) & ~st.unsure
+            batch = self._batch[free[self._batch]]
             current = self._done == (self._version, self._round)
             strategy, round_ = self._strategy, self._round
         if len(batch) >= k or not wait or self._in_worker() or not current:
             return batch[:k].copy()
-        if (labels < 0).sum() <= len(batch):
+        if free.sum() <= len(batch):
             return batch.copy()
         # More than the background batch: select now with the current model.
         with self._model_lock, limit_threads(self.n_threads):
-            idx, _ = self._select(self._trust.training_labels(labels), k, strategy, round_)
+            idx, _ = self._select(labels, k, strategy, round_, self._excluded(st))
         return idx
 
     def predict_proba(self):
@@ -339,13 +423,16 @@ class Session:
     def status(self) -> dict:
         """A snapshot: label counts, the active strategy and why, timings, the last error."""
         with self._cond:
-            labels = self.store.current_ids()
+            st = self.store.state()
+            labels = np.where(st.test, -1, st.cls)
             classes = list(self.store.classes)
             counts = np.bincount(labels[labels >= 0], minlength=len(classes))
             info = {k: v for k, v in self._info.items() if k not in ("strategy", "reason")}
             return {
                 "n_samples": int(self.features.shape[0]),
                 "n_labels": int((labels >= 0).sum()),
+                "n_unsure": int(st.unsure.sum()),
+                "n_test": int(st.test.sum()),
                 "counts": {c: int(counts[j]) for j, c in enumerate(classes)},
                 "classes": classes,
                 "strategy": self._strategy,
@@ -362,7 +449,9 @@ class Session:
                 "error": self._error,
                 "can_undo": self.store.can_undo,
                 "device": str(self.probe.device),
-                "store": self.store.path,
+                "store": "" if self.store.path == ":memory:" else self.store.path,
+                "closed_reason": self.closed_reason,
+                "notices": list(self.notices),
             }
 
     def subscribe(self, callback) -> None:
@@ -387,15 +476,16 @@ class Session:
     def check_model(self, on: bool = True, *, every: int = 5) -> None:
         """Start (or stop) interleaving test requests: 1 per ``every`` training labels (0: only tests).
 
-        The first start reserves an evaluation population E (a seeded random quarter of the
-        unlabelled pool, at most 20,000, remembered next to the store file) that strategies never
-        propose. Test items are labelled like any other item; their labels never train the probe.
+        The first start reserves an evaluation set E (a seeded random quarter of the unlabelled
+        items, at most 20,000, remembered next to the store file) that strategies never propose.
+        Test items are labelled like any other; they are stored as test labels and never train.
         """
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
             raise ValueError(f"every must be an integer >= 0 (training labels per test request), got {every!r}")
         with self._cond:
             self._check_open()
-            self._trust.set_on(bool(on), self.store.current_ids(), every=int(every))
+            st = self.store.state()
+            self._trust.set_on(bool(on), st.cls, every=int(every), unsure=st.unsure)
             self._version += 1
             self._cond.notify_all()
 
@@ -412,10 +502,8 @@ class Session:
         """Stop hint: {"stable", "kappa", "n_checkpoints", "threshold", "sentence"} (stabilising predictions)."""
         self.wait()
         with self._cond:
-            train = self._trust.training_labels(self.store.current_ids())
-            classes = list(self.store.classes)
-        counts = np.bincount(train[train >= 0], minlength=len(classes))
-        return self._trust.stopping(counts, classes, threshold)
+            train, classes = self._training(self.store.state()), list(self.store.classes)
+        return self._trust.stopping(np.bincount(train[train >= 0], minlength=len(classes)), classes, threshold)
 
     def suspect_labels(self, k: int = 20):
         """The k training labels most worth a second look: DataFrame index, label, suggested, score, ...
@@ -425,8 +513,7 @@ class Session:
         k = check_k(k, "k")
         self.wait()
         with self._cond:
-            train = self._trust.training_labels(self.store.current_ids())
-            classes, proba = list(self.store.classes), self._proba
+            train, classes, proba = self._training(self.store.state()), list(self.store.classes), self._proba
         with limit_threads(self.n_threads):
             return self._trust.suspects(train, proba, classes, self._batch_size).head(k).reset_index(drop=True)
 
@@ -452,8 +539,9 @@ class Session:
                 if self._closed:
                     return
                 target = (self._version, self._round)
-                labels = self.store.current_ids()
-                train = self._trust.training_labels(labels)  # test labels never reach the probe
+                st = self.store.state()
+                labels = self._training(st)  # test labels never reach the probe
+                exclude = self._excluded(st)
                 n_classes = len(self.store.classes)
                 k = self._batch_size + len(self._skipped)
                 skipped = np.asarray(self._skipped, dtype=np.int64)
@@ -463,15 +551,18 @@ class Session:
             try:
                 with self._model_lock, limit_threads(self.n_threads):
                     t0 = time.perf_counter()
-                    if (train >= 0).any():
-                        self.probe.fit(self.features, train, n_classes=max(n_classes, int(train.max()) + 1))
+                    if (labels >= 0).any():
+                        self.probe.fit(self.features, labels, n_classes=max(n_classes, int(labels.max()) + 1))
                         proba = self.probe.predict_proba()
                     t1 = time.perf_counter()
-                    batch, info = self._select(train, k, strategy, round_)
+                    if self._closed:
+                        return
+                    batch, info = self._select(labels, k, strategy, round_, exclude)
                     t2 = time.perf_counter()
                     if skipped.size:
                         batch = batch[~np.isin(batch, skipped)]
-                    batch = self._trust.update(labels, train, proba, batch[:batch_size], n_classes, batch_size)
+                    batch = self._trust.update(st.cls, labels, proba, batch[:batch_size], n_classes, batch_size,
+                                               hold=np.union1d(skipped, self._skipped_rows(st)))
                     t3 = time.perf_counter()
                 timings = {"retrain_ms": 1e3 * (t1 - t0), "select_ms": 1e3 * (t2 - t1), "trust_ms": 1e3 * (t3 - t2),
                            "total_ms": 1e3 * (t3 - t0)}
@@ -497,48 +588,70 @@ class Session:
                 self._busy = False
                 self._cond.notify_all()
 
-    def _select(self, labels: np.ndarray, k: int, strategy: str, round_: int):
+    def _select(self, labels: np.ndarray, k: int, strategy: str, round_: int, exclude=None):
         """(indices, info) from the strategy for these labels; empty when nothing is unlabelled.
 
         The probe must have been fitted on these labels (the caller holds the model lock).
+        ``exclude``: unlabelled rows never to return (unsure, skipped, test items).
         """
-        exclude = self._trust.excluded()  # the evaluation population of the accuracy estimate
-        n_free = int((labels < 0).sum()) - int((labels[exclude] < 0).sum())
+        exclude = np.zeros(0, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
+        exclude = exclude[labels[exclude] < 0]
+        n_free = int((labels < 0).sum())
+        if n_free - exclude.size <= 0:
+            exclude = np.zeros(0, dtype=np.int64)  # only set-aside items are left: offer them again
         if n_free == 0:
             return np.zeros(0, dtype=np.int64), {"strategy": strategy, "reason": "every sample is labelled"}
         probe = self.probe if self.probe.is_fitted and (labels >= 0).any() else None
-        params, want = {}, min(k, n_free)
-        n_ask = want
-        if exclude.size and _select_accepts_exclude():
-            params["exclude"] = exclude
-        elif exclude.size:  # until strategies.select takes exclude=: ask for more, drop E
-            n_ask = min(int((labels < 0).sum()), int(np.ceil(want * (1 + exclude.size / n_free))) + 2)
+        params = {}
         n_classes = len(self.store.classes)
         if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
             params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
+        # Ask for more in proportion to what is excluded (E can be 20,000 rows), more again if short.
+        want = min(k + int(np.ceil(k * exclude.size / max(1, n_free - exclude.size))) + 2, n_free)
         while True:
-            idx, info = self._strategies.select(strategy, self.features, labels, n_ask, seed=self.seed + round_,
+            idx, info = self._strategies.select(strategy, self.features, labels, want, seed=self.seed + round_,
                                                 probe=probe, return_info=True, n_threads=self.n_threads, **params)
             idx = np.asarray(idx, dtype=np.int64)
-            idx = idx[~np.isin(idx, exclude)]
-            if idx.size >= want or n_ask >= (labels < 0).sum():
-                return idx[:want], dict(info)
-            n_ask = min(int((labels < 0).sum()), 2 * n_ask)
+            if exclude.size:
+                idx = idx[~np.isin(idx, exclude)]
+            if idx.size >= min(k, n_free - exclude.size) or want >= n_free:
+                return idx[:k], dict(info)
+            want = min(2 * want, n_free)
 
     # ------------------------------------------------------------------ lifetime
     def _check_open(self):
         if self._closed:
-            raise RuntimeError("this Session is closed; open a new one on the same store to continue")
+            raise StoreClosedError(self.closed_reason or
+                                   "this Session is closed; open a new one on the same store to continue")
+
+    def _on_store_closed(self, reason):
+        """The store was closed under us (a newer session took it over): stop, and tell subscribers."""
+        if reason is None or self._closed:
+            return
+        self.closed_reason = f"this session was closed: {reason}"
+        self._stop()
+        for cb in list(self._subscribers):
+            try:
+                cb(self)
+            except Exception:
+                pass
+
+    def _stop(self):
+        with self._cond:
+            if self._closed:
+                return False
+            self._closed = True
+            self._cond.notify_all()
+        _LIVE_SESSIONS.discard(self)
+        if not self._in_worker():
+            self._worker.join(timeout=60)
+        return True
 
     def close(self) -> None:
         """Stop the worker and close the store the session opened (labels are already saved)."""
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._cond.notify_all()
-        if not self._in_worker():
-            self._worker.join(timeout=30)
+        if not getattr(self, "_cond", None):
+            return
+        self._stop()
         if self._own_store:
             self.store.close()
 

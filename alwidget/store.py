@@ -1,50 +1,57 @@
-"""LabelStore: labels on SQLite, durable before acknowledged.
+"""LabelStore: labels on SQLite, keyed by item identity, durable before acknowledged.
 
-Every change is an append-only event; the current labels and the undo history are derived
-from the events, so reopening a store file restores both. The file remembers the number of
-samples and the content fingerprint of the features it was made for and refuses others.
+Every change is an append-only event on an *item* (a stable key such as a file's relative path,
+see :mod:`alwidget.items`); the current labels and the undo history are derived from the events,
+so reopening a store file restores both. A store is opened as a *view* for the rows of a session
+(one key per row): items still present keep their labels and undo history, new items start
+unlabelled, and labels of items that are gone stay in the file (exported with ``present=False``).
+Renamed files are recognised by content; see :mod:`alwidget.items` for the rules.
 
-Schema (version 1)::
+Schema (version 2, :mod:`alwidget.storefile`)::
 
-    meta(key TEXT PRIMARY KEY, value TEXT)        schema_version, n_samples, fingerprint, created_at
-    classes(id INTEGER PRIMARY KEY, name TEXT UNIQUE, created_at REAL)
-    actions(id INTEGER PRIMARY KEY, kind TEXT, time REAL, undoes INTEGER)
-        kind: 'label' (one or many samples), 'unlabel', or 'undo' (undoes = the action undone)
-    events(seq INTEGER PRIMARY KEY, action INTEGER, sample INTEGER, class_id INTEGER)
-        one row per sample of a label/unlabel action; class_id NULL removes the label
+    meta(key, value)                 schema_version, created_at, source
+    items(id, key UNIQUE, content, size, created_at)    only items that ever had an event
+    classes(id, name UNIQUE, created_at)
+    actions(id, kind, role, time, undoes)
+        kind: 'label' | 'unsure' | 'unlabel' | 'skip' | 'undo' (undoes = the action undone)
+        role: 'train' | 'test' (test labels estimate accuracy and never reach training)
+    events(seq, action, item, class_id)      one row per item of an action
+    renames(item, old_key, new_key, time)
 
-Undo is last-in-first-out over the label/unlabel actions that are not undone yet.
+Answers per item: a class, or *unsure* (kept, excluded from training). A *skip* sets an item
+aside; it comes back after a number of answers the caller chooses (``StoreState.skip_age``).
+Undo is last-in-first-out over the live actions that touch an item of this view.
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LabelStore", "StoreMismatchError", "SCHEMA_VERSION"]
+from . import storefile as sf
+from .items import Items
+from .storefile import (SCHEMA_VERSION, StoreClosedError, StoreDamagedError, StoreError, StoreLockedError,
+                        StoreMismatchError, StoreWriteError)
+from .store_view import bind_view, export_dataframe, history_dataframe, labels_dataframe, recent_answers
 
-SCHEMA_VERSION = 1
+__all__ = ["LabelStore", "StoreState", "SCHEMA_VERSION", "StoreError", "StoreMismatchError", "StoreLockedError",
+           "StoreDamagedError", "StoreWriteError", "StoreClosedError", "export_dataframe", "check_class_name"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS classes (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS actions (
-    id INTEGER PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('label', 'unlabel', 'undo')),
-    time REAL NOT NULL, undoes INTEGER REFERENCES actions(id));
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY, action INTEGER NOT NULL REFERENCES actions(id),
-    sample INTEGER NOT NULL, class_id INTEGER REFERENCES classes(id));
-CREATE INDEX IF NOT EXISTS events_action ON events(action);
-"""
+UNSURE = -2  # the answer "unsure" in a label stack (classes are >= 0, -1 = no label)
+_ANSWERS = ("label", "unsure")
 
 
-class StoreMismatchError(ValueError):
-    """The store file was made for other features (different N or content fingerprint)."""
+class StoreState(NamedTuple):
+    """Per-row state of a view: (N,) arrays."""
+
+    cls: np.ndarray  # int64 class id of a label (train or test), -1 none
+    unsure: np.ndarray  # bool: answered "unsure"
+    test: np.ndarray  # bool: the label is a test label (never trained on)
+    skip_age: np.ndarray  # int64 answers given since the item was skipped; -1 not skipped
 
 
 def check_class_name(name) -> str:
@@ -56,135 +63,122 @@ def check_class_name(name) -> str:
     name = str(name)
     if not name.strip():
         raise ValueError("class names must be non-empty strings")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"class name {name!r} is not valid text (it holds a lone surrogate); "
+                         "type the name again") from None
     return name
 
 
+def _as_items(items, n_samples, keys) -> Items | None:
+    if isinstance(items, Items):
+        return items
+    if items is not None:
+        keys = items
+    if keys is not None:
+        return Items(list(keys), "keys")
+    if n_samples is not None:
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples <= 0:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        return Items([f"row:{i}" for i in range(int(n_samples))], "rows")
+    return None
+
+
+def _stored_view(keys: dict) -> Items:
+    """The rows of a store opened without items: by number for "row:<i>" keys, else by key."""
+    rows = [k[4:] for k in keys if k.startswith("row:")]
+    if keys and len(rows) == len(keys) and all(r.isdigit() for r in rows):
+        return Items([f"row:{i}" for i in range(max(map(int, rows)) + 1)], "store")
+    return Items(sorted(keys), "store")
+
+
 class LabelStore:
-    """Durable, append-only label events on SQLite.
+    """Durable, append-only label events on SQLite, viewed through the rows of one session.
 
     Parameters
     ----------
     path : str, Path or ":memory:"
         The SQLite file (created with its folder if missing) or ":memory:" (nothing persists).
-    n_samples : int
-        Number of samples of the feature set; required to create a file, checked on reopen.
-    fingerprint : str, optional
-        Content fingerprint of the features (``alwidget._util.fingerprint``); checked on reopen.
+    items : alwidget.items.Items or list of keys, optional
+        Identity of this session's rows. Required to write; without it (read-only use) the
+        view is every item the store holds, in the order they were first labelled.
+    n_samples : int, optional
+        Shorthand for rows keyed ``"row:<i>"`` (no content check).
     readonly : bool
         Open an existing file without changing it (export, inspection).
 
-    Every write is committed (WAL, ``synchronous=FULL``) before the method returns.
+    Every write is committed (WAL, ``synchronous=FULL``) before the method returns; a second
+    process is refused (:class:`StoreLockedError`), a second store on the same file in this
+    process takes over and closes the first (``closed_reason`` says so).
     """
 
-    def __init__(self, path=":memory:", n_samples: int | None = None, fingerprint: str | None = None,
-                 *, readonly: bool = False):
-        if path is None:
-            path = ":memory:"
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a file path or ':memory:', got {type(path).__name__}")
-        if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer))
-                                      or n_samples < 1):
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        self.path = str(path)
+    def __init__(self, path=":memory:", items=None, *, n_samples=None, keys=None, readonly: bool = False):
+        self.path = str(Path(path).expanduser()) if str(path) != ":memory:" else ":memory:"
         self.readonly = readonly
-        memory = self.path == ":memory:"
+        self.closed_reason: str | None = None
+        self.report: dict = {}
         self._lock = threading.RLock()
-        if not memory:
-            p = Path(self.path)
-            if readonly and not p.exists():
-                raise FileNotFoundError(f"store file {p} does not exist")
-            if p.is_dir():
-                raise ValueError(f"store path {p} is a folder; pass a file path such as {p / 'labels.sqlite'}")
-            p.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{Path(self.path).resolve()}?mode=ro" if readonly and not memory else self.path
+        self._on_close: list = []
+        self._file_id = None
+        self._db = None
+        self._lockfile = None
+        view = _as_items(items, n_samples, keys)
+        if view is None and not readonly:
+            raise ValueError("a writable LabelStore needs items (keys of the rows) or n_samples")
         try:
-            self._db = sqlite3.connect(uri, uri=readonly and not memory, isolation_level=None,
-                                       check_same_thread=False, timeout=30)
-            if not memory and not readonly:
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as exc:
-            raise ValueError(f"{self.path} is not an alwidget label store (SQLite said: {exc})") from None
-        if tables and "meta" not in tables:
-            self._db.close()
-            raise ValueError(f"{self.path} is an SQLite file but not an alwidget label store")
-        if not tables:
-            if readonly:
-                self._db.close()
-                raise ValueError(f"{self.path} is empty, not an alwidget label store")
-            if n_samples is None:
-                self._db.close()
-                raise ValueError("n_samples is required to create a new label store")
-            self._create(int(n_samples), fingerprint)
-        self._check_meta(n_samples, fingerprint)
-        self._load()
+            self._open_file()
+            self._load()
+            self._bind(view)
+        except BaseException:
+            self._release()
+            raise
 
-    # -- opening -----------------------------------------------------------------
     @classmethod
-    def open_readonly(cls, path) -> "LabelStore":
+    def open_readonly(cls, path, items=None) -> "LabelStore":
         """Open an existing store file for reading (export, inspection); it is not modified."""
-        return cls(path, readonly=True)
+        return cls(path, items, readonly=True)
 
-    def _create(self, n_samples: int, fingerprint: str | None):
-        with self._transaction() as db:
-            for stmt in _SCHEMA.strip().split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
-            db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
-                ("schema_version", str(SCHEMA_VERSION)),
-                ("n_samples", str(n_samples)),
-                ("fingerprint", fingerprint or ""),
-                ("created_at", repr(time.time())),
-            ])
-
-    def _check_meta(self, n_samples, fingerprint):
-        meta = dict(self._db.execute("SELECT key, value FROM meta"))
-        version = int(meta.get("schema_version", "0"))
-        if version > SCHEMA_VERSION or version < 1:
-            self._db.close()
-            raise ValueError(f"{self.path} has store schema version {version}; this alwidget reads version "
-                             f"{SCHEMA_VERSION}. Upgrade alwidget or export the labels with the newer version.")
-        self.n_samples = int(meta["n_samples"])
-        self.fingerprint = meta["fingerprint"] or None
-        if n_samples is not None and int(n_samples) != self.n_samples:
-            self._db.close()
-            raise StoreMismatchError(
-                f"store {self.path} was made for {self.n_samples} samples but these features have {n_samples}; "
-                "open it with the features it was made for, or use a new store path")
-        if fingerprint and self.fingerprint and fingerprint != self.fingerprint:
-            self._db.close()
-            raise StoreMismatchError(
-                f"store {self.path} was made for different features (fingerprint {self.fingerprint[:12]}..., "
-                f"these are {fingerprint[:12]}...); open it with the features it was made for, "
-                "or use a new store path")
-        if fingerprint and not self.fingerprint and not self.readonly:
+    # -- the file ------------------------------------------------------------------
+    def _open_file(self):
+        memory = self.path == ":memory:"
+        p = Path(self.path)
+        if not memory:
+            if p.exists():
+                sf.check_existing_file(p)
+            elif self.readonly:
+                raise FileNotFoundError(f"store file {p} does not exist")
+            if not self.readonly:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                sf.check_writable(p)
+                self._lockfile = sf.StoreLock(self.path)
+                sf.take_over(self.path, self, "a newer session opened the same label store (the cell was "
+                                              "run again); use the newest widget or session")
+                self._lockfile.acquire(self.path)
+        try:
+            self._db = sf.connect(self.path, readonly=self.readonly)
+            tables = sf.check_integrity(self._db, self.path) if not memory else set()
+        except sqlite3.DatabaseError as exc:
+            raise StoreDamagedError(f"the label store {self.path} could not be opened (SQLite: {exc})") from None
+        if tables and "meta" not in tables:
+            raise ValueError(f"{self.path} is an SQLite file but not an alwidget label store; pass another path")
+        if not tables:
+            if self.readonly:
+                raise ValueError(f"{self.path} is empty, not an alwidget label store")
             with self._transaction() as db:
-                db.execute("UPDATE meta SET value=? WHERE key='fingerprint'", (fingerprint,))
-            self.fingerprint = fingerprint
+                sf.create_schema(db, "")
+        self._version = sf.schema_version(self._db, self.path)
+        if not memory:
+            self._file_id = sf.file_identity(self.path)
 
-    def _load(self):
-        """Replay the events: class list, per-sample label stacks and the undo stack."""
-        self.classes: list[str] = [r[0] for r in self._db.execute("SELECT name FROM classes ORDER BY id")]
-        self._class_ids = {n: i for i, n in enumerate(self.classes)}
-        db_ids = [r[0] for r in self._db.execute("SELECT id FROM classes ORDER BY id")]
-        to_pos = {cid: i for i, cid in enumerate(db_ids)}
-        self._db_class_ids = db_ids  # position -> row id (ids are 1-based in SQLite)
-        actions = self._db.execute("SELECT id, kind, undoes FROM actions ORDER BY id").fetchall()
-        undone = {u for _, kind, u in actions if kind == "undo"}
-        self._undo_stack: list[int] = [a for a, kind, _ in actions if kind != "undo" and a not in undone]
-        self._stacks: dict[int, list[tuple[int, int]]] = {}  # sample -> [(action, class pos)], newest last
-        self._action_samples: dict[int, list[int]] = {}  # live action -> its samples
-        live = set(self._undo_stack)
-        for action, sample, cid in self._db.execute("SELECT action, sample, class_id FROM events ORDER BY seq"):
-            if action in live:
-                self._stacks.setdefault(sample, []).append((action, -1 if cid is None else to_pos[cid]))
-                self._action_samples.setdefault(action, []).append(sample)
-        self._labels = np.full(self.n_samples, -1, dtype=np.int64)
-        for sample, stack in self._stacks.items():
-            self._labels[sample] = stack[-1][1]
-        self.version = len(actions)
+    def _release(self):
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lockfile is not None:
+            self._lockfile.release()
+            self._lockfile = None
+            sf.forget(self.path, self)
 
     class _Tx:
         def __init__(self, store):
@@ -198,17 +192,113 @@ class LabelStore:
             if exc_type is None:
                 self.store._db.execute("COMMIT")
             else:
-                self.store._db.execute("ROLLBACK")
+                try:
+                    self.store._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             return False
 
     def _transaction(self):
         return LabelStore._Tx(self)
 
     def _writable(self):
+        if self._db is None:
+            raise StoreClosedError(self.closed_reason or "the label store is closed")
         if self.readonly:
             raise RuntimeError(f"store {self.path} was opened read-only")
-        if self._db is None:
-            raise RuntimeError("the label store is closed")
+        self._check_file()
+
+    def _check_file(self):
+        """Detect a store file deleted (write it again) or replaced (refuse) before writing to it."""
+        if self._file_id is not None:
+            self._db, self._file_id = sf.check_file(self._db, self.path, self._file_id, self.n_labelled)
+
+    # -- replaying the events ---------------------------------------------------------
+    def _load(self):
+        """Classes, per-item answer stacks, skips and the undo stack, from the events."""
+        db = self._db
+        if self._version == 1:
+            self._v1_pending = True
+            self._action_kind, self._action_role = {}, {}
+            return
+        self._v1_pending = False
+        self.classes: list[str] = [r[0] for r in db.execute("SELECT name FROM classes ORDER BY id")]
+        self._db_class_ids = [r[0] for r in db.execute("SELECT id FROM classes ORDER BY id")]
+        self._class_ids = {n: i for i, n in enumerate(self.classes)}
+        to_pos = {cid: i for i, cid in enumerate(self._db_class_ids)}
+        rows = db.execute("SELECT id, kind, role, undoes FROM actions ORDER BY id").fetchall()
+        undone = {u for _, kind, _, u in rows if kind == "undo"}
+        live = [(a, kind, role) for a, kind, role, _ in rows if kind != "undo" and a not in undone]
+        self._undo_stack = [a for a, _, _ in live]
+        self._action_kind = {a: k for a, k, _ in live}
+        self._action_role = {a: r for a, _, r in live}
+        self._answers_before, count = {}, 0  # action -> answers given before it (for skip ages)
+        for a, kind, _ in live:
+            self._answers_before[a] = count
+            count += kind in _ANSWERS
+        self._n_answers = count
+        self._stacks: dict[int, list] = {}  # item -> [(action, class pos | -1 | UNSURE)], newest last
+        self._skips: dict[int, int] = {}  # item -> its newest live skip action
+        self._action_items: dict[int, list] = {}
+        for action, item, cid in db.execute("SELECT action, item, class_id FROM events ORDER BY seq"):
+            kind = self._action_kind.get(action)
+            if kind is None:
+                continue
+            self._action_items.setdefault(action, []).append(item)
+            if kind == "skip":
+                self._skips[item] = action
+            else:
+                state = UNSURE if kind == "unsure" else (-1 if cid is None else to_pos[cid])
+                self._stacks.setdefault(item, []).append((action, state))
+        self._keys = dict(db.execute("SELECT key, id FROM items"))
+        self.version = len(rows)
+
+    def _bind(self, view: Items | None):
+        """Map this session's rows to stored items (renames, edits, migration, refusal)."""
+        if self._v1_pending:
+            if view is None:
+                raise ValueError(f"{self.path} was written by an older alwidget; open it with its images "
+                                 "(or keys) once to convert it")
+            if self.readonly:  # convert a copy in memory; the file stays as it is
+                mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                self._db.backup(mem)
+                self._db.close()
+                self._db = mem
+            backup = sf.migrate_v1(self._db, self.path if not self.readonly else ":memory:", view.keys,
+                                   backup=not self.readonly)
+            self._version = SCHEMA_VERSION
+            self._load()
+            self.report["migrated_backup"] = backup
+        if view is None:
+            view = _stored_view(self._keys)
+        self.items = view
+        self.n_samples = len(view)
+        bind_view(self, view)
+        self._rebuild_rows()
+
+    def _item_state(self, item: int):
+        """(class pos or -1, unsure, test, skip action or 0) of one item."""
+        stack = self._stacks.get(item)
+        top_action, state = stack[-1] if stack else (0, -1)
+        skip = self._skips.get(item, 0)
+        if skip and skip < top_action:
+            skip = 0
+        test = state >= 0 and self._action_role.get(top_action) == "test"
+        return (state if state >= 0 else -1), state == UNSURE, test, skip
+
+    def _rebuild_rows(self, rows=None):
+        n = self.n_samples
+        if rows is None:
+            self._cls = np.full(n, -1, dtype=np.int64)
+            self._unsure = np.zeros(n, dtype=bool)
+            self._test = np.zeros(n, dtype=bool)
+            self._skip_at = np.full(n, -1, dtype=np.int64)
+            rows = [self._item_row[i] for i in self._item_row]
+        for r in rows:
+            item = int(self._row_item[r])
+            cls, unsure, test, skip = self._item_state(item) if item else (-1, False, False, 0)
+            self._cls[r], self._unsure[r], self._test[r] = cls, unsure, test
+            self._skip_at[r] = self._answers_before[skip] if skip else -1
 
     # -- classes -----------------------------------------------------------------
     def add_class(self, name) -> int:
@@ -218,159 +308,227 @@ class LabelStore:
             if name in self._class_ids:
                 return self._class_ids[name]
             self._writable()
-            with self._transaction() as db:
-                cur = db.execute("INSERT INTO classes(name, created_at) VALUES (?, ?)", (name, time.time()))
+            try:
+                with self._transaction() as db:
+                    cur = db.execute("INSERT INTO classes(name, created_at) VALUES (?, ?)", (name, time.time()))
+            except sqlite3.Error as exc:
+                raise sf.write_error(exc, self.path) from None
             self._db_class_ids.append(cur.lastrowid)
             self._class_ids[name] = len(self.classes)
             self.classes.append(name)
             return self._class_ids[name]
 
     # -- changes -----------------------------------------------------------------
-    def _check_indices(self, indices) -> np.ndarray:
+    def _check_rows(self, indices) -> np.ndarray:
         arr = np.asarray(indices)
         if arr.ndim == 0:
             arr = arr.reshape(1)
         if arr.ndim != 1:
-            raise ValueError(f"indices must be a 1-D list of sample indices, got shape {arr.shape}")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"indices must be a 1-D list of row indices, got shape {arr.shape}")
+        if arr.size and (arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer)):
             raise TypeError(f"indices must be integers, got dtype {arr.dtype}")
         arr = arr.astype(np.int64)
         if arr.size and (arr.min() < 0 or arr.max() >= self.n_samples):
             bad = arr[(arr < 0) | (arr >= self.n_samples)]
-            raise IndexError(f"sample index {int(bad[0])} is out of range for {self.n_samples} samples "
+            raise IndexError(f"row index {int(bad[0])} is out of range for {self.n_samples} items "
                              f"(valid: 0..{self.n_samples - 1})")
         _, first = np.unique(arr, return_index=True)
+        if arr.size == 0:
+            raise ValueError("at least one row index is needed")
         return arr[np.sort(first)]  # drop repeats, keep order
 
-    def _append(self, kind: str, samples: np.ndarray, class_pos: int) -> int:
+    def _ensure_items(self, db, rows: np.ndarray, contents) -> list:
+        """Item ids of rows, inserting the rows' keys the first time they get an event."""
+        ids, now = [], time.time()
+        sizes = self.items.sizes
+        for r, content in zip(rows.tolist(), contents):
+            item = int(self._row_item[r])
+            if not item:
+                size = None if sizes is None else int(sizes[r])
+                item = db.execute("INSERT INTO items(key, content, size, created_at) VALUES (?, ?, ?, ?)",
+                                  (self.items.keys[r], content, size, now)).lastrowid
+            ids.append(item)
+        return ids
+
+    def _append(self, kind: str, rows: np.ndarray, class_pos: int = -1, role: str = "train") -> int:
         with self._lock:
             self._writable()
+            new = rows[self._row_item[rows] == 0]
+            contents = dict(zip(new.tolist(), self.items.contents(new))) if kind != "skip" else {}
             cid = None if class_pos < 0 else self._db_class_ids[class_pos]
-            with self._transaction() as db:
-                action = db.execute("INSERT INTO actions(kind, time) VALUES (?, ?)", (kind, time.time())).lastrowid
-                db.executemany("INSERT INTO events(action, sample, class_id) VALUES (?, ?, ?)",
-                               [(action, int(s), cid) for s in samples])
+            try:
+                with self._transaction() as db:
+                    ids = self._ensure_items(db, rows, [contents.get(r) for r in rows.tolist()])
+                    action = db.execute("INSERT INTO actions(kind, role, time) VALUES (?, ?, ?)",
+                                        (kind, role, time.time())).lastrowid
+                    db.executemany("INSERT INTO events(action, item, class_id) VALUES (?, ?, ?)",
+                                   [(action, i, cid) for i in ids])
+            except sqlite3.Error as exc:
+                raise sf.write_error(exc, self.path) from None
             # Committed: now the in-memory view may change.
-            for s in samples.tolist():
-                self._stacks.setdefault(s, []).append((action, class_pos))
-            self._action_samples[action] = samples.tolist()
-            self._undo_stack.append(action)
-            self._labels[samples] = class_pos
-            self.version += 1
+            self._remember(action, kind, role, rows, ids, class_pos)
             return action
 
-    def label(self, index, name) -> int:
-        """Label one sample; returns the action id. Committed before returning."""
-        return self.label_many([index], name)
+    def _remember(self, action, kind, role, rows, ids, class_pos):
+        for r, item in zip(rows.tolist(), ids):
+            if not self._row_item[r]:
+                self._row_item[r] = item
+                self._item_row[item] = r
+                self._keys[self.items.keys[r]] = item
+            if kind == "skip":
+                self._skips[item] = action
+            else:
+                state = UNSURE if kind == "unsure" else class_pos
+                self._stacks.setdefault(item, []).append((action, state))
+        self._action_items[action] = list(ids)
+        self._action_kind[action], self._action_role[action] = kind, role
+        self._answers_before[action] = self._n_answers
+        self._n_answers += kind in _ANSWERS
+        self._undo_stack.append(action)
+        self.version += 1
+        self._rebuild_rows(rows.tolist())
 
-    def label_many(self, indices, name) -> int:
-        """Label several samples with one class as ONE action (one undo reverts all of them)."""
-        samples = self._check_indices(indices)
-        if samples.size == 0:
-            raise ValueError("label_many needs at least one index")
+    def label(self, index, name, *, role: str = "train") -> int:
+        """Label one row; returns the action id. Committed before returning."""
+        return self.label_many([index], name, role=role)
+
+    def label_many(self, indices, name, *, role: str = "train") -> int:
+        """Label several rows with one class as ONE action (one undo reverts all of them)."""
+        if role not in ("train", "test"):
+            raise ValueError(f"role must be 'train' or 'test', got {role!r}")
+        rows = self._check_rows(indices)
         pos = self.add_class(name)
-        return self._append("label", samples, pos)
+        return self._append("label", rows, pos, role)
+
+    def mark_unsure(self, indices) -> int:
+        """Answer "unsure" for rows (kept and listed for review, never trained on); one action."""
+        return self._append("unsure", self._check_rows(indices))
+
+    def skip(self, indices) -> int:
+        """Set rows aside for now (they come back later); one undoable action."""
+        return self._append("skip", self._check_rows(indices))
 
     def unlabel(self, indices) -> int:
-        """Remove the labels of some samples as one undoable action."""
-        samples = self._check_indices(indices)
-        if samples.size == 0:
-            raise ValueError("unlabel needs at least one index")
-        return self._append("unlabel", samples, -1)
+        """Remove the answers of some rows as one undoable action."""
+        return self._append("unlabel", self._check_rows(indices))
 
     @property
     def can_undo(self) -> bool:
-        return bool(self._undo_stack)
+        return self._undoable() is not None
+
+    def _undoable(self):
+        for action in reversed(self._undo_stack):
+            if any(i in self._item_row for i in self._action_items.get(action, ())):
+                return action
+        return None
 
     def undo(self) -> dict | None:
-        """Revert the most recent label/unlabel action not undone yet.
+        """Revert the newest live action that touches a row of this view.
 
-        Returns {index: class name or None} for the samples it changed back, or None when
-        there is nothing to undo. The undo itself is an event, so it survives reopening.
+        Returns {row: class name or None} for the rows it changed back, or None when there is
+        nothing to undo. The undo itself is an event, so it survives reopening.
         """
         with self._lock:
             self._writable()
-            if not self._undo_stack:
+            target = self._undoable()
+            if target is None:
                 return None
-            target = self._undo_stack[-1]
-            with self._transaction() as db:
-                db.execute("INSERT INTO actions(kind, time, undoes) VALUES ('undo', ?, ?)", (time.time(), target))
-            self._undo_stack.pop()
-            changed = {}
-            for s in self._action_samples.pop(target):
-                stack = self._stacks[s]
-                while stack and stack[-1][0] == target:
-                    stack.pop()
-                pos = stack[-1][1] if stack else -1
-                self._labels[s] = pos
-                changed[s] = None if pos < 0 else self.classes[pos]
+            try:
+                with self._transaction() as db:
+                    db.execute("INSERT INTO actions(kind, role, time, undoes) VALUES ('undo', 'train', ?, ?)",
+                               (time.time(), target))
+            except sqlite3.Error as exc:
+                raise sf.write_error(exc, self.path) from None
+            self._undo_stack.remove(target)
+            kind = self._action_kind.pop(target)
+            self._n_answers -= kind in _ANSWERS
+            items = self._action_items.pop(target)
+            for item in items:
+                if kind == "skip":
+                    if self._skips.get(item) == target:
+                        del self._skips[item]
+                else:
+                    self._stacks[item] = [(a, s) for a, s in self._stacks[item] if a != target]
+            self._renumber_answers()
             self.version += 1
-            return changed
+            rows = [self._item_row[i] for i in items if i in self._item_row]
+            self._rebuild_rows(rows)
+            return {r: (self.classes[self._cls[r]] if self._cls[r] >= 0 else None) for r in rows}
+
+    def _renumber_answers(self):
+        count = 0
+        for a in self._undo_stack:
+            self._answers_before[a] = count
+            count += self._action_kind[a] in _ANSWERS
+        self._skip_at = np.full(self.n_samples, -1, dtype=np.int64)
+        for item, a in self._skips.items():
+            r = self._item_row.get(item)
+            if r is not None and self._item_state(item)[3]:
+                self._skip_at[r] = self._answers_before[a]
 
     # -- reading -----------------------------------------------------------------
     def current(self) -> dict[int, str]:
-        """The current labels, {sample index: class name}, in index order."""
+        """The current labels of this view's rows (train and test), {row: class name}, in row order."""
         with self._lock:
-            idx = np.flatnonzero(self._labels >= 0)
-            return {int(i): self.classes[self._labels[i]] for i in idx}
+            idx = np.flatnonzero(self._cls >= 0)
+            return {int(i): self.classes[self._cls[i]] for i in idx}
 
     def current_ids(self) -> np.ndarray:
-        """(n_samples,) int64 class ids (positions in ``classes``), -1 for unlabelled; a copy."""
+        """(n_samples,) int64 class ids of the labels (train and test), -1 otherwise; a copy."""
         with self._lock:
-            return self._labels.copy()
+            return self._cls.copy()
+
+    def state(self) -> StoreState:
+        """Copies of the per-row arrays: class ids, unsure, test, answers since a skip."""
+        with self._lock:
+            age = np.where(self._skip_at >= 0, self._n_answers - self._skip_at, -1)
+            return StoreState(self._cls.copy(), self._unsure.copy(), self._test.copy(), age)
 
     @property
     def n_labelled(self) -> int:
-        return int((self._labels >= 0).sum())
+        return int((self._cls >= 0).sum())
+
+    def recent(self, n: int = 10) -> list:
+        """The newest ``n`` answers on rows of this view: [{index, label, unsure, test, time}], newest first."""
+        with self._lock:
+            return recent_answers(self, n)
 
     def history(self):
-        """Every event as a DataFrame: action, kind, time, undoes, sample, label (None = removed)."""
-        import pandas as pd
-
+        """Every event as a DataFrame: action, kind, role, time, undoes, key, index (row or NA), label."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT a.id, a.kind, a.time, a.undoes, e.sample, c.name FROM actions a "
-                "LEFT JOIN events e ON e.action = a.id LEFT JOIN classes c ON c.id = e.class_id "
-                "ORDER BY a.id, e.seq").fetchall()
-        df = pd.DataFrame(rows, columns=["action", "kind", "time", "undoes", "sample", "label"])
-        df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)
-        df["undoes"] = df["undoes"].astype("Int64")
-        df["sample"] = df["sample"].astype("Int64")
-        return df
+            return history_dataframe(self)
 
     def to_dataframe(self, names=None):
-        """Current labels as a DataFrame: index, label, labelled_at (UTC) [, name].
-
-        names : optional sequence of length n_samples (file names, ids) added as a column.
-        """
-        import pandas as pd
-
+        """Every answer in the store: index (row, NA when the item is gone), key, [name], label,
+        kind ("train", "test" or "unsure"), present, labelled_at (UTC)."""
         with self._lock:
-            cur = self.current()
-            times = dict(self._db.execute("SELECT id, time FROM actions")) if cur else {}
-            when = {s: times[self._stacks[s][-1][0]] for s in cur}
-        idx = np.fromiter(cur.keys(), dtype=np.int64, count=len(cur))
-        df = pd.DataFrame({
-            "index": idx,
-            "label": pd.Series(list(cur.values()), dtype=object),
-            "labelled_at": pd.to_datetime([when[int(i)] for i in idx], unit="s", utc=True),
-        })
-        if names is not None:
-            if len(names) != self.n_samples:
-                raise ValueError(f"names must have one entry per sample ({self.n_samples}), got {len(names)}")
-            df.insert(1, "name", [str(names[i]) for i in idx])
-        return df
+            return labels_dataframe(self, names)
 
     def export(self, path, names=None) -> Path:
-        """Write the current labels to CSV or parquet (chosen by the file suffix)."""
+        """Write every answer to CSV or parquet (chosen by the file suffix); see to_dataframe."""
         return export_dataframe(self.to_dataframe(names), path)
 
     # -- lifetime ----------------------------------------------------------------
-    def close(self):
+    def on_close(self, callback) -> None:
+        """Call ``callback(reason)`` when the store is closed (by its owner or by a takeover)."""
+        self._on_close.append(callback)
+
+    def close(self, reason: str | None = None):
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            if self._db is None:
+                return
+            self.closed_reason = reason
+            self._release()
+            callbacks = list(self._on_close)
+        for cb in callbacks:
+            try:
+                cb(reason)
+            except Exception:
+                pass
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
 
     def __enter__(self):
         return self
@@ -382,19 +540,3 @@ class LabelStore:
         return (f"LabelStore({self.path!r}, n_samples={self.n_samples}, labelled={self.n_labelled}, "
                 f"classes={len(self.classes)})")
 
-
-def export_dataframe(df, path) -> Path:
-    """Write a DataFrame to .csv or .parquet (by suffix); a clear error for anything else."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"export path must end in .csv or .parquet, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        df.to_csv(path, index=False)
-    else:
-        try:
-            df.to_parquet(path, index=False)
-        except ImportError as exc:
-            raise ImportError(f"parquet export needs pyarrow: pip install 'alwidget[parquet]' ({exc})") from None
-    return path

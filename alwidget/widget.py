@@ -8,9 +8,9 @@ predictions, uncertainty, the batch) travel as binary custom messages, chunked b
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import anywidget
@@ -18,8 +18,11 @@ import numpy as np
 import traitlets
 
 from . import _serialize
-from ._util import cache_dir, check_features, fingerprint
+from ._util import check_features
+from .items import row_items, user_items
 from .session import Session
+from .store import StoreError, StoreMismatchError, check_class_name
+from .storefile import default_store_path
 
 __all__ = ["Labeller", "default_store_path"]
 
@@ -38,14 +41,36 @@ MAX_THUMBS_PER_REQUEST = 64
 THUMB_SIZE = 96
 
 
-def default_store_path(features: np.ndarray, name: str | None = None) -> Path:
-    """The store file a Labeller uses when none is given: <cache>/labels/<name>-<fingerprint>.sqlite.
+def _open_session(X, items, store, name, **kw) -> Session:
+    """The widget's Session: on the given store, or on the default store file for these items.
 
-    Derived from the data set name and the features' content hash, so reopening the same data
-    resumes the same labels, and different data never share a file.
+    A default file whose rows hold other data (bare arrays matched by row number) is passed
+    over for the next candidate, so two different arrays never fight over one file.
     """
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or "features").strip("-.") or "features"
-    return cache_dir("labels") / f"{slug}-{fingerprint(features)[:12]}.sqlite"
+    if store is not None:
+        if str(store) != ":memory:":
+            store = str(Path(store).expanduser())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            session = Session(X, store=store, items=items, **kw)
+        for line in session.notices:
+            print(f"alwidget: {line}")
+        return session
+    for attempt in range(20):
+        path = default_store_path(items, name, attempt)
+        try:
+            with warnings.catch_warnings():  # the notices are printed below, once
+                warnings.simplefilter("ignore", UserWarning)
+                session = Session(X, store=str(path), items=items, **kw)
+        except StoreMismatchError:
+            if not items.tolerant:
+                raise
+            continue
+        print(f"alwidget: labels are saved in {path} ({len(session.labels)} labelled so far)")
+        for line in session.notices:
+            print(f"alwidget: {line}")
+        return session
+    raise StoreMismatchError("no default label store fits these features; pass store= a new path")
 
 
 def _fit_square(xy: np.ndarray, margin: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +104,8 @@ class Labeller(anywidget.AnyWidget):
         Class names; more can be added from the widget. None: the classes already in the store.
     store : str, Path or None
         SQLite file that keeps every label (durable before the map shows it). None: a file under
-        the alwidget cache named after the data (printed when created); ":memory:" keeps labels
-        in memory only.
+        the alwidget cache derived from the images' identity (the folder, the data set), printed
+        when the widget is created and shown in it; ":memory:" keeps labels in memory only.
     strategy : str
         Active learning strategy (`alwidget.strategies.available()`); "auto" switches from a
         cold-start strategy to DropQuery when the probe has enough labels.
@@ -99,6 +124,9 @@ class Labeller(anywidget.AnyWidget):
         Torch device for the probe ("auto": CUDA when available).
     height : int
         Height of the map in pixels.
+    keys : list of str or None
+        A stable id per row for bare features (labels follow keys across runs and encoders).
+        With `images`, the images' own identities are used (relative paths, data set indices).
     """
 
     _esm = _BUNDLE if _BUNDLE.exists() else _MISSING_BUNDLE
@@ -125,6 +153,7 @@ class Labeller(anywidget.AnyWidget):
         image_index=None,
         device: str = "auto",
         height: int = 520,
+        keys=None,
         **kwargs,
     ):
         X = check_features(features)
@@ -154,13 +183,12 @@ class Labeller(anywidget.AnyWidget):
                     f"coords must be a finite array of shape ({n}, 2) matching features, got shape {coords.shape}"
                 )
 
-        if store is None:
-            store_path = default_store_path(X, name)
-            print(f"alwidget: labels are saved in {store_path}")
-            store = str(store_path)
-        elif str(store) != ":memory:":
-            Path(store).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            store = str(Path(store).expanduser())
+        if keys is not None:
+            items = user_items(keys, n, source=f"features:{name}" if name else "features")
+        elif images is not None:
+            items = images.items().subset(image_index)
+        else:
+            items = row_items(X, source=f"features:{name}" if name else "features")
 
         self._closed = True  # close() and __del__ look at it, also on a half-built widget
         super().__init__(height=int(height), **kwargs)
@@ -169,7 +197,6 @@ class Labeller(anywidget.AnyWidget):
         self._images = images
         self._image_index = image_index
         self._name = name
-        self._store_path = "" if store == ":memory:" else store
         self._version = 0
         self._send_lock = threading.RLock()
         self._push_lock = threading.Lock()
@@ -183,9 +210,10 @@ class Labeller(anywidget.AnyWidget):
         self._umap_running = False
         self._umap_progress = 0.0
 
-        self.session = Session(
-            X, classes=classes, store=store, strategy=strategy, seed=seed, device=device, batch_size=batch_size
+        self.session = _open_session(
+            X, items, store, name, classes=classes, strategy=strategy, seed=seed, device=device, batch_size=batch_size
         )
+        self._store_path = self.session.status["store"]
         self._label_cache = self._labels_array()
         self.classes = list(self.session.classes)
         from . import strategies as strategies_mod
@@ -335,16 +363,16 @@ class Labeller(anywidget.AnyWidget):
         )
 
     def export(self, path) -> Path:
-        """Write `to_dataframe()` to `path` (.csv or .parquet); returns the path."""
-        path = Path(path)
+        """Write `to_dataframe()` to `path` (.csv or .parquet); returns the path.
+
+        Refuses (and leaves the file alone) when nothing is labelled and `path` already holds data.
+        """
+        from .store_view import export_dataframe
+
         df = self.to_dataframe()
-        if path.suffix.lower() == ".csv":
-            df.to_csv(path, index=False)
-        elif path.suffix.lower() in (".parquet", ".pq"):
-            df.to_parquet(path, index=False)
-        else:
-            raise ValueError(f"export path must end in .csv or .parquet, got {path.name!r}")
-        return path
+        if not df["label"].notna().any():
+            df = df.iloc[:0]
+        return export_dataframe(df, path)
 
     def close(self):
         """Close the widget and its Session (the store already holds every label)."""
@@ -376,8 +404,11 @@ class Labeller(anywidget.AnyWidget):
             handler(self, content, list(buffers or ()))
         except _Intent as exc:
             self._set_error(str(exc))
+        except StoreError as exc:  # disk full, store taken over...: the store's own sentence
+            self._set_error(str(exc))
         except Exception as exc:  # the kernel stays alive whatever the front end sends
-            self._set_error(f"{type(exc).__name__}: {exc}")
+            what = content.get("type") if isinstance(content, dict) else None
+            self._set_error(f"the widget could not handle that {what!r} request ({exc}); nothing was changed")
 
     def _on_custom_msg(self, _widget, content, buffers):
         self.handle_message(content, buffers)
@@ -433,6 +464,10 @@ class Labeller(anywidget.AnyWidget):
         if not isinstance(name, str) or not name.strip():
             raise _Intent("add_class needs a non-empty class name")
         name = name.strip()
+        try:
+            check_class_name(name)
+        except (TypeError, ValueError) as exc:
+            raise _Intent(str(exc)) from None
         if len(name) > 200:
             raise _Intent("class names are limited to 200 characters")
         if name in self.classes:
@@ -488,11 +523,10 @@ class Labeller(anywidget.AnyWidget):
         if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in raw):
             bad = next(v for v in raw if isinstance(v, bool) or not isinstance(v, (int, np.integer)))
             raise _Intent(f"point indices must be integers, got {bad!r}")
-        arr = np.asarray(raw, dtype=np.int64)
-        out = (arr < 0) | (arr >= n)
-        if out.any():
-            raise _Intent(f"point index {int(arr[out][0])} is out of range (the map has {n} points)")
-        return np.unique(arr)
+        bad = next((int(v) for v in raw if not 0 <= int(v) < n), None)  # Python ints: no overflow
+        if bad is not None:
+            raise _Intent(f"point index {bad} is out of range (the map has {n} points)")
+        return np.unique(np.asarray(raw, dtype=np.int64))
 
     def _indices_from(self, content, buffers) -> np.ndarray:
         if "indices" in content and content["indices"] is not None:
@@ -501,6 +535,8 @@ class Labeller(anywidget.AnyWidget):
                 raise _Intent(f"'indices' must be a list of point indices, got {type(raw).__name__}")
             return self._check_indices(raw)
         if buffers:
+            if not isinstance(buffers[0], (bytes, bytearray, memoryview)):
+                raise _Intent(f"the index buffer must be binary data, got {type(buffers[0]).__name__}")
             try:
                 arr = _serialize.array_from_json({"buffer": buffers[0], "dtype": "int32", "shape": None})
             except ValueError as exc:
@@ -698,7 +734,7 @@ class Labeller(anywidget.AnyWidget):
             if st.get("last_update_ms") is not None:
                 last += f" ({st['last_update_ms'] / 1000:.2f} s)"
         busy = bool(st.get("busy", False)) if busy is None else busy
-        error = self._error or str(st.get("error") or "")
+        error = str(st.get("closed_reason") or "") or self._error or str(st.get("error") or "")
         parts = [f"{n_labelled} of {self._features.shape[0]} labelled"]
         if counts:
             parts.append(", ".join(f"{c}: {k}" for c, k in counts.items()))
@@ -721,6 +757,7 @@ class Labeller(anywidget.AnyWidget):
             "error": error,
             "text": " · ".join(parts),
             "store": self._store_path or ":memory:",
+            "closed": bool(st.get("closed_reason")),
             "strategy_name": str(st.get("strategy") or ""),
         }
 

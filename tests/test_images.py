@@ -260,3 +260,35 @@ def test_subset_keeps_order_labels_and_skip_record(matrix):
     assert sub.given_labels == [s.given_labels[i] for i in keep]
     assert (sub.identities() == s.identities()[keep]).all()
     assert sub.skipped["path"].str.endswith("notimage.jpg").any()
+
+
+def test_symlink_cycles_end_and_symlink_loops_are_reported(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "pics"
+    (root / "sub").mkdir(parents=True)
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(root / "a.png")
+    Image.new("RGB", (8, 8), (30, 20, 10)).save(root / "sub" / "b.png")
+    os.symlink(root, root / "sub" / "back_to_top")  # a directory cycle
+    os.symlink(root / "loop2.png", root / "loop1.png")  # a file symlink loop
+    os.symlink(root / "loop1.png", root / "loop2.png")
+    s = ImageSet.from_folder(root)
+    assert s.names == ["a.png", "sub/b.png"]
+    reasons = dict(zip(s.skipped["path"], s.skipped["reason"]))
+    assert set(reasons) == {str(root / "loop1.png"), str(root / "loop2.png")}
+    assert all("cannot follow symlink" in r for r in reasons.values())
+
+
+def test_items_of_a_folder_are_relative_paths_with_content_hashes(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "pics"
+    (root / "x").mkdir(parents=True)
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(root / "x" / "one.png")
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(root / "two.png")
+    items = ImageSet.from_folder(root).items()
+    assert items.keys == ["two.png", "x/one.png"] and items.source == f"folder:{root}"
+    h = items.contents([0, 1])
+    assert h[0] == h[1] and len(h[0]) == 32  # same bytes, same hash
+    arrays = ImageSet.from_arrays(np.zeros((2, 4, 4), np.uint8), names=["p", "q"]).items()
+    assert arrays.keys == ["p", "q"] and arrays.contents([0])[0] == arrays.contents([1])[0]

@@ -2,7 +2,8 @@
 
 ALWIDGET_NOTEBOOK_FAST=1 makes the notebooks use small settings (fewer seeds/images, the offline
 encoder instead of OpenCLIP); HF_HUB_OFFLINE=1 makes any hub access fail fast instead.
-Each notebook runs in a temporary copy of the folder, so the files it writes stay out of the repo.
+Each notebook runs in a temporary copy of the folder with a fresh cache, so the files it writes
+stay out of the repo and nothing computed by another test is reused.
 """
 import shutil
 from pathlib import Path
@@ -22,6 +23,8 @@ def run_notebook(name: str, workdir: Path, monkeypatch) -> nbformat.NotebookNode
     monkeypatch.setenv("ALWIDGET_NOTEBOOK_FAST", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiet debugger warning on stderr
+    # A fresh cache, as for a new user: a warm shared cache hid the labels-do-not-come-back bug.
+    monkeypatch.setenv("ALWIDGET_CACHE_DIR", str(workdir / "cache"))
     path = workdir / name
     shutil.copyfile(NOTEBOOKS / name, path)
     nb = nbformat.read(path, as_version=4)

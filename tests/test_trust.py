@@ -256,6 +256,7 @@ def test_session_test_labels_never_reach_training(digits):
         assert answered.size >= 10 and s.status["error"] is None
         assert all((f[E] == -1).all() for f in fits)  # no row of E ever trained the probe
         assert (s.label_array()[tests] == -1).all() and (s.store.current_ids()[answered] >= 0).all()
+        assert s.store.state().test[answered].all() and s.status["n_test"] == answered.size
         assert all((~np.isin(b, E) | np.isin(b, tests)).all() for b in batches)
         est = s.accuracy_estimate()
         assert est["n_test"] == answered.size and 0 <= est["low"] <= est["estimate"] <= est["high"] <= 1
@@ -282,33 +283,65 @@ def test_browsing_an_evaluation_item_restarts_the_estimate(digits):
     names = [str(c) for c in range(10)]
     with Session(X, classes=names, n_threads=1, device="cpu") as s:
         s.check_model(on=True)
+        E_size = s.trust.population_size
         _oracle_rounds(s, y, names, 6)
-        old = s.trust.test_rows()
-        old = old[s.store.current_ids()[old] >= 0]
+        drawn = s.trust.test_rows()
+        old = drawn[s.store.current_ids()[drawn] >= 0]
         assert s.accuracy_estimate()["n_test"] == old.size > 0
         browsed = int(np.setdiff1d(s.trust.eval_rows(), s.trust.test_rows())[0])
         s.label(browsed, names[y[browsed]])
         est = s.accuracy_estimate()
         assert est["n_test"] == 0 and est["restarts"] == 1 and est["estimate"] is None
         assert browsed not in s.trust.eval_rows() and not np.isin(old, s.trust.eval_rows()).any()
-        assert (s.label_array()[old] >= 0).all()  # the old tests now train the probe: no label wasted
+        assert s.label_array()[browsed] == y[browsed]  # the browsed item trains
+        assert s.store.state().test[old].all() and (s.label_array()[old] == -1).all()  # old tests stay tests
         _oracle_rounds(s, y, names, 3)
-        assert s.accuracy_estimate()["n_test"] > 0
+        assert s.accuracy_estimate()["n_test"] > 0 and s.trust.population_size == E_size - drawn.size - 1
 
 
 def test_reopened_session_keeps_its_evaluation_population(digits, tmp_path):
+    """E and the draws follow the items: reopening with the rows in another order keeps them."""
     X, y = digits
     names = [str(c) for c in range(10)]
     path = tmp_path / "labels.sqlite"
-    with Session(X, classes=names, store=path, n_threads=1, device="cpu") as s:
+    keys = np.asarray([f"digit-{i}" for i in range(len(y))])
+    with Session(X, classes=names, store=path, n_threads=1, device="cpu", keys=keys) as s:
         s.check_model(on=True)
         _oracle_rounds(s, y, names, 4)
-        E, tests, est = s.trust.eval_rows(), s.trust.test_rows(), s.accuracy_estimate()
-    with Session(X, store=path, n_threads=1, device="cpu") as s:
-        assert np.array_equal(s.trust.eval_rows(), E) and np.array_equal(s.trust.test_rows(), tests)
+        E, tests, est = keys[s.trust.eval_rows()], keys[s.trust.test_rows()], s.accuracy_estimate()
+    perm = np.random.default_rng(0).permutation(len(y))
+    with Session(X[perm], store=path, n_threads=1, device="cpu", keys=keys[perm]) as s:
+        assert set(keys[perm][s.trust.eval_rows()]) == set(E)
+        assert list(keys[perm][s.trust.test_rows()]) == list(tests)
         again = s.accuracy_estimate()
-        assert again["n_test"] == est["n_test"] > 0 and again["on"]
-        assert (s.label_array()[tests] == -1).all()
+        assert again["n_test"] == est["n_test"] > 0 and again["on"] and again["estimate"] == est["estimate"]
+        assert (s.label_array()[s.trust.test_rows()] == -1).all()
+    with pytest.warns(UserWarning, match="no longer in this set"), \
+            Session(X[:1500], store=path, n_threads=1, device="cpu", keys=keys[:1500]) as s:
+        assert s.accuracy_estimate()["restarts"] == 1  # items of E left: the population changed
+
+
+def test_unsure_or_skipped_test_requests(digits):
+    X, y = digits
+    names = [str(c) for c in range(10)]
+    with Session(X, classes=names, n_threads=1, device="cpu") as s:
+        s.check_model(on=True)
+        _oracle_rounds(s, y, names, 3)
+        n, size = s.accuracy_estimate()["n_test"], s.trust.population_size
+        def pending():
+            return [int(r) for r in s.trust.test_rows() if s.store.current_ids()[r] < 0 and r not in s.unsure]
+
+        first = pending()[0]
+        assert first in s.next_batch()  # a pending test request is in the batch
+        s.mark_unsure([first])
+        s.wait()
+        assert first not in s.trust.test_rows() and first not in s.trust.eval_rows()
+        assert s.trust.population_size == size - 1 and s.accuracy_estimate()["n_test"] == n
+        s.wait()
+        waiting = pending()[0]
+        s.skip([waiting])
+        s.wait()
+        assert waiting in s.trust.test_rows() and waiting not in s.next_batch()  # it waits, it is not lost
 
 
 def test_session_rejects_bad_settings(digits):

@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 
 from alwidget import _serialize
 from alwidget.images import ImageSet
+from alwidget.items import row_items
 from alwidget.store import LabelStore
 from alwidget.widget import Labeller, default_store_path
 
@@ -256,17 +257,23 @@ def test_thumbnails_and_names_travel_on_demand(digits, tmp_path):
 def test_default_store_is_a_file_that_resumes(digits, capsys):
     X, _, _ = digits
     w = Labeller(X, classes=CLASSES, coords=X[:, :2], name="digits test")
-    path = default_store_path(X, "digits test")
+    path = default_store_path(row_items(X, source="features:digits test"), "digits test")
     assert w.store_path == str(path) and path.name.startswith("digits-test-")
     assert str(path) in capsys.readouterr().out
     w._emit = Recorder()
     w.handle_message({"type": "label", "indices": [9], "class": "two"})
     w.session.wait()
     w.close()
-    again = Labeller(X, coords=X[:, :2], name="digits test")
+    noisy = X + np.float32(1e-7)  # re-computed features: float noise must not lose the labels
+    again = Labeller(noisy, coords=X[:, :2], name="digits test")
+    assert again.store_path == str(path)
     assert again.labels == {9: "two"} and again.classes == CLASSES
     again.session.wait()
     again.close()
+    other = Labeller(X[::-1].copy(), coords=X[:, :2], name="digits test")  # other rows, same size
+    assert other.store_path != str(path) and other.labels == {}
+    other.session.wait()
+    other.close()
     mem = Labeller(X, classes=CLASSES, store=":memory:", coords=X[:, :2])
     assert mem.store_path == "" and mem.status["store"] == ":memory:"
     mem.session.wait()
@@ -422,3 +429,43 @@ def test_from_folder_defaults_to_openclip_and_fails_fast_offline(tmp_path, monke
     with pytest.raises(EncoderUnavailable, match="efficientnet-lite0") as err:
         Labeller.from_folder(tmp_path, cache_dir=tmp_path / "emb", progress=False, store=":memory:")
     assert "ViT-B-32" in str(err.value)
+
+
+def test_malformed_requests_get_sentences_not_exception_text(digits):
+    X, _, _ = digits
+    w = Labeller(X, classes=CLASSES, coords=X[:, :2], store=":memory:")
+    w._emit = Recorder()
+    cases = [
+        (({"type": "label", "class": "one"}, ["not bytes"]), "index buffer must be binary data"),
+        (({"type": "label", "indices": [2**64], "class": "one"}, []), "point index 18446744073709551616 is out"),
+        (({"type": "thumbs", "indices": [-2**70]}, []), "is out of range"),
+        (({"type": "add_class", "name": "cat\udc80"}, []), "lone surrogate"),
+    ]
+    for (msg, bufs), expected in cases:
+        w.handle_message(msg, bufs)
+        assert expected in w.status["error"]
+        assert "Error:" not in w.status["error"]  # no raw exception class names
+    assert w.labels == {}
+    w.session.wait()
+    w.close()
+
+
+def test_running_the_cell_twice_leaves_one_live_widget(digits, capsys):
+    X, _, _ = digits
+    first = Labeller(X, classes=CLASSES, coords=X[:, :2], name="twice")
+    first._emit = Recorder()
+    first.handle_message({"type": "label", "indices": [3], "class": "one"})
+    second = Labeller(X, classes=CLASSES, coords=X[:, :2], name="twice")  # the cell, run again
+    second._emit = Recorder()
+    assert first.session.closed and first.status["closed"]
+    assert "newer session" in first.status["error"]
+    first.handle_message({"type": "label", "indices": [4], "class": "two"})  # typed into the old view
+    assert "newer session" in first.status["error"] and 4 not in second.labels
+    assert second.labels == {3: "one"}
+    second.handle_message({"type": "label", "indices": [5], "class": "two"})
+    assert second.labels == {3: "one", 5: "two"}
+    second.session.wait()
+    second.close()
+    first.close()
+    with LabelStore(second.store_path, second.session.items) as back:
+        assert back.current() == {3: "one", 5: "two"}

@@ -6,6 +6,7 @@ SQLite store file from this process. Every step saves a screenshot (`lab.shots`)
 """
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import time
@@ -27,11 +28,19 @@ def store_labels(path: str) -> dict[int, str]:
     """{index: class name} as committed in the store file (read by this process, not the kernel)."""
     from alwidget.store import LabelStore
 
-    store = LabelStore.open_readonly(path)
+    store = LabelStore.open_readonly(path, _demo_items())
     try:
         return {int(i): str(c) for i, c in store.current().items()}
     finally:
         store.close()
+
+
+@functools.lru_cache(maxsize=1)
+def _demo_items():
+    """Identities of the quickstart's rows (the demo data set, every image embeds)."""
+    from alwidget import datasets
+
+    return datasets.demo().to_images().items()
 
 
 def wait_for(predicate, timeout_s: float = 60, what: str = "condition"):
