@@ -185,7 +185,7 @@ class TrustMonitor:
                 free = np.flatnonzero((labels < 0) & (True if unsure is None else ~np.asarray(unsure, bool)))
                 if free.size < 2:
                     raise ValueError("nothing left to check the model on: every item is labelled")
-                size = min(EVAL_MAX, max(2, int(round(EVAL_FRACTION * free.size))))
+                size = min(EVAL_MAX, max(2, round(EVAL_FRACTION * free.size)))
                 rng = np.random.default_rng([self.seed, 11])
                 self._eval = np.sort(rng.choice(free, size, replace=False))
                 self._state["eval"] = self._eval.tolist()
@@ -230,7 +230,7 @@ class TrustMonitor:
         self._save()
 
     def _drop_unsure(self, rows) -> None:
-        rows = set(int(r) for r in rows)
+        rows = {int(r) for r in rows}
         self._state["removed"] += sorted(rows)
         self._state["draws"] = [d for d in self._state["draws"] if d[0] not in rows]
         self._state["population"] -= len(rows)

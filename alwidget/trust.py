@@ -26,10 +26,10 @@ import math
 import numpy as np
 
 __all__ = [
-    "lure_weights", "risk_estimate", "accuracy_estimate", "surrogate_params", "expected_loss", "proposal", "draw",
-    "cohen_kappa", "checkpoint_interval", "mean_kappa", "stop_decision",
-    "n_folds", "out_of_sample_proba", "self_confidence", "confident_learning_flags",
-    "activelab_scores", "estimate_sentence", "stopping_sentence", "trust_figure",
+    "accuracy_estimate", "activelab_scores", "checkpoint_interval", "cohen_kappa",
+    "confident_learning_flags", "draw", "estimate_sentence", "expected_loss", "lure_weights", "mean_kappa",
+    "n_folds", "out_of_sample_proba", "proposal", "risk_estimate", "self_confidence", "stop_decision",
+    "stopping_sentence", "surrogate_params", "trust_figure",
 ]
 
 TAU = 0.1  # share of the proposal that stays uniform (bounds every weight by 1 / TAU)

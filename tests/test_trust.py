@@ -1,5 +1,7 @@
 """Know when you are done: the accuracy estimate, the stop hint and suspect labels (alwidget.trust,
 alwidget.monitor, the Session methods), on digits and on Fashion-MNIST EfficientNet features."""
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
@@ -92,10 +94,10 @@ def test_estimate_unbiased_covers_and_beats_uniform(request, data):
         pred = probe.predict_proba()[pool].argmax(1)
         correct = pred == y[pool]
         g = trust.expected_loss(surrogate.predict_proba()[pool], pred)
-        for scheme in err:
+        for scheme, errors in err.items():
             for _ in range(PER_PROBE):
                 res = _sequence(g, correct, rng, uniform=scheme == "uniform")
-                err[scheme].append(res["estimate"] - correct.mean())
+                errors.append(res["estimate"] - correct.mean())
                 if scheme == "lure":
                     covered.append(res["low"] <= correct.mean() <= res["high"])
     e = np.asarray(err["lure"])
@@ -161,10 +163,10 @@ def test_higher_threshold_never_stops_earlier(digits):
     mon, stops = _oracle_run(X, y, n_rounds=40)
     first = {t: next((n for n, s in stops if s[t]), np.inf) for t in stops[0][1]}
     ts = sorted(first)
-    assert all(first[a] <= first[b] for a, b in zip(ts, ts[1:])), first
+    assert all(first[a] <= first[b] for a, b in pairwise(ts)), first
     assert first[0.9] < np.inf  # the hint does fire on digits within 400 labels
     cps = mon.history()["checkpoints"]
-    assert all(b["n_labels"] - a["n_labels"] >= 10 for a, b in zip(cps, cps[1:]))  # max(10, C) apart
+    assert all(b["n_labels"] - a["n_labels"] >= 10 for a, b in pairwise(cps))  # max(10, C) apart
 
 
 def test_stopping_sentences():
