@@ -76,9 +76,13 @@ def margin_run(X, y, E, budgets, seed):
             k = min(BATCH, budget - int((labels >= 0).sum()))
             ask = min(int((labels < 0).sum()), int(np.ceil(k * (1 + E.size / free))) + 2)
             fitted = (labels >= 0).any()
-            idx = strategies.select("margin", X, labels, ask, seed=seed * 1000 + int((labels >= 0).sum()),
-                                    probe=probe if fitted else None, n_classes=10)
-            idx = np.asarray(idx)[~in_e[idx]][:k]  # margin ranks: dropping E keeps the best of the rest
+            while True:  # as Session._select does until strategies take exclude=: more until enough outside E
+                idx = strategies.select("margin", X, labels, ask, seed=seed * 1000 + int((labels >= 0).sum()),
+                                        probe=probe if fitted else None, n_classes=10)
+                idx = np.asarray(idx)[~in_e[idx]][:k]  # margin ranks: dropping E keeps the best of the rest
+                if idx.size == k or ask >= (labels < 0).sum():
+                    break
+                ask = min(int((labels < 0).sum()), 2 * ask)
             labels[idx] = y[idx]
             probe.fit(X, labels, n_classes=10)
         yield budget, labels.copy(), probe.predict_proba()
