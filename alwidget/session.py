@@ -11,6 +11,7 @@ class names are what the store keeps and what ``labels`` returns.
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import threading
 import time
@@ -606,15 +607,19 @@ class Session:
         n_classes = len(self.store.classes)
         if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
             params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
-        # Ask for more in proportion to what is excluded (E can be 20,000 rows), more again if short.
-        want = min(k + int(np.ceil(k * exclude.size / max(1, n_free - exclude.size))) + 2, n_free)
+        n_ok = n_free - exclude.size
+        if exclude.size and "exclude" in inspect.signature(self._strategies.select).parameters:
+            params["exclude"], exclude = exclude, np.zeros(0, dtype=np.int64)  # the strategy skips them itself
+            want = min(k, n_ok)
+        else:  # ask for more in proportion to what is excluded (E can be 20,000 rows), more again if short
+            want = min(k + int(np.ceil(k * exclude.size / max(1, n_ok))) + 2, n_free)
         while True:
             idx, info = self._strategies.select(strategy, self.features, labels, want, seed=self.seed + round_,
                                                 probe=probe, return_info=True, n_threads=self.n_threads, **params)
             idx = np.asarray(idx, dtype=np.int64)
             if exclude.size:
                 idx = idx[~np.isin(idx, exclude)]
-            if idx.size >= min(k, n_free - exclude.size) or want >= n_free:
+            if idx.size >= min(k, n_ok) or want >= n_free or "exclude" in params:
                 return idx[:k], dict(info)
             want = min(2 * want, n_free)
 
