@@ -48,8 +48,10 @@ def cmd_embed(args) -> int:
     images = ImageSet.from_folder(path, labels_from_subfolders=args.labels_from_subfolders) if path.is_dir() \
         else ImageSet.from_paths([path])
     print(f"{len(images)} image file(s) found under {path}")
+    if args.address is not None and args.engine != "ray":
+        raise SystemExit("alwidget embed: --address names a Ray cluster; use it with --engine ray")
     emb = embed_images(images, encoder=args.encoder, device=args.device, batch_size=args.batch_size,
-                       cache_dir=args.cache_dir)
+                       cache_dir=args.cache_dir, engine=args.engine, ray_address=args.address)
     names = np.asarray([images.names[i] for i in emb.keep], dtype=str)
     extra = {}
     if images.given_labels is not None:
@@ -152,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=None)
     e.add_argument("--cache-dir", default=None)
     e.add_argument("--labels-from-subfolders", action="store_true")
+    e.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where to embed: this process, or a Ray cluster (pip install 'alwidget[ray]'; the cache "
+                        "folder must be shared storage the workers see at the same path)")
+    e.add_argument("--address", default=None,
+                   help="Ray cluster address for --engine ray (e.g. ray://head:10001 or auto; default: "
+                        "$RAY_ADDRESS, else a local Ray)")
     e.set_defaults(func=cmd_embed)
 
     pr = sub.add_parser("project", help="2-D map coordinates (UMAP) for an embeddings file")
@@ -182,7 +190,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as exc:
         print(f"alwidget {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ._util import cache_dir
+from ._util import atomic_write, cache_dir
 from .images import ImageSet
 
 __all__ = ["Dataset", "FASHION_MNIST_CLASSES", "demo", "digits", "fashion_mnist", "read_idx"]
@@ -118,9 +117,7 @@ def _download_fashion_mnist(folder: Path, stems, timeout: float = 15.0) -> None:
         md5 = hashlib.md5(data).hexdigest()
         if md5 != _FASHION_FILES[stem]:
             raise OSError(f"download of {url} is damaged (md5 {md5}, expected {_FASHION_FILES[stem]})")
-        tmp = target.with_name(target.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write(target, data)
 
 
 def fashion_mnist(split: str = "train", path=None, *, download: bool = True) -> Dataset:

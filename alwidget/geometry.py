@@ -14,7 +14,6 @@ All distances are Euclidean. Shapes: ``X`` is ``(n_samples, n_features)``.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
 import weakref
@@ -22,7 +21,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ._util import check_features, fingerprint, limit_threads, resolve_device
+from ._util import check_features, default_threads, fingerprint, limit_threads, resolve_device
 
 __all__ = ["BACKEND", "Geometry", "default_threads", "kmeans", "knn", "normalize", "threads"]
 
@@ -45,18 +44,7 @@ MAX_EDGES = 400_000_000
 
 
 # --------------------------------------------------------------------------- threads
-
-def default_threads() -> int:
-    """CPU threads for selection: all usable CPUs but one (kernel, browser), at most 4, and
-    at most $OMP_NUM_THREADS. On 2 busy cores one thread is 4x faster than two for the
-    memory-bound per-pick updates (spin-waiting pools), so 2 CPUs -> 1 thread."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    n = max(1, min(n - 1, 4))
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    return min(n, int(env)) if env.isdigit() and int(env) > 0 else n
+# default_threads (re-exported): the package's policy, alwidget._util.default_threads.
 
 
 @contextlib.contextmanager

@@ -37,8 +37,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -47,7 +45,7 @@ from typing import Callable
 import numpy as np
 
 from ._util import cache_dir as _cache_root
-from ._util import check_features, fingerprint
+from ._util import atomic_write, check_features, fingerprint, max_threads
 
 __all__ = [
     "EXACT_KNN_MAX",
@@ -321,21 +319,6 @@ def _load_cached(path: Path, n: int) -> np.ndarray | None:
     return coords
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    """Write an .npy next to its final name, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 @contextlib.contextmanager
 def _thread_local_pools(n_jobs):
     """Cap numba and faiss/OpenMP threads for the calling thread only.
@@ -344,8 +327,7 @@ def _thread_local_pools(n_jobs):
     of the labelling thread (BLAS and torch pools are process-wide: untouched).
     """
     if n_jobs is None:
-        yield
-        return
+        n_jobs = max_threads()  # "all cores": the ones this process may use
     import numba
 
     try:
@@ -457,7 +439,7 @@ def _umap_checked(
         report(1.0, "done (loaded from cache)")
         return coords
     coords = _fit_umap(X, seed, params, n_jobs, report, preview_coords)
-    _save_atomic(path, coords)
+    atomic_write(path, lambda f: np.save(f, coords))
     report(1.0, "done")
     return coords
 
@@ -694,16 +676,9 @@ def project_file(
     else:
         coords = umap(features, seed, progress=progress, **umap_params)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if out_path.suffix.lower() == ".npy":
-                np.save(fh, coords)
-            else:
-                np.savez(fh, **extra, coords=coords, method=np.asarray(method), seed=np.asarray(seed))
-        os.replace(tmp, out_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    if out_path.suffix.lower() == ".npy":
+        atomic_write(out_path, lambda f: np.save(f, coords))
+    else:
+        atomic_write(out_path, lambda f: np.savez(f, **extra, coords=coords, method=np.asarray(method),
+                                                  seed=np.asarray(seed)))
     return coords

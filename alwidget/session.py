@@ -53,8 +53,11 @@ except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
 
 
 def default_threads() -> int:
-    """Threads for background learning: leave a core to the kernel and the browser (1..4)."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    """Threads for background learning: the package's one policy (usable CPUs - 1, 1..4, at
+    most $OMP_NUM_THREADS; see alwidget._util.default_threads)."""
+    from ._util import default_threads as policy
+
+    return policy()
 
 
 def strategy_accepts(strategy: str, param: str) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._util import atomic_write
 from .items import Items, sketches_match
 from .storefile import StoreMismatchError
 
@@ -211,19 +212,14 @@ def export_dataframe(df, path) -> Path:
         raise ValueError(f"nothing to export (no labels yet), and {path} already holds data: it was left "
                          "unchanged. Label something first, or export to a new file name.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if suffix == ".csv":
-            df.to_csv(tmp, index=False)
-        else:
-            try:
-                df.to_parquet(tmp, index=False)
-            except ImportError as exc:
-                raise ImportError(f"parquet export needs pyarrow: pip install 'alwidget[parquet]' ({exc})") from None
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    if suffix == ".csv":
+        atomic_write(path, lambda f: df.to_csv(f, index=False))
+    else:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(f"parquet export needs pyarrow: pip install 'alwidget[parquet]' ({exc})") from None
+        atomic_write(path, lambda f: df.to_parquet(f, index=False))
     return path
 
 

@@ -14,10 +14,14 @@
    then looked up by key, as a re-run on an unchanged folder does; also after compaction.
 4. ``--gpu``: OpenCLIP ViT-B-32 on CUDA, model-only img/s per batch size with and without
    AMP, and end-to-end from JPEG files through the DataLoader (names the bottleneck).
+5. ``--sections ray``: ``embed_images(engine="ray")`` on a local Ray against the in-process
+   engine, same JPEG files, same encoder, fresh cache each, side by side (Ray's start-up timed
+   apart: on a cluster it is already running). Needs the ``ray`` extra.
 
     .venv/bin/python bench/bench_embed.py                 # full run on this machine (minutes)
     .venv/bin/python bench/bench_embed.py --quick         # smoke run
     .venv/bin/python bench/bench_embed.py --gpu --sections none --gpu-batch 256,512,1024   # GPU part only
+    .venv/bin/python bench/bench_embed.py --sections ray --out bench_embed_ray            # Ray vs in-process
 """
 from __future__ import annotations
 
@@ -274,6 +278,66 @@ def bench_gpu(args, records, rows) -> None:
                   f"bottleneck: {bottleneck}", flush=True)
 
 
+def _jpeg_folder(root: Path, demo, n: int, px: int) -> Path:
+    """n JPEG files of px x px (the demo images upscaled, as photos are larger than the crop)."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    base = [Image.fromarray(a).convert("RGB").resize((px, px), Image.Resampling.BILINEAR) for a in demo.images[:200]]
+    for i in range(n):
+        base[i % len(base)].rotate(i // len(base), fillcolor=(0, 0, 0)).save(root / f"{i:06d}.jpg", quality=90)
+    return root
+
+
+def bench_ray(args, demo, records, rows) -> None:
+    """Ray Data engine vs in-process on the same files: wall time incl. model load, fresh caches,
+    at each size in --ray-images (the difference of two sizes separates start-up from throughput)."""
+    import os
+
+    import ray
+
+    from alwidget._util import available_cpus
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    t = time.perf_counter()
+    ray.init(num_cpus=available_cpus(), include_dashboard=False, log_to_driver=False)
+    init_s = time.perf_counter() - t
+    print(f"  Ray {ray.__version__} local cluster of {available_cpus()} CPUs started in {init_s:.1f} s", flush=True)
+    try:
+        for n in args.ray_images:
+            with tempfile.TemporaryDirectory(prefix="alwidget-bench-ray-") as d:
+                folder = _jpeg_folder(Path(d) / "imgs", demo, n, args.ray_px)
+                times, feats = _ray_vs_local(args, folder, Path(d))
+            diff = float(np.abs(feats["ray"] - feats["local"]).max())
+            local_s, ray_s = min(times["local"]), min(times["ray"])
+            records.append({"section": "ray", "n": n, "px": args.ray_px, "encoder": args.ray_encoder,
+                            "local_s": times["local"], "ray_s": times["ray"], "ray_init_s": init_s,
+                            "max_abs_diff": diff, "cpus": available_cpus(), "ray_version": ray.__version__})
+            rows.append({"n": n, "local": C.fmt(local_s, 1), "local_ips": C.fmt(n / local_s, 1),
+                         "ray": C.fmt(ray_s, 1), "ray_ips": C.fmt(n / ray_s, 1), "rel": f"{local_s / ray_s:.2f}",
+                         "diff": f"{diff:.0e}"})
+            print(f"  {n} JPEGs ({args.ray_px} px) with {args.ray_encoder}: in-process {local_s:.1f} s "
+                  f"({n / local_s:.1f} img/s), Ray {ray_s:.1f} s ({n / ray_s:.1f} img/s, {local_s / ray_s:.2f}x); "
+                  f"max |difference| {diff:.1e}", flush=True)
+    finally:
+        ray.shutdown()
+
+
+def _ray_vs_local(args, folder: Path, tmp: Path):
+    """Best-of-repeats wall time per engine, the order alternated between repeats."""
+    from alwidget import embed
+
+    times, feats = {"local": [], "ray": []}, {}
+    for rep in range(args.ray_repeats):
+        for engine in ("local", "ray") if rep % 2 == 0 else ("ray", "local"):
+            t = time.perf_counter()
+            e = embed.embed_images(str(folder), args.ray_encoder, cache_dir=tmp / f"cache-{engine}-{rep}",
+                                   engine=engine, progress=False)
+            times[engine].append(time.perf_counter() - t)
+            feats[engine] = e.features
+    return times, feats
+
+
 class _NoAmp:
     """An encoder view that runs the model in fp32 even on CUDA."""
 
@@ -291,7 +355,7 @@ class _NoAmp:
         return f.cpu().numpy()
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=1000, help="demo images for the encoder section")
     p.add_argument("--sizes", type=C.parse_ints, default=[224, 160, 112, 96, 64],
@@ -305,7 +369,7 @@ def main(argv=None) -> int:
                    help="folder sizes for the unchanged-folder re-run")
     p.add_argument("--rerun-encoder", default="efficientnet-lite0", help=argparse.SUPPRESS)
     p.add_argument("--sections", type=C.parse_names, default=["encoders", "demo", "cache", "rerun"],
-                   help="which of encoders,demo,cache,rerun to run (gpu: use --gpu)")
+                   help="which of encoders,demo,cache,rerun,ray to run (gpu: use --gpu)")
     p.add_argument("--gpu", action="store_true", help="also OpenCLIP ViT-B-32 on the GPU")
     p.add_argument("--gpu-device", default="cuda", help="device for --gpu ('cpu' for a dry run)")
     p.add_argument("--gpu-batch", type=C.parse_ints, default=[256, 512, 1024])
@@ -313,41 +377,20 @@ def main(argv=None) -> int:
     p.add_argument("--gpu-images", type=int, default=20000,
                    help="JPEG files for the end-to-end GPU run (enough for many batches per worker)")
     p.add_argument("--workers", default="auto", help="DataLoader workers for the end-to-end GPU run")
+    p.add_argument("--ray-images", type=C.parse_ints, default=[200, 2000],
+                   help="JPEG files for the Ray vs in-process section (one run per size)")
+    p.add_argument("--ray-px", type=int, default=256)
+    p.add_argument("--ray-encoder", default="efficientnet-lite0@96")
+    p.add_argument("--ray-repeats", type=int, default=2, help="runs per engine (best of), order alternated")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every section")
     p.add_argument("--out", default=None, help="results name under bench/results/ (default bench_embed)")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.images, args.sizes, args.batches, args.cpu_batch = 32, [224, 96], 1, 16
-        args.cache_n, args.cache_dims, args.rerun_n = [10_000], [512], [2_000]
-        args.gpu_batch, args.gpu_batches, args.gpu_images = [32], 1, 64
-    out = args.out or ("tmp/bench_embed_quick" if args.quick else "bench_embed")
+    return p
 
-    from alwidget import datasets, embed
 
-    info = C.machine_info(args.gpu_device if args.gpu else "cpu")
-    print(C.machine_line(info))
-    demo = datasets.demo()
-    records, enc_rows, cache_rows, rerun_rows, gpu_rows = [], [], [], [], []
-    demo_rec = None
-    if "encoders" in args.sections:
-        print(f"\n1. encoders on the CPU ({args.images} Fashion-MNIST demo images, batch {args.cpu_batch})")
-        bench_encoders(args, demo, records, enc_rows)
-    if "demo" in args.sections:
-        print(f"\n2. the demo's first embedding ({embed.DEMO_ENCODER})")
-        demo_rec = bench_demo_first_run(args, demo, records)
-    if "cache" in args.sections:
-        print("\n3. cache-hit load")
-        bench_cache(args, records, cache_rows)
-    if "rerun" in args.sections:
-        print("\n3b. re-run on an unchanged folder")
-        bench_rerun_folder(args, records, rerun_rows)
-    if args.gpu:
-        print("\n4. OpenCLIP ViT-B-32 on the GPU")
-        bench_gpu(args, records, gpu_rows)
-
+def _tables(args, rows: dict, demo_rec) -> list:
     tables = []
-    if enc_rows:
-        tables.append(("Encoders on this CPU", C.markdown_table(enc_rows, [
+    if rows["encoders"]:
+        tables.append(("Encoders on this CPU", C.markdown_table(rows["encoders"], [
             ("encoder", "encoder"), ("px", "input px"), ("load", "load (s)"), ("model", "model img/s"),
             ("e2e", "end-to-end img/s"), ("knn", "5-NN acc. on demo (%)"),
             ("probe", "probe acc., 2 labels/class (%)")])))
@@ -355,20 +398,35 @@ def main(argv=None) -> int:
         tables.append((f"Demo first run: {demo_rec['n']} images with {demo_rec['encoder']}: "
                        f"{demo_rec['first_s']:.1f} s (model load included); re-run from the cache "
                        f"{demo_rec['rerun_s'] * 1000:.0f} ms", ""))
-    if cache_rows:
+    if rows["cache"]:
         tables.append(("Cache hit (lookup of every key, rows gathered in the folder's order)",
-                       C.markdown_table(cache_rows, [
+                       C.markdown_table(rows["cache"], [
                            ("n", "N"), ("dim", "D"), ("chunks", "chunks"), ("write", "write (s)"),
                            ("chunked", "hit load, chunked (ms)"), ("compacted", "hit load, one chunk (ms)")])))
-    if rerun_rows:
-        tables.append(("Re-run on an unchanged folder (every row cached; D = 512)", C.markdown_table(rerun_rows, [
+    if rows["rerun"]:
+        tables.append(("Re-run on an unchanged folder (every row cached; D = 512)", C.markdown_table(rows["rerun"], [
             ("n", "files"), ("list", "listing (ms)"), ("embed", "embed_images (ms)"), ("total", "total (ms)")])))
-    if gpu_rows:
-        tables.append(("OpenCLIP ViT-B-32 (random weights) on the GPU", C.markdown_table(gpu_rows, [
+    if rows["ray"]:
+        tables.append((f"Ray vs in-process: JPEG files of {args.ray_px} px, {args.ray_encoder}, fresh cache, model load "
+                       f"included, best of {args.ray_repeats} (Ray's own start-up excluded)",
+                       C.markdown_table(rows["ray"], [
+                           ("n", "files"), ("local", "in-process (s)"), ("local_ips", "in-process img/s"),
+                           ("ray", "Ray (s)"), ("ray_ips", "Ray img/s"), ("rel", "Ray throughput vs in-process"),
+                           ("diff", "max abs. row difference")])))
+    if rows["gpu"]:
+        tables.append(("OpenCLIP ViT-B-32 (random weights) on the GPU", C.markdown_table(rows["gpu"], [
             ("what", "what"), ("batch", "batch"), ("amp", "AMP"), ("workers", "workers"), ("ips", "img/s")])))
-    settings = (f"{args.images} shipped Fashion-MNIST demo images (28 px grey, upscaled by the encoder's "
-                f"preprocessing); CPU batch {args.cpu_batch}; torch threads = idle cores "
-                f"({embed.cpu_threads()} at the end)" + ("; QUICK smoke run" if args.quick else ""))
+    return tables
+
+
+def _settings_and_notes(args, embed, with_ray: bool):
+    if args.sections == ["ray"]:
+        settings = (f"Ray section only: {', '.join(map(str, args.ray_images))} JPEG files made from the demo images, "
+                    f"{args.ray_encoder}, a local Ray of all usable CPUs" + ("; QUICK" if args.quick else ""))
+    else:
+        settings = (f"{args.images} shipped Fashion-MNIST demo images (28 px grey, upscaled by the encoder's "
+                    f"preprocessing); CPU batch {args.cpu_batch}; torch threads = idle cores "
+                    f"({embed.cpu_threads()} at the end)" + ("; QUICK smoke run" if args.quick else ""))
     notes = ["model = forward pass on preprocessed tensors (best of the timed batches as a mean); end-to-end = "
              "embed_images without cache (decode, preprocess, DataLoader, model, L2 normalisation).",
              "5-NN acc. = leave-one-out 5-nearest-neighbour accuracy (cosine) of the embeddings on the demo "
@@ -376,8 +434,53 @@ def main(argv=None) -> int:
              "regression on 2 random labels per class, accuracy on the rest, mean of 10 draws.",
              "cache figures exclude listing the folder (one stat per file) and include the key sort and the "
              "row gather; item-key hashing is timed separately in the JSON records ('keys')."]
+    if with_ray:
+        notes.append("Ray = embed_images(engine='ray') on a running local Ray: CPU decode tasks, one model actor "
+                     "(1 thread on 2 CPUs, the other decodes), one cache chunk per batch, rows read back from the "
+                     "cache; its wall time includes starting the actor process (torch import, model load) on "
+                     "every call; in-process = engine='local' (1 DataLoader worker on 2 CPUs).")
+    return settings, notes
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.quick:
+        args.images, args.sizes, args.batches, args.cpu_batch = 32, [224, 96], 1, 16
+        args.cache_n, args.cache_dims, args.rerun_n = [10_000], [512], [2_000]
+        args.gpu_batch, args.gpu_batches, args.gpu_images = [32], 1, 64
+        args.ray_images, args.ray_repeats = [64], 1
+    out = args.out or ("tmp/bench_embed_quick" if args.quick else "bench_embed")
+
+    from alwidget import datasets, embed
+
+    info = C.machine_info(args.gpu_device if args.gpu else "cpu")
+    print(C.machine_line(info))
+    demo = datasets.demo()
+    records = []
+    rows = {k: [] for k in ("encoders", "cache", "rerun", "ray", "gpu")}
+    demo_rec = None
+    if "encoders" in args.sections:
+        print(f"\n1. encoders on the CPU ({args.images} Fashion-MNIST demo images, batch {args.cpu_batch})")
+        bench_encoders(args, demo, records, rows["encoders"])
+    if "demo" in args.sections:
+        print(f"\n2. the demo's first embedding ({embed.DEMO_ENCODER})")
+        demo_rec = bench_demo_first_run(args, demo, records)
+    if "cache" in args.sections:
+        print("\n3. cache-hit load")
+        bench_cache(args, records, rows["cache"])
+    if "rerun" in args.sections:
+        print("\n3b. re-run on an unchanged folder")
+        bench_rerun_folder(args, records, rows["rerun"])
+    if "ray" in args.sections:
+        print(f"\n5. Ray Data engine vs in-process ({args.ray_encoder})")
+        bench_ray(args, demo, records, rows["ray"])
+    if args.gpu:
+        print("\n4. OpenCLIP ViT-B-32 on the GPU")
+        bench_gpu(args, records, rows["gpu"])
+
+    settings, notes = _settings_and_notes(args, embed, bool(rows["ray"]))
     path = C.write_results(out, title="Embedding throughput and cache", settings=settings, info=info,
-                           tables=tables, records=records, notes=notes)
+                           tables=_tables(args, rows, demo_rec), records=records, notes=notes)
     print(f"\nwrote {path}")
     return 0
 

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from alwidget._util import cache_dir, check_features, check_k, check_labels, fingerprint, limit_threads, resolve_device
+from alwidget import _util
+from alwidget._util import (atomic_write, cache_dir, check_features, check_k, check_labels, fingerprint, limit_threads,
+                            resolve_device)
 
 
 def test_check_features_converts_to_contiguous_float32():
@@ -73,3 +75,57 @@ def test_limit_threads_restores_torch_threads():
     with limit_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_nothing_on_failure(tmp_path):
+    path = tmp_path / "x.npy"
+    atomic_write(path, b"old")
+    atomic_write(path, lambda f: np.save(f, np.arange(3)))
+    assert np.load(path).tolist() == [0, 1, 2]
+
+    def dies(f):
+        f.write(b"half")
+        raise KeyboardInterrupt  # a kill in the middle of the write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, dies)
+    assert np.load(path).tolist() == [0, 1, 2]  # the old content, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]  # no temp file left behind
+
+
+@pytest.fixture
+def cpus(monkeypatch):
+    """Pretend the process may run on ``n`` of 64 CPUs with a given load."""
+    def set_(n, load=0.0, omp=None):
+        monkeypatch.setattr(_util.os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
+        monkeypatch.setattr(_util.os, "cpu_count", lambda: 64)
+        monkeypatch.setattr(_util.os, "getloadavg", lambda: (load, load, load))
+        if omp is None:
+            monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("OMP_NUM_THREADS", str(omp))
+    return set_
+
+
+def test_thread_policy_follows_affinity_and_omp_num_threads(cpus):
+    from alwidget import geometry, session
+
+    cpus(2)  # a 2-CPU container on a 64-core host
+    assert (_util.available_cpus(), _util.max_threads(), _util.default_threads(), _util.cpu_threads()) == (2, 2, 1, 2)
+    cpus(16)
+    assert (_util.max_threads(), _util.default_threads(), _util.cpu_threads()) == (16, 4, 16)
+    cpus(16, omp=2)  # the user's cap wins everywhere
+    assert (_util.max_threads(), _util.default_threads(), _util.cpu_threads()) == (2, 2, 2)
+    cpus(16, omp="garbage")
+    assert _util.max_threads() == 16
+    # one policy: Session and geometry ask the same function
+    for n, omp in ((2, None), (8, None), (8, 3), (1, None)):
+        cpus(n, omp=omp)
+        assert session.default_threads() == geometry.default_threads() == _util.default_threads()
+
+
+def test_cpu_threads_leaves_out_our_share_of_the_busy_cores(cpus):
+    cpus(4, load=32.0)  # half of the 64-core host busy: 2 of our 4 CPUs
+    assert _util.cpu_threads() == 2
+    cpus(2, load=200.0)
+    assert _util.cpu_threads() == 1  # never zero
