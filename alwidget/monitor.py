@@ -466,15 +466,8 @@ class TrustMonitor:
 
     # ------------------------------------------------------------------ suspect labels
     def suspects(self, train, proba, class_names, batch_size: int = 10):
-        """Every scorable training label, most suspect first: DataFrame index, label, suggested,
-        score, flagged, ahead_of_new.
-
-        score: ActiveLab score from out-of-sample probabilities (lower = more worth a second
-        look); flagged: confident learning puts the item off the diagonal; ahead_of_new:
-        ActiveLab ranks re-checking it above the ``batch_size``-th best new item to label.
-        """
-        import pandas as pd
-
+        """Every scorable training label, most suspect first (``trust.suspect_table``), from
+        5-fold cross-validated probabilities; cached until the training labels change."""
         key = (train.tobytes(), batch_size, len(class_names))
         with self._lock:
             if self._suspects[0] == key:
@@ -483,18 +476,10 @@ class TrustMonitor:
         c = max(len(class_names), int(train.max()) + 1 if (train >= 0).any() else 0)
         rows, oos = trust.out_of_sample_proba(self.features, train, c, seed=self.seed,
                                               probe_params=self.probe_params, device=self.device)
-        given = train[rows]
         free = train < 0
-        free[exclude] = False
-        free_proba = proba[free] if proba is not None and rows.size else np.zeros((0, c))
-        a, u = trust.activelab_scores(oos, given, free_proba, c) if rows.size else (np.zeros(0), np.zeros(0))
-        cut = np.partition(u, batch_size - 1)[batch_size - 1] if u.size >= batch_size else (u.max() if u.size else 1.0)
-        names = np.asarray(class_names + [f"class {j}" for j in range(len(class_names), c)], dtype=object)
-        df = pd.DataFrame({
-            "index": rows, "label": names[given] if rows.size else [], "suggested": names[oos.argmax(1)] if rows.size
-            else [], "score": a, "flagged": trust.confident_learning_flags(oos, given) if rows.size else [],
-            "ahead_of_new": a < cut})
-        df = df.sort_values("score", kind="stable").reset_index(drop=True)
+        free[exclude] = False  # new items the strategies could propose
+        new = proba[free] if proba is not None else np.zeros((0, c))
+        df = trust.suspect_table(rows, oos, train[rows], new, list(class_names), batch_size)
         with self._lock:
             self._suspects = (key, df)
         return df.copy()

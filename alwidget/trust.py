@@ -29,7 +29,7 @@ __all__ = [
     "accuracy_estimate", "activelab_scores", "checkpoint_interval", "cohen_kappa",
     "confident_learning_flags", "draw", "estimate_sentence", "expected_loss", "lure_weights", "mean_kappa",
     "n_folds", "out_of_sample_proba", "proposal", "risk_estimate", "self_confidence", "stop_decision",
-    "stopping_sentence", "surrogate_params", "trust_figure",
+    "stopping_sentence", "surrogate_params", "suspect_table", "trust_figure",
 ]
 
 TAU = 0.1  # share of the proposal that stays uniform (bounds every weight by 1 / TAU)
@@ -299,6 +299,29 @@ def activelab_scores(proba_labelled, given, proba_unlabelled, n_classes: int):
     pu = np.asarray(proba_unlabelled, dtype=np.float64)
     u = (pu.max(1) + prior) / 2.0 if pu.size else np.zeros(0)
     return a, u
+
+
+def suspect_table(rows, oos, given, proba_new, class_names, batch_size: int = 10):
+    """Labels worth a second look, most suspect first: DataFrame index, label, suggested, score,
+    flagged, ahead_of_new.
+
+    rows/oos/given: the scored rows, their out-of-sample probabilities and given labels;
+    proba_new: the probe's probabilities for the new items a strategy could propose. score:
+    ActiveLab (lower first); flagged: off the confident joint's diagonal; ahead_of_new: ActiveLab
+    ranks re-checking it above the ``batch_size``-th best new item.
+    """
+    import pandas as pd
+
+    c = oos.shape[1]
+    names = np.asarray(list(class_names) + [f"class {j}" for j in range(len(class_names), c)], dtype=object)
+    if len(rows) == 0:
+        return pd.DataFrame({"index": np.zeros(0, np.int64), "label": [], "suggested": [], "score": [],
+                             "flagged": np.zeros(0, bool), "ahead_of_new": np.zeros(0, bool)})
+    a, u = activelab_scores(oos, given, proba_new, c)
+    cut = np.partition(u, batch_size - 1)[batch_size - 1] if u.size >= batch_size else (u.max() if u.size else 1.0)
+    df = pd.DataFrame({"index": rows, "label": names[given], "suggested": names[oos.argmax(1)], "score": a,
+                       "flagged": confident_learning_flags(oos, given), "ahead_of_new": a < cut})
+    return df.sort_values("score", kind="stable").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- words and figures
