@@ -193,6 +193,12 @@ def test_folds_and_scores_by_hand():
     assert trust.confident_learning_flags(p, given2).tolist() == [False, False, True, True]
     a, u = trust.activelab_scores(p[:1], [0], np.array([[0.5, 0.3, 0.2]]), 3)
     assert a[0] == pytest.approx((2 * 0.7 + 1 / 3) / 3) and u[0] == pytest.approx((0.5 + 1 / 3) / 2)
+    new = np.array([[0.4, 0.3, 0.3], [0.9, 0.05, 0.05]])  # scores (0.4 + 1/3)/2 = 0.37, 0.62
+    df = trust.suspect_table(np.array([10, 11, 12, 13]), p, given2, new, ["a", "b", "c"], batch_size=1)
+    assert df["index"].tolist() == [12, 13, 10, 11] and df["label"].tolist() == ["a", "b", "a", "b"]
+    assert df["suggested"].tolist() == ["b", "a", "a", "b"] and df["flagged"].tolist() == [True, True, False, False]
+    # re-checking item 12 ((2 * 0.2 + 1/3) / 3 = 0.24) beats labelling the best new item (0.37); item 10 does not
+    assert df["ahead_of_new"].tolist() == [True, True, False, False]
 
 
 def test_single_label_classes_are_not_scored(digits):
