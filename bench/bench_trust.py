@@ -264,11 +264,15 @@ def main(argv=None) -> int:
         a.datasets, a.budgets, a.runs, a.reps, a.n, a.labels = ["digits"], [50, 100], 1, 4, 20_000, 12
     info = C.machine_info("cpu")
     print(C.machine_line(info), flush=True)
+    from alwidget._util import limit_threads
+    from alwidget.session import default_threads
+
     rec1 = []
     for name in a.datasets:
         X, y = load(name, a.n_fashion)
         print(f"{name}: {X.shape}", flush=True)
-        rec1 += part1(name, X, y, a.budgets, a.runs, a.reps)
+        with limit_threads(default_threads()):  # the Session's worker pool (spin-waiting pools crawl under load)
+            rec1 += part1(name, X, y, a.budgets, a.runs, a.reps)
     rows1 = summarise1(rec1)
     rec2, suspects_ms, n_labels, mask_ms = part2(a.n, a.labels, warmup=20)
     rows2 = summarise2(rec2)
