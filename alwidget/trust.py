@@ -326,19 +326,18 @@ def suspect_table(rows, oos, given, proba_new, class_names, batch_size: int = 10
 
 # --------------------------------------------------------------------------- words and figures
 
-def estimate_sentence(result: dict, *, on: bool, pending: int = 0) -> str:
-    """One sentence for the accuracy panel."""
+def estimate_sentence(result: dict, *, on: bool) -> str:
+    """One sentence for the accuracy panel (the interval is not symmetric: both ends are given)."""
     n = result.get("n_test", 0)
     if result.get("estimate") is None:
         if not on:
-            return "Turn on “Check my model” to estimate the accuracy on your unlabelled images."
+            return "Turn on “Check my model” to estimate how accurate the model is on new images like yours."
         return "Checking the model: label the test images as usual; the estimate appears after the first."
     est = result["estimate"]
     if result.get("low") is None:
-        return (f"Estimated accuracy on your unlabelled images: {est:.2f} from {n} test label"
+        return (f"Estimated accuracy on new images like yours: {est:.2f} from {n} test label"
                 f"{'s' if n != 1 else ''}; the 95 % interval appears after {MIN_TESTS_FOR_INTERVAL}.")
-    half = (result["high"] - result["low"]) / 2
-    return (f"Estimated accuracy on your unlabelled images: {est:.2f} ± {half:.2f} "
+    return (f"Estimated accuracy on new images like yours: {est:.2f} "
             f"(95 % interval {result['low']:.2f}–{result['high']:.2f}, {n} test labels).")
 
 

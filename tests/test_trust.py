@@ -268,7 +268,7 @@ def test_session_test_labels_never_reach_training(digits):
         assert all((~np.isin(b, E) | np.isin(b, tests)).all() for b in batches)
         est = s.accuracy_estimate()
         assert est["n_test"] == answered.size and 0 <= est["low"] <= est["estimate"] <= est["high"] <= 1
-        assert "Estimated accuracy on your unlabelled images" in est["sentence"]
+        assert "Estimated accuracy on new images like yours" in est["sentence"]
 
 
 def test_schedule_one_test_per_five_labels(digits):
