@@ -610,21 +610,14 @@ class Session:
         n_classes = len(self.store.classes)
         if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
             params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
-        n_ok = n_free - exclude.size
-        if exclude.size and "exclude" in inspect.signature(self._strategies.select).parameters:
-            params["exclude"], exclude = exclude, np.zeros(0, dtype=np.int64)  # the strategy skips them itself
-            want = min(k, n_ok)
-        else:  # ask for more in proportion to what is excluded (E can be 20,000 rows), more again if short
-            want = min(k + int(np.ceil(k * exclude.size / max(1, n_ok))) + 2, n_free)
-        while True:
-            idx, info = self._strategies.select(strategy, self.features, labels, want, seed=self.seed + round_,
-                                                probe=probe, return_info=True, n_threads=self.n_threads, **params)
-            idx = np.asarray(idx, dtype=np.int64)
-            if exclude.size:
-                idx = idx[~np.isin(idx, exclude)]
-            if idx.size >= min(k, n_ok) or want >= n_free or "exclude" in params:
-                return idx[:k], dict(info)
-            want = min(2 * want, n_free)
+        want = min(k, n_free - exclude.size)
+        idx, info = self._strategies.select(strategy, self.features, labels, want, seed=self.seed,
+                                            exclude=exclude, probe=probe, return_info=True,
+                                            n_threads=self.n_threads, **params)
+        idx = np.asarray(idx, dtype=np.int64)
+        if exclude.size:
+            idx = idx[~np.isin(idx, exclude)]
+        return idx[:k], dict(info)
 
     # ------------------------------------------------------------------ lifetime
     def _check_open(self):
