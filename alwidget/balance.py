@@ -54,9 +54,11 @@ def balanced_select(select, name, features, labels, k: int, *, proba, exclude=No
     labels = np.asarray(labels, np.int64)
     excl = np.zeros(0, np.int64) if exclude is None else np.asarray(exclude, np.int64)
     n_free = int((labels < 0).sum())
-    base, info = select(name, features, labels, min(int(k) + excl.size, n_free), return_info=True, **kwargs)
-    want = min(int(factor) * int(k) + excl.size, n_free)
-    ext = np.asarray(select(name, features, labels, want, **kwargs) if want > len(base) else base, np.int64)
+    n_ok = n_free - int(np.count_nonzero(labels[excl] < 0)) if excl.size else n_free
+    base, info = select(name, features, labels, min(int(k), n_ok), exclude=excl, return_info=True, **kwargs)
+    want = min(int(factor) * int(k), n_ok)
+    ext = select(name, features, labels, want, exclude=excl, **kwargs) if want > len(base) else base
+    ext = np.asarray(ext, np.int64)
     base = np.asarray(base, np.int64)
     ranked = np.concatenate([base, ext[~np.isin(ext, base)]])
     ranked = ranked[~np.isin(ranked, excl)] if excl.size else ranked

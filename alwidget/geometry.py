@@ -472,6 +472,17 @@ class Geometry:
         self._sqn = None  # (N,) squared row norms
         self._mind = None  # coreset: (centres (sorted int64), min squared distance (N,))
         self._cover = None  # probcover: (delta, labelled (sorted), covered, gain)
+        self._scratch: dict = {}  # name -> OrderedDict: caches a strategy module keeps itself
+
+    @property
+    def lock(self):
+        """The re-entrant lock guarding this feature set's caches."""
+        return self._lock
+
+    def scratch(self, name: str) -> OrderedDict:
+        """A cache owned by one strategy module, kept with this feature set (hold :attr:`lock`)."""
+        with self._lock:
+            return self._scratch.setdefault(name, OrderedDict())
 
     # -- construction ------------------------------------------------------------------
     @classmethod

@@ -11,6 +11,7 @@ class names are what the store keeps and what ``labels`` returns.
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ import numpy as np
 
 from ._util import check_features, check_k, fingerprint, limit_threads
 from .items import Items, row_items, user_items
+from .monitor import TrustMonitor, state_path
 from .prior import session_prior
 from .probe import LinearProbe, remember_fingerprint
 from .store import LabelStore, StoreClosedError, StoreMismatchError, check_class_name, export_dataframe
@@ -172,6 +174,9 @@ class Session:
         for line in self.notices:
             warnings.warn(line, UserWarning, stacklevel=2)
         self.closed_reason: str | None = None
+        # Accuracy estimate, stop hint, suspect labels (alwidget.monitor); E persists next to the store.
+        self._trust = TrustMonitor(self.features, keys=items.keys, seed=self.seed, probe_params=probe_params,
+                                   device=self.probe.device, path=state_path(self.store))
 
         # Shared state: written under _cond by label()/undo() and by the worker.
         self._cond = threading.Condition(threading.RLock())
@@ -246,13 +251,19 @@ class Session:
         """Label sample ``i`` as ``cls`` (a name — new names create classes — or a class id).
 
         The label is committed to the store before this returns; retraining happens later
-        in the background.
+        in the background. A test request (``check_model``) is stored as a test label.
         """
-        self._change(self.store.label_many, np.array([self._check_index(i)]), self._class_name(cls))
+        self._label_rows(np.array([self._check_index(i)]), self._class_name(cls))
 
     def label_many(self, indices, cls) -> None:
-        """Label several samples with one class, as one undoable action."""
-        self._change(self.store.label_many, self._check_indices(indices), self._class_name(cls))
+        """Label several samples with one class, as one undoable action (test requests among them: a second)."""
+        self._label_rows(self._check_indices(indices), self._class_name(cls))
+
+    def _label_rows(self, rows, name):
+        test = self._trust.is_test(rows)  # requested test items keep the role "test": never trained on
+        for part, role in ((rows[~test], "train"), (rows[test], "test")):
+            if part.size:
+                self._change(lambda r, n, role=role: self.store.label_many(r, n, role=role), part, name)
 
     def unlabel(self, indices) -> None:
         """Remove the labels of some samples (one undoable action)."""
@@ -312,12 +323,18 @@ class Session:
 
     def label_array(self) -> np.ndarray:
         """(n_samples,) int64 training labels: class ids, -1 otherwise (unlabelled, unsure, test); a copy."""
-        st = self.store.state()
-        return np.where(st.test, -1, st.cls)
+        return self._training(self.store.state())
+
+    def _training(self, st) -> np.ndarray:
+        return np.where(st.test, -1, self._trust.training_labels(st.cls, st.unsure))
+
+    def _skipped_rows(self, st) -> np.ndarray:
+        return np.flatnonzero((st.skip_age >= 0) & (st.skip_age < SKIP_COOLDOWN))
 
     def _excluded(self, st) -> np.ndarray:
-        """Rows a strategy must not suggest: unsure, recently skipped, test-labelled."""
-        return np.flatnonzero(st.unsure | st.test | ((st.skip_age >= 0) & (st.skip_age < SKIP_COOLDOWN)))
+        """Rows a strategy must not suggest: unsure, recently skipped, test-labelled, the evaluation set E."""
+        return np.union1d(np.flatnonzero(st.unsure | st.test), np.union1d(self._skipped_rows(st),
+                                                                         self._trust.excluded()))
 
     @property
     def closed(self) -> bool:
@@ -391,7 +408,7 @@ class Session:
             self.wait()
         with self._cond:
             st = self.store.state()
-            labels = np.where(st.test, -1, st.cls)
+            labels = self._training(st)
             free = (st.cls < 0) & ~st.unsure
             batch = self._batch[free[self._batch]]
             current = self._done == (self._version, self._round)
@@ -471,6 +488,56 @@ class Session:
             if callback in self._subscribers:
                 self._subscribers.remove(callback)
 
+    # ------------------------------------------------------------------ know when you are done
+    @property
+    def trust(self) -> TrustMonitor:
+        """The monitor behind the methods below (history, evaluation and test rows for a panel)."""
+        return self._trust
+
+    def check_model(self, on: bool = True, *, every: int = 5) -> None:
+        """Start (or stop) interleaving test requests: 1 per ``every`` training labels (0: only tests).
+
+        The first start reserves an evaluation set E (a seeded random quarter of the unlabelled
+        items, at most 20,000, remembered next to the store file) that strategies never propose.
+        Test items are labelled like any other; they are stored as test labels and never train.
+        """
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
+            raise ValueError(f"every must be an integer >= 0 (training labels per test request), got {every!r}")
+        with self._cond:
+            self._check_open()
+            st = self.store.state()
+            self._trust.set_on(bool(on), st.cls, every=int(every), unsure=st.unsure)
+            self._version += 1
+            self._cond.notify_all()
+
+    def accuracy_estimate(self) -> dict:
+        """The current probe's estimated accuracy on E: {"estimate", "low", "high", "n_test", "method", ...}.
+
+        LURE-weighted test labels with a 95 % interval (None below 10 test labels); also
+        ``sentence`` (ready to display), ``on``, ``pending`` and ``restarts``.
+        """
+        self.wait()
+        return self._trust.accuracy_estimate()
+
+    def stopping(self, threshold: float = 0.99) -> dict:
+        """Stop hint: {"stable", "kappa", "n_checkpoints", "threshold", "sentence"} (stabilising predictions)."""
+        self.wait()
+        with self._cond:
+            train, classes = self._training(self.store.state()), list(self.store.classes)
+        return self._trust.stopping(np.bincount(train[train >= 0], minlength=len(classes)), classes, threshold)
+
+    def suspect_labels(self, k: int = 20):
+        """The k training labels most worth a second look: DataFrame index, label, suggested, score, ...
+
+        Scores come from cross-validated probabilities (ActiveLab, lower first); nothing is relabelled.
+        """
+        k = check_k(k, "k")
+        self.wait()
+        with self._cond:
+            train, classes, proba = self._training(self.store.state()), list(self.store.classes), self._proba
+        with limit_threads(self.n_threads):
+            return self._trust.suspects(train, proba, classes, self._batch_size).head(k).reset_index(drop=True)
+
     # ------------------------------------------------------------------ export
     def to_dataframe(self, names=None):
         """Current labels: columns index, label, labelled_at [, name] (see LabelStore.to_dataframe)."""
@@ -494,7 +561,7 @@ class Session:
                     return
                 target = (self._version, self._round)
                 st = self.store.state()
-                labels = np.where(st.test, -1, st.cls)
+                labels = self._training(st)  # test labels never reach the probe
                 exclude = self._excluded(st)
                 n_classes = len(self.store.classes)
                 k = self._batch_size + len(self._skipped)
@@ -513,10 +580,13 @@ class Session:
                         return
                     batch, info = self._select(labels, k, strategy, round_, exclude)
                     t2 = time.perf_counter()
-                if skipped.size:
-                    batch = batch[~np.isin(batch, skipped)]
-                batch = batch[:batch_size]
-                timings = {"retrain_ms": 1e3 * (t1 - t0), "select_ms": 1e3 * (t2 - t1), "total_ms": 1e3 * (t2 - t0)}
+                    if skipped.size:
+                        batch = batch[~np.isin(batch, skipped)]
+                    batch = self._trust.update(st.cls, labels, proba, batch[:batch_size], n_classes, batch_size,
+                                               hold=np.union1d(skipped, self._skipped_rows(st)))
+                    t3 = time.perf_counter()
+                timings = {"retrain_ms": 1e3 * (t1 - t0), "select_ms": 1e3 * (t2 - t1), "trust_ms": 1e3 * (t3 - t2),
+                           "total_ms": 1e3 * (t3 - t0)}
             except Exception as exc:  # reported, never fatal
                 error = f"{type(exc).__name__}: {exc}"
             with self._cond:
@@ -557,11 +627,11 @@ class Session:
         n_classes = len(self.store.classes)
         if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
             params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
-        want = min(k + exclude.size, n_free)
+        want = min(k, n_free - exclude.size)
         select = self._strategies.select
         if self.prior is not None:  # class-balanced (PCB) while classes are scarce
-            select = self.prior.selector(select, labels, self.classes, self.features, probe, exclude)
-        idx, info = select(strategy, self.features, labels, want, seed=self.seed + round_,
+            select = self.prior.selector(select, labels, self.classes, self.features, probe)
+        idx, info = select(strategy, self.features, labels, want, seed=self.seed, exclude=exclude,
                            probe=probe, return_info=True, n_threads=self.n_threads, **params)
         idx = np.asarray(idx, dtype=np.int64)
         if exclude.size:

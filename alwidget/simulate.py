@@ -29,13 +29,17 @@ def _as_list(value, name, kind):
 
 def run_one(features, y_ids, strategy: str, budgets, seed: int = 0, *, X_test=None, y_test_ids=None,
             batch_size: int | None = None, n_classes: int | None = None, device="auto", probe_params=None,
-            n_threads: int = 1):
+            n_threads: int = 1, params=None, on_budget=None):
     """One learning curve: [(n_labels, accuracy), ...] for increasing ``budgets``.
 
     features (N, D) float32 and y_ids (N,) int class ids are trusted (validated by `simulate`).
     Between budgets the labels are bought in batches of ``batch_size`` (default: the whole gap
     to the next budget in one batch). Accuracy is measured on (X_test, y_test_ids) when given,
-    else on the pool samples that are still unlabelled.
+    else on the pool samples that are still unlabelled. Every round selects with the run's
+    ``seed``; ``strategies.select`` derives the round's seed from it and the labels so far
+    (:func:`alwidget.strategies.round_seed`), as in a Session. ``params``: extra strategy
+    parameters; ``on_budget(n_labels, labels, probe)`` is called at each budget (benchmarks
+    score the same picks with other classifiers there).
     """
     from . import strategies
 
@@ -43,9 +47,10 @@ def run_one(features, y_ids, strategy: str, budgets, seed: int = 0, *, X_test=No
     n_classes = int(y_ids.max()) + 1 if n_classes is None else n_classes
     labels = np.full(n, -1, dtype=np.int64)
     probe = LinearProbe(device=device, seed=seed, **(probe_params or {}))
-    rng = np.random.default_rng(seed)
-    # Declared classes shape ProbCover's pseudo-labels and auto's switch, as in a Session.
-    params = {"n_classes": n_classes} if strategy_accepts(strategy, "n_classes") else {}
+    # Declared classes shape auto's switch, as in a Session.
+    params = dict(params or {})
+    if strategy_accepts(strategy, "n_classes"):
+        params.setdefault("n_classes", n_classes)
     out = []
     for budget in budgets:
         while (labels >= 0).sum() < min(budget, n):
@@ -54,9 +59,8 @@ def run_one(features, y_ids, strategy: str, budgets, seed: int = 0, *, X_test=No
             fitted = have > 0
             # geometry_seed=seed: each run gets its own clusterings, so the spread over seeds
             # covers k-means too (the Session keeps one clustering for a whole labelling run)
-            idx = strategies.select(strategy, features, labels, k, seed=int(rng.integers(2**31 - 1)),
-                                    geometry_seed=seed, probe=probe if fitted else None, n_threads=n_threads,
-                                    **params)
+            idx = strategies.select(strategy, features, labels, k, seed=seed, geometry_seed=seed,
+                                    probe=probe if fitted else None, n_threads=n_threads, **params)
             idx = np.asarray(idx, dtype=np.int64)
             if idx.size == 0 or np.any(labels[idx] >= 0):
                 raise RuntimeError(f"strategy {strategy!r} returned {idx.size} indices, some already labelled")
@@ -68,6 +72,8 @@ def run_one(features, y_ids, strategy: str, budgets, seed: int = 0, *, X_test=No
             rest = labels < 0
             acc = float((probe.predict()[rest] == y_ids[rest]).mean()) if rest.any() else float("nan")
         out.append((int((labels >= 0).sum()), acc))
+        if on_budget is not None:
+            on_budget(out[-1][0], labels.copy(), probe)
     return out
 
 
@@ -154,8 +160,18 @@ def simulate(features, y, *, strategy, budgets, seed=0, X_test=None, y_test=None
     return pd.DataFrame(rows, columns=["strategy", "seed", "n_labels", "accuracy"])
 
 
+_DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+_MARKERS = ["circle", "square", "diamond", "triangle-up", "x", "cross", "star", "triangle-down", "pentagon",
+            "hexagram", "bowtie", "hourglass"]
+
+
 def learning_curve_figure(df, title: str | None = None):
-    """Plotly figure: mean accuracy vs number of labels per strategy, with a +-1 std band over seeds."""
+    """Plotly figure: mean accuracy vs number of labels per strategy, with a +-1 std band over seeds.
+
+    Every strategy has its own colour, dash and marker (so identical curves stay visible on top
+    of each other); the x axis is logarithmic when the budgets span a factor of 10 or more and
+    is labelled at the budgets themselves.
+    """
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
@@ -175,12 +191,16 @@ def learning_curve_figure(df, title: str | None = None):
                                  opacity=0.15, line={"width": 0}, hoverinfo="skip", showlegend=False,
                                  legendgroup=name))
         fig.add_trace(go.Scatter(x=x, y=stats["mean"], mode="lines+markers", name=name, legendgroup=name,
-                                 line={"color": color},
+                                 line={"color": color, "dash": _DASHES[j % len(_DASHES)], "width": 2},
+                                 marker={"symbol": _MARKERS[j % len(_MARKERS)], "size": 9,
+                                         "line": {"width": 1, "color": "white"}},
                                  customdata=np.stack([stats["std"], stats["count"]], 1),
                                  hovertemplate="%{x} labels: %{y:.3f} ± %{customdata[0]:.3f} "
                                                "(%{customdata[1]} seeds)<extra>" + name + "</extra>"))
     fig.update_layout(title=title or "Accuracy vs number of labels", xaxis_title="labels",
                       yaxis_title="accuracy", template="plotly_white", hovermode="x unified")
-    if df["n_labels"].min() > 0 and df["n_labels"].max() / max(df["n_labels"].min(), 1) >= 10:
+    budgets = sorted(int(b) for b in df["n_labels"].unique())
+    fig.update_xaxes(tickmode="array", tickvals=budgets, ticktext=[str(b) for b in budgets])
+    if budgets and budgets[0] > 0 and budgets[-1] / budgets[0] >= 10:
         fig.update_xaxes(type="log")
     return fig

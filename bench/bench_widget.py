@@ -25,6 +25,9 @@ Measured in the browser (performance.now(), an init script wraps WebSocket and w
   sets `marker.color` to the new predictions and `marker.size` (labelled points larger); time from the mousedown to one frame after
   plotly's `plotly_update` (or `plotly_restyle`) event.
 
+Plus the review grid (bench_widget_grid.py): 5,000 images opened and scrolled, against a plain
+grid with every card in the DOM.
+
     .venv/bin/python bench/bench_widget.py --quick        # N = 10k only: a smoke run (a few minutes)
     .venv/bin/python bench/bench_widget.py                # display 10k/100k/1M, recolour 10k/100k
 """
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import sys
 import tempfile
 import time
@@ -45,6 +47,8 @@ import _common as C
 
 sys.path.insert(0, str(C.REPO_DIR / "tests" / "browser"))
 from labharness import LabServer, launch_chromium, local_only, wait_notebook_ready  # noqa: E402
+
+import bench_widget_grid as G  # noqa: E402
 
 CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
 
@@ -363,6 +367,32 @@ def bundle_sizes() -> dict:
             "plotly_kb": len(theirs) / 1e3, "plotly_gz_kb": len(gzip.compress(theirs)) / 1e3}
 
 
+def run_grid(browser, server, root: Path, blocked: list, args) -> dict:
+    """The review grid benchmark (bench_widget_grid.py) in its own notebook and kernel."""
+    name = "bench_grid.ipynb"
+    write_notebook(root / name, [G.SETUP_GRID.format(n=args.grid_n), "w"])
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    local_only(context, blocked)
+    page = context.new_page()
+    try:
+        page.goto(server.notebook_url(name))
+        wait_notebook_ready(page, 180)
+        r = G.bench_grid(page, args.grid_items, args.timeout, run_cell)
+        G.check(r)
+        r["status"] = "ok"
+    except Exception as exc:
+        r = {"status": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", "items": args.grid_items}
+    finally:
+        context.close()
+        shutdown_kernels(server)
+    g, pl = r.get("grid") or {}, r.get("plain") or {}
+    print(f"  grid {args.grid_items:,} images: {r['status']}; open {C.fmt(r.get('openMs'), 0)} ms, scroll frame "
+          f"p50 {C.fmt(g.get('p50'), 0)} / p95 {C.fmt(g.get('p95'), 0)} ms ({g.get('cards')} cards); plain grid: open "
+          f"{C.fmt(r.get('plainOpenMs'), 0)} ms, p50 {C.fmt(pl.get('p50'), 0)} / p95 {C.fmt(pl.get('p95'), 0)} ms",
+          flush=True)
+    return r
+
+
 def median(values):
     vals = [v for v in values or [] if v is not None]
     return float(np.median(vals)) if vals else None
@@ -375,11 +405,16 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=7, help="timed labels per (widget, N)")
     p.add_argument("--widgets", type=C.parse_names, default=["alwidget", "plotly"])
     p.add_argument("--timeout", type=float, default=600, help="seconds per step before it is reported as a timeout")
+    p.add_argument("--grid-items", type=int, default=5000, help="images in the review grid benchmark (0: skip it)")
+    p.add_argument("--grid-n", type=int, default=10_000, help="points of the map behind the grid benchmark")
+    p.add_argument("--grid-only", action="store_true", help="only the review grid benchmark")
     p.add_argument("--quick", action="store_true", help="N = 10k only, 3 labels: a smoke run")
     p.add_argument("--out", default="bench_widget", help="results name under bench/results/")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.recolour_n, args.reps, args.timeout = [10_000], [10_000], 3, 300
+    if args.grid_only:
+        args.n, args.recolour_n = [], []
 
     from playwright.sync_api import sync_playwright
 
@@ -436,6 +471,9 @@ def main(argv=None) -> int:
                         print(f"  N={n:>9,} {widget:<8} {r['status']:<4} display {C.fmt(row['display'], 0)} ms, "
                               f"render after data {C.fmt(row['render'], 0)} ms, {C.fmt(row['mb'], 2)} MB; "
                               f"label->recoloured p50 {C.fmt(row['recol'], 0)} ms", flush=True)
+                if args.grid_items:
+                    grid = run_grid(browser, server, root, blocked, args)
+                    records.append({"grid": grid})
                 browser.close()
         finally:
             server.stop()
@@ -458,8 +496,12 @@ def main(argv=None) -> int:
              "waits for it and restyles marker.color (new predictions) and marker.size (labelled points larger); "
              "plotly sends only the properties whose values changed.",
              f"requests outside 127.0.0.1 blocked during the run: {len(blocked)}"]
+    tables = [("", C.markdown_table(rows, cols))] if rows else []
+    if args.grid_items:
+        tables.append((f"Review grid: {args.grid_items:,} images of a {args.grid_n:,}-point map, opened and scrolled "
+                       "160 px per frame", C.markdown_table(G.grid_rows(grid), G.GRID_COLUMNS)))
     path = C.write_results(args.out, title="Widget in the browser: alwidget vs plotly FigureWidget", settings=settings,
-                           info=info, tables=[("", C.markdown_table(rows, cols))],
+                           info=info, tables=tables,
                            records=records + [{"bundles": sizes}], notes=notes)
     print(f"\nwrote {path}")
     return 0

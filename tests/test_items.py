@@ -63,7 +63,7 @@ def test_a_folder_that_gains_loses_and_renames_images_keeps_its_labels(tmp_path,
     folder = tmp_path / "photos"
     write_images(folder, 0, 30)
     w = open_folder(folder)
-    names = list(w._images.names)
+    names = list(w.to_dataframe()["name"])
     given = {i: ("even" if i % 2 == 0 else "odd") for i in range(10)}
     for i, c in given.items():
         w.session.label(i, c)
@@ -80,7 +80,8 @@ def test_a_folder_that_gains_loses_and_renames_images_keeps_its_labels(tmp_path,
     capsys.readouterr()
     again = open_folder(folder)
     out = capsys.readouterr().out
-    now = {again._images.names[i]: c for i, c in again.labels.items()}
+    shown = list(again.to_dataframe()["name"])
+    now = {shown[i]: c for i, c in again.labels.items()}
     expected = {names[i]: c for i, c in given.items() if i >= 3}
     expected["renamed/two.png"] = given[2]
     assert now == expected and len(now) == 8

@@ -95,8 +95,50 @@ def test_learning_curve_figure(curves):
     bands = [t for t in fig.data if t.fill == "toself"]
     assert len(bands) == 2  # one +-std band per strategy
     assert fig.layout.title.text == "digits"
+    # Budgets 10..100 span a factor of 10: a log axis, labelled at the budgets themselves.
+    assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.tickvals) == [10, 20, 50, 100]
+    assert list(fig.layout.xaxis.ticktext) == ["10", "20", "50", "100"]
     with pytest.raises(ValueError, match="lacks column"):
         learning_curve_figure(curves.drop(columns="accuracy"))
+
+
+def test_identical_curves_stay_visible():
+    # Six strategies with the same numbers: each keeps its own dash and marker, so none hides another.
+    df = pd.DataFrame([{"strategy": f"s{j}", "seed": 0, "n_labels": b, "accuracy": 0.5}
+                       for j in range(6) for b in (5, 10, 20)])
+    lines = [t for t in learning_curve_figure(df).data if t.mode == "lines+markers"]
+    assert len({(t.line.dash, t.marker.symbol) for t in lines}) == 6
+    assert len({t.line.dash for t in lines}) == 6 and len({t.marker.symbol for t in lines}) == 6
+    fig = learning_curve_figure(df)
+    assert fig.layout.xaxis.type != "log" and list(fig.layout.xaxis.tickvals) == [5, 10, 20]
+
+
+def test_random_on_a_class_sorted_pool_sees_the_classes(digits):
+    from alwidget.simulate import run_one
+
+    X, y = digits
+    order = np.argsort(y, kind="stable")  # a folder sorted by class
+    seen = {}
+    run_one(X[order], y[order], "random", [20, 50], seed=0, batch_size=10,
+            on_budget=lambda n, labels, probe: seen.setdefault(n, np.unique(labels[labels >= 0]).size))
+    assert seen[50] >= 9
+
+
+def test_rounds_of_a_run_use_fresh_round_seeds(digits, monkeypatch):
+    import alwidget.strategies as S
+    from alwidget.simulate import run_one
+
+    X, y = digits
+    seeds, real = [], S.select
+
+    def spy(*args, **kwargs):
+        idx, info = real(*args, **kwargs, return_info=True)
+        seeds.append(info["round_seed"])
+        return idx
+
+    monkeypatch.setattr(S, "select", spy)
+    run_one(X, y, "random", [30], seed=1, batch_size=10)
+    assert len(seeds) == 3 and len(set(seeds)) == 3
 
 
 def test_seeds_vary_the_clustering_of_cold_start_strategies(digits, monkeypatch):

@@ -2,11 +2,14 @@
 
 A strategy is a function ``fn(ctx, k, **params) -> (indices, info)`` registered under a name.
 ``ctx`` (:class:`Context`) holds the validated pool, the cached feature geometry and, for
-model-based strategies, the probe. ``k`` is already capped at the number of unlabelled
-points; the function returns exactly ``k`` distinct unlabelled indices.
+model-based strategies, the probe. ``k`` is already capped at the number of candidates
+(unlabelled and not excluded); the function returns exactly ``k`` distinct candidates.
+``info`` holds ``reason`` (one plain sentence for the person labelling) and ``detail`` (the
+technical sentence: thresholds, counts, parameters).
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 from dataclasses import dataclass, field
 
@@ -14,7 +17,7 @@ import numpy as np
 
 from ..geometry import Geometry
 
-__all__ = ["Context", "REGISTRY", "register", "top_k"]
+__all__ = ["Context", "REGISTRY", "register", "round_seed", "top_k"]
 
 #: name -> Strategy
 REGISTRY: dict = {}
@@ -46,12 +49,31 @@ def register(name: str, *, needs_model: bool = False, summary: str = ""):
     return deco
 
 
+def round_seed(seed: int, labels) -> int:
+    """The seed of one selection round: a hash of ``seed``, the labelled indices and their classes.
+
+    Successive rounds (one more label) get unrelated seeds, so random parts (random sampling,
+    tie orders, fills, dropout masks, DropQuery's k-means) never replay the previous round;
+    the same seed and the same labels give the same value. Returns an int in [0, 2**31).
+    """
+    lab = np.asarray(labels)
+    idx = np.flatnonzero(lab >= 0)  # sorted
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.int64(seed).tobytes())
+    h.update(idx.astype("<i8").tobytes())
+    h.update(lab[idx].astype("<i8").tobytes())
+    return int.from_bytes(h.digest(), "little") >> 33
+
+
 @dataclass
 class Context:
     """One selection call: validated inputs plus lazily built geometry and probe.
 
     features : the caller's feature object (handed to the probe so its pool cache hits)
     labels : (N,) int64, -1 = unlabelled
+    seed : the round's seed (:func:`round_seed` of the caller's seed and these labels)
+    excluded : (N,) bool, unlabelled rows that must never be proposed (None: none). They stay
+        in the pool for geometry (k-means, densities, coverage) and for the probe.
     """
 
     features: object
@@ -61,6 +83,7 @@ class Context:
     probe: object = None
     backend: object = None
     device: object = None
+    excluded: np.ndarray | None = None
     _geometry: Geometry | None = field(default=None, repr=False)
 
     @property
@@ -74,8 +97,17 @@ class Context:
         return int(self.labels.shape[0])
 
     @property
-    def unlabelled(self) -> np.ndarray:
-        return np.flatnonzero(self.labels < 0)
+    def available(self) -> np.ndarray:
+        """(N,) bool, a fresh copy: unlabelled and not excluded (what may be proposed)."""
+        ok = self.labels < 0
+        if self.excluded is not None:
+            ok &= ~self.excluded
+        return ok
+
+    @property
+    def candidates(self) -> np.ndarray:
+        """Indices that may be proposed (unlabelled and not excluded), ascending."""
+        return np.flatnonzero(self.available)
 
     @property
     def labelled(self) -> np.ndarray:
@@ -114,16 +146,30 @@ def top_k(scores: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Gen
     return candidates[order[:k]]
 
 
-def model_cold_start(ctx: Context, k: int, name: str, cold_start: str, params: dict):
-    """Run ``cold_start`` in place of a model-based strategy that has fewer than 2 labelled classes."""
+#: What a cold-start strategy does, in the words of ``info["reason"]``.
+COLD_START_WORDS = {"typiclust": "typical images of groups of look-alikes",
+                    "probcover": "images that stand for as many look-alikes as possible",
+                    "coreset": "images unlike anything labelled so far",
+                    "random": "images at random"}
+
+
+def check_cold_start(cold_start: str) -> None:
     if cold_start not in REGISTRY or REGISTRY[cold_start].needs_model or cold_start == "auto":
         raise ValueError(f"cold_start must be a strategy that needs no model "
                          f"({', '.join(n for n, s in REGISTRY.items() if not s.needs_model and n != 'auto')}), "
                          f"got {cold_start!r}")
+
+
+def model_cold_start(ctx: Context, k: int, name: str, cold_start: str, params: dict):
+    """Run ``cold_start`` in place of a model-based strategy that has fewer than 2 labelled classes."""
+    check_cold_start(cold_start)
     n_seen = ctx.seen_classes.size
     idx, info = call(cold_start, ctx, k, params)
-    info["reason"] = (f"{cold_start}: {name} needs labels from at least 2 classes "
-                      f"({n_seen} labelled so far), cold start")
+    what = COLD_START_WORDS.get(cold_start, f"images chosen by {cold_start}")
+    info["reason"] = (f"Picking {what} until two classes have labels "
+                      f"({n_seen} so far): only then can the model say what it is unsure of")
+    info["detail"] = (f"{cold_start} (cold start): {name} needs labels from at least 2 classes "
+                      f"({n_seen} labelled so far); {info.get('detail', '')}").rstrip("; ")
     info["requested"] = name
     return idx, info
 
@@ -135,4 +181,5 @@ def call(name: str, ctx: Context, k: int, params: dict):
     kw = dict(params) if ok is None else {p: v for p, v in params.items() if p in ok}
     idx, info = strat.fn(ctx, k, **kw)
     info.setdefault("strategy", name)
+    info.setdefault("detail", info.get("reason", name))
     return np.asarray(idx, dtype=np.int64), info

@@ -7,8 +7,8 @@ the g_i is never built: with the outer-product structure
 
     ||g_i - g_j||^2 = ||a_i||^2 ||b_i||^2 + ||a_j||^2 ||b_j||^2 - 2 (a_i . a_j)(b_i . b_j)
 
-so one k-means++ step costs O(N (C + D)). The first centre is the unlabelled point with the
-largest gradient norm; each next one is drawn (seeded) with probability proportional to its
+so one k-means++ step costs O(N (C + D)). The first centre is the point with the
+largest gradient norm among the candidates; each next one is drawn (seeded) with probability proportional to its
 squared distance to the nearest chosen centre. Labels from fewer than 2 classes: the
 ``cold_start`` strategy runs instead.
 """
@@ -62,9 +62,10 @@ def badge(ctx: Context, k: int, *, n_classes=None, cold_start: str = "typiclust"
     if ctx.seen_classes.size < 2:
         return model_cold_start(ctx, k, "badge", cold_start, {"n_classes": n_classes})
     probe = ctx.fitted_probe(n_classes)
-    unl = ctx.unlabelled
+    cand = ctx.candidates
     feats = probe.transform(None)
     feats = feats.detach().cpu().numpy() if hasattr(feats, "detach") else np.asarray(feats)
-    a, x = gradient_factors(ctx.proba(n_classes)[unl], feats[unl])
+    a, x = gradient_factors(ctx.proba(n_classes)[cand], feats[cand])
     picks = kmeanspp_factorised(a, x, k, ctx.rng(8))
-    return unl[picks], {"reason": f"badge: k-means++ on gradient embeddings of {unl.size} unlabelled points"}
+    return cand[picks], {"reason": "Asking about images that would teach the model most, each of a different kind",
+                         "detail": f"badge: k-means++ on gradient embeddings of {cand.size} candidates"}

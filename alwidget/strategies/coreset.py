@@ -29,7 +29,7 @@ def k_center_greedy(geo, min_sq: np.ndarray, available: np.ndarray, k: int) -> n
 def coreset(ctx: Context, k: int):
     """Coreset batch of k points; see the module docstring."""
     geo = ctx.geometry
-    available = ctx.labels < 0
+    available = ctx.available
     labelled = ctx.labelled
     if labelled.size:
         min_sq = geo.min_sq_dist(labelled)
@@ -41,4 +41,5 @@ def coreset(ctx: Context, k: int):
         rest = k_center_greedy(geo, geo.sq_dist_to([first])[:, 0], available, k - 1)
         picks = np.concatenate(([first], rest))
         why = "no labels: seeded random first centre"
-    return picks, {"reason": f"coreset: k-centre greedy, {why}"}
+    return picks, {"reason": "Picking the images least like anything labelled so far, to reach every corner of the map",
+                   "detail": f"coreset: k-centre greedy, {why}"}

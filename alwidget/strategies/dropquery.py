@@ -4,7 +4,7 @@
 2. Run M = ``n_passes`` (3) more passes with input dropout p = ``p`` (0.75, inverted
    scaling, :meth:`alwidget.probe.LinearProbe.predict_dropout`) and count, per point, the
    passes whose prediction differs from y_hat.
-3. Candidates: unlabelled points flipped in more than floor(M / 2) passes; while there are
+3. Candidates: unlabelled, not excluded points flipped in more than floor(M / 2) passes; while there are
    fewer than ``candidate_factor`` * B (25 B) of them, lower that bar one pass at a time,
    down to "flipped at least once".
 4. Fewer than B candidates: take them all and fill at random from the rest of the pool.
@@ -26,6 +26,8 @@ import numpy as np
 
 from ..geometry import kmeans
 from ._common import Context, model_cold_start, register
+
+REASON = "Asking about images the model is unsure of, spread over the map"
 
 
 def nearest_distinct(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -58,18 +60,21 @@ def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candi
     y_hat = ctx.proba(n_classes).argmax(1)
     drops = np.asarray(probe.predict_dropout(None, n_passes=n_passes, p=p, seed=ctx.seed))
     flips = (drops != y_hat[None, :]).sum(0)
-    unl = ctx.unlabelled
+    unl = ctx.candidates
     f_unl = flips[unl]
     bar = n_passes // 2  # candidates flip in more than `bar` passes
     while bar > 0 and np.count_nonzero(f_unl > bar) < candidate_factor * k:
         bar -= 1
     cand = unl[f_unl > bar]
-    info = {"n_candidates": int(cand.size), "min_flips": int(bar + 1), "n_passes": int(n_passes), "p": float(p)}
+    info = {"n_candidates": int(cand.size), "min_flips": int(bar + 1), "n_passes": int(n_passes), "p": float(p),
+            "reason": REASON}
     if cand.size < k:
         rest = np.setdiff1d(unl, cand, assume_unique=True)
         fill = ctx.rng(7).choice(rest, size=k - cand.size, replace=False)
         info["filled_random"] = int(k - cand.size)
-        info["reason"] = (f"dropquery: only {cand.size} points flip under dropout (< {k}); "
+        info["reason"] = (f"Asking about the {cand.size} images the model is unsure of, and "
+                          f"{k - cand.size} at random (it is sure of everything else)")
+        info["detail"] = (f"dropquery: only {cand.size} points flip under dropout (< {k}); "
                           f"took them all and {k - cand.size} at random")
         return np.concatenate([cand, fill]), info
     Xc = ctx.geometry.X[cand]
@@ -78,6 +83,6 @@ def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candi
     _, cent = kmeans(fit, k, seed=ctx.seed, backend=ctx.backend)
     idx = cand[nearest_distinct(Xc, cent)]
     info["kmeans_fitted_on"] = int(fit.shape[0])
-    info["reason"] = (f"dropquery: {cand.size} points flip in >= {bar + 1} of {n_passes} dropout passes; "
+    info["detail"] = (f"dropquery: {cand.size} points flip in >= {bar + 1} of {n_passes} dropout passes; "
                       f"nearest to each of {k} k-means centroids")
     return idx, info

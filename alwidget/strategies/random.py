@@ -6,7 +6,8 @@ from ._common import Context, register
 
 @register("random", summary="uniform random sample of the unlabelled pool")
 def random_sampling(ctx: Context, k: int):
-    """k unlabelled points drawn uniformly without replacement (seeded)."""
-    unl = ctx.unlabelled
-    idx = ctx.rng(1).choice(unl, size=k, replace=False)
-    return idx, {"reason": f"random: uniform over {unl.size} unlabelled points"}
+    """k candidates drawn uniformly without replacement (seeded per round)."""
+    cand = ctx.candidates
+    idx = ctx.rng(1).choice(cand, size=k, replace=False)
+    return idx, {"reason": "Picking images at random: the baseline that other strategies have to beat",
+                 "detail": f"random: uniform over {cand.size} candidates"}

@@ -3,7 +3,7 @@
 Cluster the whole pool (labelled and unlabelled) with k-means, K = min(L + B, max_clusters);
 ignore clusters of at most ``min_cluster_size`` points; visit the clusters round-robin,
 fewest labels first (labels picked in this batch count), then largest first, and from each
-take the unlabelled point with the highest typicality
+take the candidate (unlabelled, not excluded) with the highest typicality
 ``1 / mean distance to its k nearest neighbours inside the cluster``, k = min(20, size // 2).
 
 Big clusters. Exact typicality costs O(size^2 D) per cluster, which at N = 100k and small K
@@ -54,39 +54,48 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
     assign, _ = geo.kmeans(K, ctx.geometry_seed)
     sizes = np.bincount(assign, minlength=K)
     held = np.bincount(assign[labelled], minlength=K)
-    free = sizes - held
+    taken = ~ctx.available  # labelled or excluded: never proposed, still cluster members
+    free = np.bincount(assign[~taken], minlength=K)
     heap = [(int(held[c]), -int(sizes[c]), int(c)) for c in range(K)
             if sizes[c] > min_cluster_size and free[c] > 0]
     heapq.heapify(heap)
-    taken = np.zeros(n, bool)
-    taken[labelled] = True
     picks: list[int] = []
     pointer: dict = {}
     while heap and len(picks) < k:
         cnt, neg_size, c = heapq.heappop(heap)
-        rows, _ = geo.typicality_order(K, ctx.geometry_seed, c, n_neighbors, exact_max)
-        p = pointer.get(c, 0)
-        while p < rows.size and taken[rows[p]]:
-            p += 1
-        if p == rows.size and rows.size < sizes[c]:  # a big cluster's shortlist ran out
-            rows, _ = geo.typicality_order(K, ctx.geometry_seed, c, n_neighbors, exact_max=int(sizes[c]))
-            p = 0
-            while p < rows.size and taken[rows[p]]:
-                p += 1
-        if p == rows.size:
+        p, rows = _next_free(geo, K, ctx.geometry_seed, c, n_neighbors, exact_max, taken, pointer.get(c, 0),
+                             int(sizes[c]))
+        if p is None:
             continue  # cluster exhausted: drop it
         picks.append(int(rows[p]))
         taken[rows[p]] = True
         pointer[c] = p + 1
         heapq.heappush(heap, (cnt + 1, neg_size, c))
-    info = {"n_clusters": int(K), "n_clusters_wanted": int(want)}
-    reason = (f"typiclust: {labelled.size} labels + {k} asked -> {K} k-means clusters, "
+    info = {"n_clusters": int(K), "n_clusters_wanted": int(want),
+            "reason": "Picking the most typical image of each group of similar images, groups with "
+                      "the fewest labels first"}
+    detail = (f"typiclust: {labelled.size} labels + {k} asked -> {K} k-means clusters, "
               f"most typical point of the least-labelled clusters")
     short = k - len(picks)
     if short:
         rest = np.flatnonzero(~taken)
         picks.extend(ctx.rng(2).choice(rest, size=short, replace=False).tolist())
         info["filled_random"] = int(short)
-        reason += f"; {short} filled at random (clusters of > {min_cluster_size} points ran out)"
-    info["reason"] = reason
+        info["reason"] += f"; {short} more at random (the groups ran out)"
+        detail += f"; {short} filled at random (clusters of > {min_cluster_size} points ran out)"
+    info["detail"] = detail
     return np.asarray(picks, dtype=np.int64), info
+
+
+def _next_free(geo, K, seed, c, n_neighbors, exact_max, taken, start, size):
+    """(position, rows) of the most typical member of cluster c not yet taken, or (None, rows)."""
+    rows, _ = geo.typicality_order(K, seed, c, n_neighbors, exact_max)
+    p = start
+    while p < rows.size and taken[rows[p]]:
+        p += 1
+    if p == rows.size and rows.size < size:  # a big cluster's shortlist ran out: exact order
+        rows, _ = geo.typicality_order(K, seed, c, n_neighbors, exact_max=size)
+        p = 0
+        while p < rows.size and taken[rows[p]]:
+            p += 1
+    return (None, rows) if p == rows.size else (p, rows)

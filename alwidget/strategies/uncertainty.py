@@ -60,13 +60,22 @@ def _proba(ctx: Context, n_classes, proba):
     return p
 
 
+#: Plain words for what each score asks about (``info["reason"]``).
+WORDS = {"least_confidence": "Asking about the images whose best guess the model is least sure of",
+         "margin": "Asking about the images the model finds hardest to tell between two classes",
+         "entropy": "Asking about the images whose class the model is most unsure of",
+         "power_margin": "Asking about images the model finds hard to tell apart, drawn at random in "
+                         "proportion to its doubt so that the batch stays varied"}
+
+
 def _ranked(name, scorer, ctx, k, n_classes, cold_start, proba):
     if ctx.seen_classes.size < 2:
         return model_cold_start(ctx, k, name, cold_start, {"n_classes": n_classes})
-    unl = ctx.unlabelled
-    s = scorer(_proba(ctx, n_classes, proba)[unl])
-    idx = top_k(s, unl, k, ctx.rng(5))
-    return idx, {"reason": f"{name}: the {k} most uncertain of {unl.size} unlabelled points "
+    cand = ctx.candidates
+    s = scorer(_proba(ctx, n_classes, proba)[cand])
+    idx = top_k(s, cand, k, ctx.rng(5))
+    return idx, {"reason": WORDS[name],
+                 "detail": f"{name}: the {k} highest scores of {cand.size} candidates "
                            f"(score {s.max():.3f} .. {s.min():.3f})"}
 
 
@@ -96,8 +105,8 @@ def power_margin(ctx: Context, k: int, *, beta: float = 1.0, n_classes=None, col
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
     if ctx.seen_classes.size < 2:
         return model_cold_start(ctx, k, "power_margin", cold_start, {"n_classes": n_classes})
-    unl = ctx.unlabelled
-    s = margin_score(_proba(ctx, n_classes, proba)[unl])
-    idx = unl[gumbel_top_k(s, k, float(beta), ctx.rng(6))]
-    return idx, {"beta": float(beta),
-                 "reason": f"power_margin: {k} of {unl.size} sampled with P ~ margin-score^{beta:g}"}
+    cand = ctx.candidates
+    s = margin_score(_proba(ctx, n_classes, proba)[cand])
+    idx = cand[gumbel_top_k(s, k, float(beta), ctx.rng(6))]
+    return idx, {"beta": float(beta), "reason": WORDS["power_margin"],
+                 "detail": f"power_margin: {k} of {cand.size} candidates sampled with P ~ margin-score^{beta:g}"}

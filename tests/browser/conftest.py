@@ -3,8 +3,9 @@
 The harness itself is in labharness.py (shared with bench/bench_widget.py). Every browser
 request that is not for 127.0.0.1 is aborted and recorded (`lab.blocked`).
 
-Screenshots of each step go to a temporary folder; set ALWIDGET_SCREENSHOTS=1 to also copy them
-to bench/results/screenshots/ at the end of the session (or set it to a folder path).
+Screenshots of each step are kept as test artefacts: taken into a pytest temporary folder and
+copied to tests/browser/artifacts/ (git-ignored) at the end of the session; ALWIDGET_SCREENSHOTS
+names another folder ("1": bench/results/screenshots/).
 """
 from __future__ import annotations
 
@@ -40,12 +41,16 @@ def screenshots(tmp_path_factory):
     shots = Screenshots(tmp_path_factory.mktemp("screenshots"))
     yield shots
     target = os.environ.get("ALWIDGET_SCREENSHOTS")
-    if target and shots.paths:
-        dest = REPO / "bench" / "results" / "screenshots" if target in ("1", "true", "yes") else Path(target)
+    dest = (REPO / "bench" / "results" / "screenshots" if target in ("1", "true", "yes")
+            else Path(target) if target else REPO / "tests" / "browser" / "artifacts")
+    if shots.paths:
+        if dest.exists():  # this run's screenshots only
+            for old in dest.glob("*.png"):
+                old.unlink()
         dest.mkdir(parents=True, exist_ok=True)
         for p in shots.paths:
             shutil.copy2(p, dest / p.name)
-    print(f"\nbrowser screenshots: {shots.folder}")
+    print(f"\nbrowser screenshots: {dest}")
 
 
 @pytest.fixture(scope="session")

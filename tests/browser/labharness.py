@@ -100,6 +100,7 @@ class LabServer:
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.open_browser=False",
             "--LabApp.expose_app_in_browser=True",
+            "--JupyterNotebookApp.expose_app_in_browser=True",
             f"--ServerApp.root_dir={root}",
             "--ServerApp.terminals_enabled=False",
         ]
@@ -132,7 +133,10 @@ class LabServer:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-8000:]
 
-    def notebook_url(self, name: str) -> str:
+    def notebook_url(self, name: str, ui: str = "lab") -> str:
+        """The notebook's page in JupyterLab (ui="lab") or Notebook 7 (ui="notebook")."""
+        if ui == "notebook":
+            return f"{self.url}/notebooks/{urllib.parse.quote(name)}?token={self.token}"
         return f"{self.url}/lab/tree/{urllib.parse.quote(name)}?reset&token={self.token}"
 
     def stop(self):
@@ -240,6 +244,24 @@ def cell_texts(page) -> list[str]:
     )
 
 
+def run_cell(page, k: int, timeout_s: float = 300):
+    """Run cell k of the current notebook (JupyterLab or Notebook 7) and wait for it to finish."""
+    page.evaluate(
+        f"""(k) => {{
+            const panel = {JS_PANEL};
+            panel.content.activeCellIndex = k;
+            window.__cellDone = false;
+            window.jupyterapp.commands.execute('notebook:run-cell').then(
+                () => {{ window.__cellDone = true; }}, err => {{ window.__cellDone = 'error: ' + err; }});
+        }}""",
+        k,
+    )
+    page.wait_for_function("() => window.__cellDone !== false", timeout=timeout_s * 1000, polling=100)
+    wait_notebook_ready(page, timeout_s)
+    errors = cell_errors(page)
+    assert not errors, "cell errors:\n" + "\n\n".join(errors)
+
+
 def kernel_status(page) -> str:
     return page.evaluate(
         f"() => {{ const k = {JS_PANEL}.sessionContext.session?.kernel; return k ? k.status : 'none'; }}"
@@ -272,13 +294,14 @@ class Lab:
         nbformat.write(nb, path)
         return path
 
-    def open(self, name: str, timeout_s: float = 120):
-        """Open a notebook in a fresh page, wait for its kernel; return the Playwright page."""
+    def open(self, name: str, timeout_s: float = 120, ui: str = "lab"):
+        """Open a notebook in a fresh page (JupyterLab, or Notebook 7 with ui="notebook"), wait for
+        its kernel; return the Playwright page."""
         page = self.context.new_page()
-        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
-        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+        page.on("console", lambda m: self.console.append(f"{ui} {m.type}: {m.text}"))
+        page.on("pageerror", lambda e: self.console.append(f"{ui} pageerror: {e}"))
         page.on("dialog", self._on_dialog)
-        page.goto(self.server.notebook_url(name))
+        page.goto(self.server.notebook_url(name, ui))
         wait_notebook_ready(page, timeout_s)
         return page
 
@@ -288,6 +311,7 @@ class Lab:
         dialog.dismiss()
 
     run_all_cells = staticmethod(run_all_cells)
+    run_cell = staticmethod(run_cell)
     wait_notebook_ready = staticmethod(wait_notebook_ready)
     cell_errors = staticmethod(cell_errors)
     cell_texts = staticmethod(cell_texts)

@@ -6,7 +6,6 @@ SQLite store file from this process. Every step saves a screenshot (`lab.shots`)
 """
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 import time
@@ -15,138 +14,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from widgetpage import (
+    ROOT, batch_of, canvas_box, dense_spot, drag_path, inside_square, move_off_map, on_canvas, paints, root_data,
+    screen_positions, settle, square_around, stable_positions, state, store_labels, wait_for, wait_store,
+)
+
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
-ROOT = ".alw-root"
 EVIL_NAME = "<img src=x onerror=alert(1)>"
 EVIL_CLASS = "<b onmouseover=alert(2)>bold</b>"
 
 
 # --------------------------------------------------------------------------- helpers
-def store_labels(path: str) -> dict[int, str]:
-    """{index: class name} as committed in the store file (read by this process, not the kernel)."""
-    from alwidget.store import LabelStore
-
-    store = LabelStore.open_readonly(path, _demo_items())
-    try:
-        return {int(i): str(c) for i, c in store.current().items()}
-    finally:
-        store.close()
-
-
-@functools.lru_cache(maxsize=1)
-def _demo_items():
-    """Identities of the quickstart's rows (the demo data set, every image embeds)."""
-    from alwidget import datasets
-
-    return datasets.demo().to_images().items()
-
-
-def wait_for(predicate, timeout_s: float = 60, what: str = "condition"):
-    """Poll `predicate()` until it returns a truthy value; return that value."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last value: {last!r})")
-
-
-def wait_store(path, predicate, timeout_s=30, what="the store"):
-    """Wait until the store's labels satisfy predicate(labels); return them."""
-    box = {}
-
-    def check():
-        box["labels"] = store_labels(path)
-        return predicate(box["labels"])
-
-    wait_for(check, timeout_s, what)
-    return box["labels"]
-
-
-def root_data(page, key: str) -> str:
-    return page.get_attribute(ROOT, f"data-alw-{key}") or ""
-
-
-def batch_of(page) -> list[int]:
-    text = root_data(page, "batch")
-    return [int(v) for v in text.split(",") if v]
-
-
-def screen_positions(page) -> np.ndarray:
-    """(N, 2) viewport coordinates of every point (NaN where the widget returns null)."""
-    pts = page.evaluate(
-        f"""() => {{
-            const r = document.querySelector('{ROOT}');
-            const n = Number(r.dataset.alwNPoints);
-            const out = [];
-            for (let i = 0; i < n; i++) {{ const p = r.alw.screenPosition(i); out.push(p ? p : [NaN, NaN]); }}
-            return out;
-        }}"""
-    )
-    return np.asarray(pts, dtype=float)
-
-
-def canvas_box(page) -> dict:
-    return page.locator(".alw-canvas").first.bounding_box()
-
-
-def focus_map(page):
-    page.focus(ROOT)
-
-
-def on_canvas(page, x: float, y: float) -> bool:
-    """True when the map canvas itself (not the legend, gallery or a hover card) is at (x, y)."""
-    return page.evaluate(
-        "([x, y]) => { const e = document.elementFromPoint(x, y); return !!e && e.classList.contains('alw-canvas'); }",
-        [float(x), float(y)],
-    )
-
-
 def click_point(page, i: int, positions: np.ndarray):
     """Click point i on the map, after moving off the map so that no hover card covers it."""
-    box = canvas_box(page)
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] - 20)  # over the toolbar: hover card hides
+    move_off_map(page)
     x, y = (float(v) for v in positions[i])
     wait_for(lambda: on_canvas(page, x, y), 5, f"point {i} to be uncovered")
     page.mouse.click(x, y)
 
 
-def isolated_points(positions: np.ndarray, candidates, box, min_gap=8.0) -> list[int]:
-    """Candidates inside the canvas whose nearest other point is at least min_gap px away."""
-    ok = []
-    for i in candidates:
-        p = positions[i]
-        if not np.isfinite(p).all():
-            continue
-        if not (box["x"] + 10 < p[0] < box["x"] + box["width"] - 10 and box["y"] + 10 < p[1] < box["y"] + box["height"] - 10):
-            continue
-        d = np.hypot(*(positions - p).T)
-        d[i] = np.inf
-        if np.nanmin(d) >= min_gap:
-            ok.append(int(i))
-    return ok
-
-
-def paints(page) -> int:
-    return int(root_data(page, "paints") or 0)
-
-
-def settle(page, quiet_s: float = 1.5, timeout_s: float = 60):
-    """Wait until the map has not received or drawn anything for `quiet_s` seconds."""
-    deadline = time.monotonic() + timeout_s
-    last, since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        now = (root_data(page, "version"), root_data(page, "paints"))
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the map kept changing for {timeout_s} s")
+def focus_map(page):
+    page.focus(ROOT)
 
 
 # --------------------------------------------------------------------------- the quickstart page
@@ -188,33 +78,25 @@ def test_click_batch_point_and_number_key_labels_the_store(quick, lab):
     page, store = quick["page"], quick["store"]
     before = store_labels(store)
     settle(page)
-    batch = [i for i in batch_of(page) if i not in before]
-    positions = screen_positions(page)
-    # batch points sit in dense clusters (they are the typical ones): any that no other point
-    # covers to the pixel can be clicked unambiguously
-    targets = [i for i in isolated_points(positions, batch, canvas_box(page), min_gap=1.5)
-               if on_canvas(page, *positions[i])]  # not under the legend
-    assert len(targets) >= 2, "need two batch points that can be clicked unambiguously"
+    positions = stable_positions(page)
+    box = canvas_box(page)
+    targets = [i for i in batch_of(page) if i not in before and on_canvas(page, *positions[i])
+               and box["x"] + 10 < positions[i][0] < box["x"] + box["width"] - 10]
+    assert len(targets) >= 2, "need two batch points on the canvas"
     quick["first_batch"] = batch_of(page)
     quick["paints_before"] = paints(page)
-
     clicked = []
-    for key in ("1", "2"):
-        # a click on a batch point selects it; where another point covers it to the pixel the
-        # click may pick that one: press Escape and take the next batch point
-        for i in [t for t in targets if t not in clicked]:
-            click_point(page, i, positions)
-            wait_for(lambda: root_data(page, "selected") == "1", 10, "the click to select one point")
-            if page.evaluate(f"() => document.querySelector('{ROOT}').alw.state().selected") == [i]:
-                break
-            page.keyboard.press("Escape")
-        else:
-            raise AssertionError("no batch point could be selected by clicking it")
-        clicked.append(i)
+    for key, i in zip(("1", "2"), targets):
+        # a click on a ringed point selects it, whatever neighbours are drawn under the cursor
+        click_point(page, i, positions)
+        wait_for(lambda i=i: state(page)["selected"] == [i], 10, f"point {i} to be selected")
         lab.shots.take(page, f"selected_{i}")
         page.keyboard.press(key)
         labels = wait_store(store, lambda got, i=i: i in got, what=f"point {i} in the store")
         assert labels[i] == quick["classes"][int(key) - 1]
+        clicked.append(i)
+        settle(page)
+        positions = screen_positions(page)
     quick["clicked"] = clicked
     lab.shots.take(page, "labelled_two_points")
 
@@ -230,62 +112,34 @@ def test_map_recolours_after_retraining(quick, lab):
     page.select_option("select.alw-color-by", "label")
 
 
-def _lasso(page, polygon, step_px=6.0):
-    """Draw a closed lasso through `polygon` (viewport coords) in the toolbar's lasso mode.
-
-    regl-scatterplot keeps a lasso point only every >= 10 ms and >= 3 px, so the mouse moves in
-    small, paced steps as a hand would. The stroke stops at the last vertex (the lasso closes
-    itself): a release within 3 px of the press point would count as a click on a point.
-    """
-    page.click('button.alw-mode[data-mode="lasso"]')
-    pts = list(polygon)
-    page.mouse.move(*pts[0])
-    page.mouse.down()
-    for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
-        steps = max(2, int(np.hypot(x1 - x0, y1 - y0) / step_px))
-        for t in np.linspace(0, 1, steps + 1)[1:]:
-            page.mouse.move(x0 + t * (x1 - x0), y0 + t * (y1 - y0))
-            time.sleep(0.02)
-    page.mouse.up()
-
-
-def test_lasso_labels_every_selected_point(quick, lab):
+def test_lasso_tool_opens_the_grid_and_labels_every_point_kept(quick, lab):
     page, store = quick["page"], quick["store"]
     before = store_labels(store)
     quick["before_lasso"] = before
+    page.click('button.alw-mode[data-mode="lasso"]')  # the toolbar's lasso: a plain drag (may scroll)
     settle(page)
-    positions = screen_positions(page)
+    positions = stable_positions(page)
     box = canvas_box(page)
-    # A square lasso around the densest unlabelled area, away from the canvas edge.
-    inside = np.isfinite(positions).all(axis=1)
-    xs, ys = positions[inside, 0], positions[inside, 1]
-    cx, cy = float(np.median(xs)), float(np.median(ys))
     half = min(box["width"], box["height"]) * 0.08
-    poly = [(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half), (cx - half, cy + half)]
-    margin = 3.0  # points this close to the lasso edge may fall either way
-    dx, dy = np.abs(positions[:, 0] - cx), np.abs(positions[:, 1] - cy)
-    surely_in = set(np.flatnonzero((dx < half - margin) & (dy < half - margin)).tolist())
-    surely_out = set(np.flatnonzero(~((dx < half + margin) & (dy < half + margin))).tolist())
+    cx, cy = dense_spot(positions, box, half)
+    surely_in, surely_out = inside_square(positions, cx, cy, half)
     assert len(surely_in) >= 5, "the lasso region should hold a few points"
-
-    _lasso(page, poly)
-    page.wait_for_selector(".alw-confirm", state="visible", timeout=10_000)
-    lab.shots.take(page, "lasso_confirm")
-    shown = int(re.sub(r"\D", "", page.inner_text(".alw-confirm-count")) or -1)
-    selected = int(root_data(page, "selected"))
-    assert shown == selected
-    assert len(surely_in) <= selected <= len(positions) - len(surely_out), (shown, len(surely_in))
-
+    move_off_map(page)
+    drag_path(page, square_around(cx, cy, half))
+    wait_for(lambda: root_data(page, "review"), 10, "the review grid")
+    lab.shots.take(page, "lasso_grid")
+    selected = set(state(page)["review"]["indices"])
+    assert surely_in <= selected and not (selected & surely_out)
+    assert page.locator(".alw-review").get_attribute("data-count") == str(len(selected))
     cls3 = quick["classes"][2]
     assert cls3 not in before.values(), "no class-3 labels before the lasso"
     page.keyboard.press("3")
+    page.keyboard.press("Enter")
     after = wait_store(store, lambda labels: labels != before, what="the lasso labels")
     now3 = {i for i, c in after.items() if c == cls3}
     changed = {i for i in set(after) | set(before) if after.get(i) != before.get(i)}
-    assert surely_in <= now3, f"{len(surely_in - now3)} points inside the lasso were not labelled"
-    assert not (changed & surely_out), "points outside the lasso were labelled"
-    assert len(now3) == selected, "the store holds a different number of points than the widget selected"
-    quick["lassoed"] = selected
+    assert now3 == selected and changed == selected, "the store holds other points than the grid showed"
+    quick["lassoed"] = len(selected)
     page.click('button.alw-mode[data-mode="pan"]')
     lab.shots.take(page, "lasso_labelled")
 
@@ -381,5 +235,5 @@ def test_html_in_file_and_class_names_is_shown_as_text(lab):
 
 def test_browser_made_no_outside_requests_and_no_page_errors(lab):
     assert lab.blocked == [], f"requests that tried to leave 127.0.0.1: {lab.blocked[:5]}"
-    errors = [c for c in lab.console if c.startswith("pageerror")]
+    errors = [c for c in lab.console if c.startswith("lab pageerror")]
     assert errors == [], errors
