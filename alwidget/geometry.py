@@ -1,8 +1,10 @@
-"""Feature-only geometry: normalisation, kNN, k-means, ProbCover's delta and ball graph.
+"""Feature-only geometry: normalisation, kNN, k-means, typicality, coreset distances.
 
 Everything here depends only on the features, which never change during a session, so
 :meth:`Geometry.of` keeps one :class:`Geometry` per feature set (keyed by content
 fingerprint) and every expensive result on it is computed once and reused across rounds.
+ProbCover's range search, delta and ball graph live in :mod:`alwidget.cover_geometry`, which
+caches them on the same object (:meth:`Geometry.scratch`).
 
 Backends. Exact neighbour searches and k-means run through faiss when it is importable and
 the work stays on the CPU, otherwise through torch in row blocks (``block x N`` distance
@@ -35,12 +37,10 @@ SMALL_N = 2048
 TYPICALITY_EXACT_MAX = 2048
 TYPICALITY_SAMPLE = 1024
 TYPICALITY_SHORTLIST = 256
+# Query rows per faiss search call (progress granularity; no effect on the result).
+_KNN_BLOCK = 8192
 # Bytes of one distance tile in the torch paths (rows x N float32).
 _TILE_BYTES = 1 << 26
-# Points whose exact nearest-other-pseudo-label distance is computed to bound delta from above.
-_DELTA_SAMPLE = 1000
-# Refuse to build a ball graph with more edges than this (12 bytes per edge while building).
-MAX_EDGES = 400_000_000
 
 
 # --------------------------------------------------------------------------- threads
@@ -116,12 +116,13 @@ def normalize(X) -> np.ndarray:
     return np.ascontiguousarray(X / norms[:, None], dtype=np.float32)
 
 
-def knn(X, k: int, *, exclude_self: bool = True, backend=None, device=None):
+def knn(X, k: int, *, exclude_self: bool = True, backend=None, device=None, progress=None):
     """Exact k nearest neighbours of every row of X among the rows of X.
 
     Returns ``(dist, idx)``: (N, k) float32 Euclidean distances, ascending, and (N, k) int64
     indices. With ``exclude_self`` a row never lists itself (an identical duplicate row still
     counts as a neighbour at distance 0). ``k`` is capped at the number of other rows.
+    ``progress(done, n)``, when given, is called after each block of query rows.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
@@ -137,13 +138,19 @@ def knn(X, k: int, *, exclude_self: bool = True, backend=None, device=None):
         dv = np.take_along_axis(d, part, 1)
         order = np.lexsort((part, dv), axis=-1)
         idx, sq = np.take_along_axis(part, order, 1), np.take_along_axis(dv, order, 1)
+        if progress is not None:
+            progress(n, n)
     elif kind == "faiss":
         import faiss
 
         index = faiss.IndexFlatL2(X.shape[1])
         index.add(X)
-        sq, idx = index.search(X, kq)
-        idx = idx.astype(np.int64)
+        sq = np.empty((n, kq), np.float32)
+        idx = np.empty((n, kq), np.int64)
+        for a in range(0, n, _KNN_BLOCK):
+            sq[a:a + _KNN_BLOCK], idx[a:a + _KNN_BLOCK] = index.search(X[a:a + _KNN_BLOCK], kq)
+            if progress is not None:
+                progress(min(n, a + _KNN_BLOCK), n)
     else:
         import torch
 
@@ -156,6 +163,8 @@ def knn(X, k: int, *, exclude_self: bool = True, backend=None, device=None):
             for a in range(0, n, rows):
                 v, i = torch.topk(_sq_dists(xt[a:a + rows], xt, x_sq), kq, dim=1, largest=False, sorted=True)
                 sq[a:a + rows], idx[a:a + rows] = v.cpu().numpy(), i.cpu().numpy()
+                if progress is not None:
+                    progress(min(n, a + rows), n)
     if exclude_self:
         # Move the row itself (wherever ties put it) to the end, then drop the last column.
         is_self = idx == np.arange(n)[:, None]
@@ -314,89 +323,7 @@ def _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid):
         return assign.cpu().numpy().astype(np.int64), cent.cpu().numpy().astype(np.float32)
 
 
-# --------------------------------------------------------------------------- range search
-
-def _range_csr(X, radius: float, backend=None, device=None):
-    """All ordered pairs (i, j) with ||x_i - x_j|| < radius, grouped by i.
-
-    Returns ``(indptr (N+1,) int64, indices (E,) int32, sq (E,) float32 squared distances)``.
-    Row i contains i itself whenever radius > 0 (up to rounding of its zero distance).
-    """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    n = X.shape[0]
-    r2 = float(radius) ** 2
-    counts = np.zeros(n, np.int64)
-    parts_i, parts_d = [], []
-    kind, dev = _resolve(backend, device)
-    if kind == "faiss":
-        import faiss
-
-        index = faiss.IndexFlatL2(X.shape[1])
-        index.add(X)
-        step = 8192
-        for a in range(0, n, step):
-            lims, dd, ii = index.range_search(X[a:a + step], r2)
-            counts[a:a + step] = np.diff(lims)
-            parts_i.append(ii.astype(np.int32))
-            parts_d.append(dd.astype(np.float32))
-    else:
-        import torch
-
-        xt = _to_torch(X, dev)
-        x_sq = (xt * xt).sum(1)
-        rows = _rows_per_tile(n)
-        with torch.no_grad():
-            for a in range(0, n, rows):
-                d = _sq_dists(xt[a:a + rows], xt, x_sq)
-                hit = d < r2
-                rr, cc = torch.nonzero(hit, as_tuple=True)  # row-major: grouped by row
-                counts[a:a + d.shape[0]] = torch.bincount(rr, minlength=d.shape[0]).cpu().numpy()
-                parts_i.append(cc.to(torch.int32).cpu().numpy())
-                parts_d.append(d[rr, cc].cpu().numpy())
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    indices = np.concatenate(parts_i) if parts_i else np.zeros(0, np.int32)
-    sq = np.concatenate(parts_d) if parts_d else np.zeros(0, np.float32)
-    return indptr, indices, sq
-
-
-def _nearest_other_sq(X, pseudo, rows, backend=None, device=None):
-    """Exact squared distance from each X[rows] to the nearest row with another pseudo-label,
-    and the number of rows of X within that distance bound tile (for edge estimates)."""
-    import torch
-
-    kind, dev = _resolve(backend, device)
-    dev = dev if kind == "torch" else torch.device("cpu")
-    xt = _to_torch(X, dev)
-    x_sq = (xt * xt).sum(1)
-    lab = torch.from_numpy(pseudo).to(dev)
-    out = np.empty(len(rows), np.float32)
-    step = _rows_per_tile(X.shape[0])
-    with torch.no_grad():
-        for a in range(0, len(rows), step):
-            r = torch.from_numpy(np.asarray(rows[a:a + step])).to(dev)
-            d = _sq_dists(xt[r], xt, x_sq)
-            d[lab[r][:, None] == lab[None, :]] = float("inf")
-            out[a:a + step] = d.min(1).values.cpu().numpy()
-    return out
-
-
-def _count_within_sq(X, rows, r2, backend=None, device=None) -> np.ndarray:
-    """Number of rows of X with squared distance < r2 from each X[rows]."""
-    import torch
-
-    kind, dev = _resolve(backend, device)
-    dev = dev if kind == "torch" else torch.device("cpu")
-    xt = _to_torch(X, dev)
-    x_sq = (xt * xt).sum(1)
-    out = np.empty(len(rows), np.int64)
-    step = _rows_per_tile(X.shape[0])
-    with torch.no_grad():
-        for a in range(0, len(rows), step):
-            r = torch.from_numpy(np.asarray(rows[a:a + step])).to(dev)
-            out[a:a + step] = (_sq_dists(xt[r], xt, x_sq) < r2).sum(1).cpu().numpy()
-    return out
-
+# --------------------------------------------------------------------------- typicality helpers
 
 def _positions(n: int, sub: np.ndarray) -> np.ndarray:
     """(n,) position of each row in ``sub`` or -1 (rows of A that are also columns of B)."""
@@ -423,17 +350,6 @@ def _mean_k_smallest(A: np.ndarray, B: np.ndarray, k: int, self_col=None) -> np.
         part = np.partition(d, k - 1, axis=1)[:, :k]
         out[a:a + step] = np.sqrt(part.astype(np.float64)).mean(1)
     return out
-
-
-def purity_rank(n: int, purity: float) -> int:
-    """1-based rank r (ascending) of delta among the N nearest-other distances.
-
-    delta = d_(r) with r = N - ceil(purity * N) + 1: then at least ceil(purity * N) points have
-    d >= delta, and any larger value leaves at most ceil(purity * N) - 1 of them.
-    """
-    m = int(np.ceil(purity * n - 1e-9))
-    m = min(max(m, 1), n)
-    return n - m + 1
 
 
 # --------------------------------------------------------------------------- the cache
@@ -467,11 +383,8 @@ class Geometry:
         self._knn = None
         self._typ: dict = {}
         self._members: dict = {}
-        self._delta: dict = {}
-        self._ball: dict = {}
         self._sqn = None  # (N,) squared row norms
         self._mind = None  # coreset: (centres (sorted int64), min squared distance (N,))
-        self._cover = None  # probcover: (delta, labelled (sorted), covered, gain)
         self._scratch: dict = {}  # name -> OrderedDict: caches a strategy module keeps itself
 
     @property
@@ -602,95 +515,6 @@ class Geometry:
             self._typ[key] = (rows[o], typ[o])
             return self._typ[key]
 
-    # -- ProbCover ---------------------------------------------------------------------
-    def probcover_delta(self, n_classes: int, seed: int = 0, purity: float = 0.95) -> float:
-        """ProbCover's delta: the largest delta with purity(delta) >= ``purity``.
-
-        Pseudo-labels come from k-means with K = ``n_classes`` (at least 2). With d_i the
-        distance from point i to the nearest point of another pseudo-label, a point is pure
-        iff d_i >= delta (balls are open: ||x - y|| < delta), so delta is exactly the order
-        statistic d_(r) of :func:`purity_rank`: no grid, no bisection.
-
-        Only the smallest d_i matter, so the d_i are read off one exact range search at a
-        radius R that provably contains delta: R starts from the exact d_i of a seeded sample of
-        points (a high quantile of them, so R >= delta almost surely) and is doubled in the rare
-        case fewer than r points have d_i < R. The ball graph for delta comes from the same
-        search and is cached (:meth:`ball_graph`). Returns inf when every point has one
-        pseudo-label (then every ball is the whole pool).
-        """
-        if not 0 < purity <= 1:
-            raise ValueError(f"purity must be in (0, 1], got {purity!r}")
-        K = int(min(max(2, int(n_classes)), self.n_samples))
-        key = (K, int(seed), float(purity))
-        with self._lock:
-            if key in self._delta:
-                return self._delta[key]["delta"]
-            n = self.n_samples
-            pseudo = self.kmeans(K, seed)[0] if K >= 2 else np.zeros(n, np.int64)
-            r = purity_rank(n, purity)
-            rng = np.random.default_rng([int(seed), 7])
-            sample = np.arange(n) if n <= _DELTA_SAMPLE else np.sort(rng.choice(n, _DELTA_SAMPLE, replace=False))
-            ds = np.sort(_nearest_other_sq(self.X, pseudo, sample, self.backend, self.device))
-            if not np.isfinite(ds[0]):  # one pseudo-label everywhere: no point is ever impure
-                self._delta[key] = {"delta": float("inf"), "purity": 1.0, "n_pseudo": K}
-                return float("inf")
-            s = sample.size
-            if s == n:
-                j = r - 1
-            else:  # a quantile well above the target share, so R >= delta with high probability
-                f = r / n
-                j = int(np.ceil(s * f + 4.0 * np.sqrt(s * f * (1 - f)))) + 1
-            j = min(j, s - 1)
-            finite = ds[np.isfinite(ds)]
-            r2 = float(ds[j]) if np.isfinite(ds[j]) else float(finite[-1])
-            r2 = r2 * 1.02 + 1e-9
-            # Expected edges from the sample, before committing memory to them.
-            probe_rows = sample[:: max(1, s // 200)]  # spread over the (sorted) sample
-            est = float(_count_within_sq(self.X, probe_rows, r2, self.backend, self.device).mean()) * n
-            if est > MAX_EDGES:
-                raise ValueError(
-                    f"ProbCover's ball graph would hold about {est:.2e} edges at purity={purity} with "
-                    f"{K} pseudo-classes; pass a larger n_classes or a lower purity")
-            max_r2 = 4.0 * float(np.max(np.einsum("ij,ij->i", self.X, self.X))) + 1e-6
-            while True:
-                indptr, indices, sq = _range_csr(self.X, np.sqrt(r2), self.backend, self.device)
-                rows = np.repeat(np.arange(n), np.diff(indptr))
-                other = np.where(pseudo[rows] != pseudo[indices], sq, np.inf).astype(np.float32)
-                dmin = np.full(n, np.inf, np.float32)
-                nonempty = np.diff(indptr) > 0
-                if other.size:
-                    red = np.minimum.reduceat(other, indptr[:-1][nonempty])
-                    dmin[nonempty] = red
-                if np.count_nonzero(dmin < r2) >= r or r2 >= max_r2:
-                    break
-                r2 = min(r2 * 4.0, max_r2)  # doubles the radius
-            d2 = np.partition(dmin, r - 1)[r - 1]
-            delta = float(np.sqrt(d2)) if np.isfinite(d2) else float("inf")
-            achieved = float(np.count_nonzero(dmin >= d2)) / n
-            self._delta[key] = {"delta": delta, "purity": achieved, "n_pseudo": K}
-            if np.isfinite(d2):
-                self._ball[delta] = _ball_from_pairs(n, indptr, indices, sq, d2, rows)
-            return delta
-
-    def probcover_info(self, n_classes: int, seed: int = 0, purity: float = 0.95) -> dict:
-        """{'delta', 'purity' (achieved share of pure points), 'n_pseudo' (K used)}."""
-        self.probcover_delta(n_classes, seed, purity)
-        K = int(min(max(2, int(n_classes)), self.n_samples))
-        return dict(self._delta[(K, int(seed), float(purity))])
-
-    def ball_graph(self, delta: float):
-        """Symmetric delta-ball graph as CSR ``(indptr, indices)`` (int32 indices, self-loops
-        included): j is in row i iff ||x_i - x_j|| < delta. Cached per delta."""
-        delta = float(delta)
-        with self._lock:
-            hit = self._ball.get(delta)
-            if hit is None:
-                indptr, indices, sq = _range_csr(self.X, delta, self.backend, self.device)
-                rows = np.repeat(np.arange(self.n_samples), np.diff(indptr))
-                hit = _ball_from_pairs(self.n_samples, indptr, indices, sq, np.float32(delta) ** 2, rows)
-                self._ball[delta] = hit
-            return hit
-
     # -- Coreset -------------------------------------------------------------------
     def min_sq_dist(self, centres: np.ndarray) -> np.ndarray:
         """(N,) float32 squared distance from every row to its nearest row in ``centres``
@@ -719,70 +543,3 @@ class Geometry:
             self._sqn = np.einsum("ij,ij->i", self.X, self.X)
         d = self._sqn[:, None] - 2.0 * (self.X @ self.X[rows].T) + self._sqn[rows][None, :]
         return np.maximum(d, 0.0, out=d).astype(np.float32, copy=False)
-
-    # -- ProbCover coverage state (kept between rounds) ----------------------------
-    def coverage(self, delta: float, labelled: np.ndarray):
-        """(covered (N,) bool, gain (N,) int64) for the ball graph at ``delta`` given labelled rows.
-
-        covered: inside the ball of a labelled row; gain[v]: not-yet-covered rows in v's ball.
-        The last state is kept and updated incrementally when labels were only added.
-        """
-        indptr, indices = self.ball_graph(delta)
-        labelled = np.unique(np.asarray(labelled, dtype=np.int64))
-        with self._lock:
-            st = self._cover
-            if (st is not None and st[0] == delta and st[1].size <= labelled.size
-                    and np.isin(st[1], labelled, assume_unique=True).all()):
-                covered, gain = st[2].copy(), st[3].copy()
-                new = np.setdiff1d(labelled, st[1], assume_unique=True)
-            else:
-                covered = np.zeros(self.n_samples, bool)
-                gain = np.diff(indptr).astype(np.int64)
-                new = labelled
-            cover_rows(indptr, indices, new, covered, gain)
-            self._cover = (delta, labelled, covered.copy(), gain.copy())
-            return covered, gain
-
-
-def csr_gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Concatenated neighbour lists of ``rows`` (vectorised)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.size == 0:
-        return np.zeros(0, indices.dtype)
-    starts = indptr[rows].astype(np.int64)
-    lens = indptr[rows + 1].astype(np.int64) - starts
-    total = int(lens.sum())
-    if total == 0:
-        return np.zeros(0, indices.dtype)
-    offs = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-    return indices[offs + np.arange(total)]
-
-
-def cover_rows(indptr, indices, rows, covered: np.ndarray, gain: np.ndarray) -> int:
-    """Mark the balls of ``rows`` covered, updating gains in place; returns newly covered count.
-
-    Each point is covered once and then removes itself from the gain of every ball holding it
-    (its own neighbour list, the graph being symmetric): O(E) over a whole selection.
-    """
-    nb = csr_gather(indptr, indices, rows)
-    if nb.size == 0:
-        return 0
-    fresh = np.unique(nb[~covered[nb]])
-    if fresh.size == 0:
-        return 0
-    covered[fresh] = True
-    ws = csr_gather(indptr, indices, fresh)
-    gain -= np.bincount(ws, minlength=gain.size)
-    return int(fresh.size)
-
-
-def _ball_from_pairs(n, indptr, indices, sq, d2, rows):
-    """Symmetric CSR (indptr, int32 indices) of the pairs with sq < d2, self-loops added."""
-    import scipy.sparse as sp
-
-    keep = (sq < d2) & (indices != rows)
-    m = sp.csr_matrix((np.ones(int(keep.sum()), bool), (rows[keep], indices[keep])), shape=(n, n))
-    m = (m + m.T + sp.identity(n, dtype=bool, format="csr")).tocsr()
-    m.sort_indices()
-    ip = m.indptr.astype(np.int32 if m.nnz < 2**31 else np.int64)
-    return ip, m.indices.astype(np.int32)

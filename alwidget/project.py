@@ -34,18 +34,19 @@ Why the UMAP path looks the way it does (figures: ``bench/bench_project.py``):
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import threading
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from . import _umap_fit
+from ._umap_fit import ProgressCallback
+from ._umap_fit import tqdm_reporter as _tqdm_reporter
 from ._util import cache_dir as _cache_root
-from ._util import atomic_write, check_features, fingerprint, max_threads
+from ._util import atomic_write, check_features, fingerprint
 
 __all__ = [
     "EXACT_KNN_MAX",
@@ -64,8 +65,6 @@ EXACT_KNN_MAX = 50_000
 _CACHE_FORMAT = 1
 _METRICS = ("cosine", "euclidean")
 _KNN_METHODS = ("auto", "exact", "nndescent")
-
-ProgressCallback = Callable[[float, str], None]
 
 
 # --------------------------------------------------------------------------- canvas / preview
@@ -163,97 +162,6 @@ def preview(X, seed: int = 0, *, metric: str = "cosine") -> np.ndarray:
     return to_canvas(_preview(X, _check_seed(seed), _check_metric(metric)))
 
 
-# --------------------------------------------------------------------------- kNN
-
-
-def _knn_exact(X: np.ndarray, k: int, report: ProgressCallback) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Euclidean kNN of every row among all rows, self included.
-
-    Returns (indices (N, k) int64, distances (N, k) float32). faiss when
-    importable, else torch blocks (never N x N in memory).
-    """
-    n = X.shape[0]
-    block = int(max(256, min(8192, 2**26 // max(n, 1))))
-    idx = np.empty((n, k), dtype=np.int64)
-    d2 = np.empty((n, k), dtype=np.float32)
-    try:
-        import faiss
-    except ImportError:
-        faiss = None
-    if faiss is not None:
-        index = faiss.IndexFlatL2(X.shape[1])
-        index.add(X)
-        search = index.search
-    else:
-        import torch
-
-        Xt = torch.from_numpy(X)
-        sq = (Xt * Xt).sum(1)
-
-        def search(q, kk):
-            qt = torch.from_numpy(q)
-            dist = (qt * qt).sum(1, keepdim=True) + sq[None, :] - 2.0 * (qt @ Xt.T)
-            val, ind = torch.topk(dist, kk, dim=1, largest=False)
-            return val.numpy(), ind.numpy()
-
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        d2[start:stop], idx[start:stop] = search(X[start:stop], k)
-        report(stop / n, f"exact kNN graph: {stop:,}/{n:,} points")
-    # |q|^2 + |x|^2 - 2 q.x leaves rounding noise where it should be 0: clean self-distances
-    d2[idx == np.arange(n)[:, None]] = 0.0
-    return idx, np.sqrt(np.maximum(d2, 0.0))
-
-
-# --------------------------------------------------------------------------- progress inside umap-learn
-
-# umap-learn's layout loop is `for n in tqdm(range(n_epochs), **tqdm_kwds)` with
-# tqdm imported into umap.layouts. tqdm offers no callback (and in a notebook it
-# draws a widget into whatever cell is running), so the name is replaced once by
-# a dispatcher: threads that registered a hook get epoch callbacks and no bar;
-# every other caller gets umap-learn's own tqdm unchanged.
-_epoch_hooks = threading.local()
-_patch_lock = threading.Lock()
-
-
-class _Cancelled(Exception):
-    """Raised inside the layout loop when a ProjectionJob is cancelled."""
-
-
-def _prepare_umap() -> None:
-    """Install the epoch dispatcher and silence one warning, once per process."""
-    import umap.layouts as layouts
-
-    with _patch_lock:
-        # We hand umap-learn a kNN graph without a search index on purpose (we
-        # never call .transform). catch_warnings is not thread-safe, so a narrow
-        # process-wide filter hides that warning; re-added on every fit because
-        # an enclosing catch_warnings (pytest, notebooks) may have dropped it.
-        warnings.filterwarnings(
-            "ignore", message=r"precomputed_knn\[2\] \(knn_search_index\)", category=UserWarning, module="umap"
-        )
-        if getattr(layouts.tqdm, "_alwidget_dispatch", False):
-            return
-        original = layouts.tqdm
-
-        def dispatch(iterable=None, *args, **kwargs):
-            hook = getattr(_epoch_hooks, "hook", None)
-            if hook is None:
-                return original(iterable, *args, **kwargs)
-            items = list(iterable)
-            return _hooked(items, hook)
-
-        dispatch._alwidget_dispatch = True
-        layouts.tqdm = dispatch
-
-
-def _hooked(items, hook):
-    total = len(items)
-    for i, item in enumerate(items):
-        yield item
-        hook(i + 1, total)
-
-
 # --------------------------------------------------------------------------- umap
 
 
@@ -319,44 +227,12 @@ def _load_cached(path: Path, n: int) -> np.ndarray | None:
     return coords
 
 
-@contextlib.contextmanager
-def _thread_local_pools(n_jobs):
-    """Cap numba and faiss/OpenMP threads for the calling thread only.
-
-    Both keep per-thread settings, so a background fit never changes the pools
-    of the labelling thread (BLAS and torch pools are process-wide: untouched).
-    """
-    if n_jobs is None:
-        n_jobs = max_threads()  # "all cores": the ones this process may use
-    import numba
-
-    try:
-        import faiss
-    except ImportError:
-        faiss = None
-    old_numba = numba.get_num_threads()
-    old_omp = faiss.omp_get_max_threads() if faiss is not None else None
-    numba.set_num_threads(min(n_jobs, numba.config.NUMBA_NUM_THREADS))
-    if faiss is not None:
-        faiss.omp_set_num_threads(n_jobs)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old_numba)
-        if faiss is not None:
-            faiss.omp_set_num_threads(old_omp)
-
-
 def _fit_umap(
     X: np.ndarray, seed: int, params: dict, n_jobs, report: ProgressCallback, preview_coords=None
 ) -> np.ndarray:
     """Compute UMAP coordinates on the canvas; trusts its (validated) inputs."""
-    import umap as umap_pkg
-
     n = X.shape[0]
     metric = params["metric"]
-    k = min(params["n_neighbors"], n - 1)
-    method = _knn_method(n, params["knn"])
     if params["init"] == "preview":
         if preview_coords is None:
             preview_coords = to_canvas(_preview(X, seed, metric))
@@ -365,61 +241,9 @@ def _fit_umap(
         init = "spectral"
     if metric == "cosine":
         X = X * _row_scale(X, metric)[:, None]
-
-    with _thread_local_pools(n_jobs):
-        precomputed = (None, None, None)
-        if method == "exact":
-            idx, dist = _knn_exact(X, k, lambda f, msg: report(0.4 * f, msg))
-            precomputed = (idx, dist, None)
-            first = 0.4
-        else:
-            first = 0.05
-            report(0.02, "kNN graph (pynndescent; compiles ~40 s in a fresh process)")
-        model = umap_pkg.UMAP(
-            n_neighbors=k,
-            min_dist=params["min_dist"],
-            metric="euclidean",
-            init=init,
-            random_state=seed,
-            n_jobs=1,  # umap-learn runs a seeded layout on one thread anyway; saying so avoids its warning
-            precomputed_knn=precomputed,
-            force_approximation_algorithm=method == "nndescent",
-            tqdm_kwds={"disable": True},
-        )
-        report(first, "UMAP fuzzy graph (compiles ~15 s in a fresh process)")
-
-        def on_epoch(i, total):
-            report(first + (0.99 - first) * i / total, f"UMAP layout: epoch {i}/{total}")
-
-        _prepare_umap()
-        _epoch_hooks.hook = on_epoch
-        try:
-            coords = model.fit_transform(X)
-        finally:
-            _epoch_hooks.hook = None
+    k = min(params["n_neighbors"], n - 1)
+    coords = _umap_fit.layout(X, k, _knn_method(n, params["knn"]), init, params["min_dist"], seed, n_jobs, report)
     return to_canvas(coords)
-
-
-def _tqdm_reporter(progress: bool, callback: ProgressCallback | None):
-    """A report(fraction, message) that feeds a tqdm.auto bar and/or a user callback."""
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=1000, desc="UMAP", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-
-    def report(fraction: float, message: str) -> None:
-        if bar is not None:
-            bar.n = int(1000 * fraction)
-            bar.set_postfix_str(message, refresh=True)
-        if callback is not None:
-            callback(float(fraction), message)
-
-    def close():
-        if bar is not None:
-            bar.close()
-
-    return report, close
 
 
 def _umap_checked(
@@ -492,6 +316,10 @@ def umap(
 
 
 # --------------------------------------------------------------------------- background job
+
+
+class _Cancelled(Exception):
+    """Raised inside the layout loop when a ProjectionJob is cancelled."""
 
 
 class ProjectionJob:

@@ -53,14 +53,15 @@ def feature_row(ds, X, y):
 
 
 def purity_rows(ds, X, y):
-    from alwidget.geometry import Geometry, cover_rows
+    from alwidget.cover_geometry import ball_graph, cover_rows, probcover_info
+    from alwidget.geometry import Geometry
     from alwidget.strategies.probcover import greedy_cover
 
     geo = Geometry.of(X)
     rows = []
     for K in (5, 10, 20, 50):
-        info = geo.probcover_info(K, 0, 0.95)
-        indptr, indices = geo.ball_graph(info["delta"])
+        info = probcover_info(geo, K, 0, 0.95)
+        indptr, indices = ball_graph(geo, info["delta"])
         owner = np.repeat(np.arange(len(X)), np.diff(indptr))
         impure = np.zeros(len(X), bool)
         impure[owner[y[indices] != y[owner]]] = True

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from alwidget import geometry as G
-from alwidget.geometry import Geometry, kmeans, knn, normalize, purity_rank
+from alwidget.geometry import Geometry, kmeans, knn, normalize
 
 BACKENDS = ["faiss", "torch"]
 
@@ -89,90 +89,6 @@ def test_kmeans_more_clusters_than_distinct_rows(backend):
     assert kmeans(X, 50, seed=0, backend=backend)[1].shape[0] == 12  # K capped at N
 
 
-def test_purity_rank_is_the_largest_delta_with_enough_pure_points():
-    d = np.array([0.5, 0.1, 0.3, 0.9, 0.7, 0.2, 0.4, 0.8, 0.6, 1.0])
-    for purity in (0.5, 0.8, 0.95, 1.0):
-        r = purity_rank(len(d), purity)
-        delta = np.sort(d)[r - 1]
-        assert np.mean(d >= delta) >= purity
-        assert np.mean(d >= delta + 1e-9) < purity
-
-
-def brute_delta(X, pseudo, purity):
-    """delta straight from the definition: largest d with share(nearest-other >= d) >= purity."""
-    D = brute_dist(X)
-    D[pseudo[:, None] == pseudo[None, :]] = np.inf
-    near = D.min(1)
-    cands = np.sort(near)
-    ok = [c for c in cands if np.mean(near >= c) >= purity]
-    return max(ok), near
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("sample", [10_000, 60])
-def test_probcover_delta_equals_purity_definition(blobs, backend, sample, monkeypatch):
-    monkeypatch.setattr(G, "_DELTA_SAMPLE", sample)  # 60: the sampled upper-bound path
-    geo = Geometry.of(blobs, backend=backend)
-    pseudo = geo.kmeans(4, 0)[0]
-    delta = geo.probcover_delta(4, seed=0)
-    want, near = brute_delta(geo.X, pseudo, 0.95)
-    assert delta == pytest.approx(want, abs=1e-4)
-    info = geo.probcover_info(4, seed=0)
-    assert info["purity"] >= 0.95 and info["n_pseudo"] == 4
-    assert info["purity"] == pytest.approx(np.mean(near >= want - 1e-5), abs=1e-9)
-
-
-def test_probcover_delta_grows_the_radius_when_the_sample_underestimates(blobs, monkeypatch):
-    real = G._nearest_other_sq
-    monkeypatch.setattr(G, "_DELTA_SAMPLE", 50)
-    monkeypatch.setattr(G, "_nearest_other_sq", lambda *a, **k: real(*a, **k) * 0.01)
-    calls = []
-    real_range = G._range_csr
-    monkeypatch.setattr(G, "_range_csr", lambda *a, **k: calls.append(a[1]) or real_range(*a, **k))
-    geo = Geometry.of(blobs)
-    delta = geo.probcover_delta(4, seed=0)
-    want, _ = brute_delta(geo.X, geo.kmeans(4, 0)[0], 0.95)
-    assert len(calls) >= 2 and calls[-1] > calls[0]
-    assert delta == pytest.approx(want, abs=1e-4)
-
-
-def test_probcover_delta_one_pseudo_label_everywhere_is_inf():
-    X = np.ones((20, 4), np.float32)
-    assert Geometry.of(X).probcover_delta(3) == float("inf")
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_ball_graph_matches_brute_force(blobs, backend):
-    geo = Geometry.of(blobs, backend=backend)
-    delta = geo.probcover_delta(4, seed=0)
-    indptr, indices = geo.ball_graph(delta)
-    assert indices.dtype == np.int32 and indptr.dtype == np.int32 and indptr.shape == (len(blobs) + 1,)
-    n = len(blobs)
-    A = np.zeros((n, n), bool)
-    A[np.repeat(np.arange(n), np.diff(indptr)), indices] = True
-    D = brute_dist(geo.X)
-    want = D < delta
-    np.fill_diagonal(want, True)
-    clear = np.abs(D - delta) > 1e-5  # pairs at delta up to rounding may go either way
-    np.testing.assert_array_equal(A[clear], want[clear])
-    assert (A == A.T).all() and A.diagonal().all()
-    # A delta that was not produced by the purity rule is searched on demand.
-    ip2, ind2 = geo.ball_graph(delta * 0.5)
-    assert ind2.size < indices.size
-
-
-def test_backends_agree_on_delta_and_graph(blobs):
-    g1 = Geometry.of(blobs, backend="faiss")
-    g2 = Geometry.of(blobs, backend="torch")
-    assert g1 is not g2
-    # Same pseudo-labels for both, so that only the neighbour search differs.
-    g2._kmeans[(4, 0)] = g1.kmeans(4, 0)
-    d1, d2 = g1.probcover_delta(4), g2.probcover_delta(4)
-    assert d1 == pytest.approx(d2, abs=1e-5)
-    a, b = g1.ball_graph(d1), g2.ball_graph(d2)
-    assert abs(a[1].size - b[1].size) <= 4
-
-
 def test_geometry_of_is_cached_by_identity_and_content(blobs):
     g = Geometry.of(blobs)
     assert Geometry.of(blobs) is g
@@ -223,30 +139,6 @@ def test_min_sq_dist_incremental_equals_direct(blobs):
     np.testing.assert_allclose(g.min_sq_dist([3, 7, 50, 60]), D2[:, [3, 7, 50, 60]].min(1), atol=1e-4)
     np.testing.assert_allclose(g.min_sq_dist([9]), D2[:, 9], atol=1e-4)  # not a superset
     assert np.isinf(g.min_sq_dist([])).all()
-
-
-def test_coverage_incremental_equals_from_scratch(blobs):
-    g = Geometry.of(blobs)
-    delta = g.probcover_delta(4)
-    indptr, indices = g.ball_graph(delta)
-    c1, g1 = g.coverage(delta, [0, 10])
-    c2, g2 = g.coverage(delta, [0, 10, 99, 150])  # incremental
-    g._cover = None
-    c3, g3 = g.coverage(delta, [0, 10, 99, 150])  # from scratch
-    np.testing.assert_array_equal(c2, c3)
-    np.testing.assert_array_equal(g2, g3)
-    # Definitions: covered = union of balls; gain = uncovered points in the ball.
-    n = len(blobs)
-    balls = [set(indices[indptr[i]:indptr[i + 1]].tolist()) for i in range(n)]
-    cov = set().union(*(balls[i] for i in (0, 10, 99, 150)))
-    assert set(np.flatnonzero(c3).tolist()) == cov
-    assert all(g3[v] == len(balls[v] - cov) for v in range(n))
-
-
-def test_edge_guard_refuses_huge_graphs(blobs, monkeypatch):
-    monkeypatch.setattr(G, "MAX_EDGES", 10)
-    with pytest.raises(ValueError, match="edges"):
-        Geometry.of(blobs).probcover_delta(4)
 
 
 def test_big_clusters_get_a_shortlist_with_exact_typicality(blobs, monkeypatch):

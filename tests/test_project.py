@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from alwidget import project
+from alwidget import _umap_fit
 from alwidget.project import ProjectionJob, preview, project_file, to_canvas, umap
 
 
@@ -140,14 +141,14 @@ def test_bad_parameters_are_refused(kwargs, match, X, tmp_path):
 
 def test_exact_knn_faiss_and_torch_agree(monkeypatch, X):
     seen = []
-    idx, dist = project._knn_exact(X, 5, lambda f, m: seen.append(f))
+    idx, dist = _umap_fit.knn_graph(X, 5, lambda f, m: seen.append(f))
     assert idx.shape == dist.shape == (len(X), 5) and idx.dtype == np.int64
     assert np.array_equal(idx[:, 0], np.arange(len(X)))  # self first (distance 0)
     assert np.all(np.diff(dist, axis=1) >= 0) and seen[-1] == 1.0
     brute = np.sqrt(((X[:20, None, :] - X[None, :, :]) ** 2).sum(-1))
     np.testing.assert_array_equal(idx[:20], np.argsort(brute, axis=1)[:, :5])
     monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now fails
-    idx_t, dist_t = project._knn_exact(X, 5, lambda f, m: None)
+    idx_t, dist_t = _umap_fit.knn_graph(X, 5, lambda f, m: None)
     np.testing.assert_array_equal(idx_t, idx)
     np.testing.assert_allclose(dist_t, dist, atol=1e-3)
 

@@ -4,6 +4,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from alwidget import strategies as S
+from alwidget.cover_geometry import ball_graph
 from alwidget.geometry import Geometry, kmeans
 from alwidget.strategies import auto as auto_mod
 from alwidget.strategies.badge import gradient_factors, gradient_sq_dist, gradient_sq_norms, kmeanspp_factorised
@@ -128,7 +129,7 @@ def test_different_seeds_can_differ(digits, name):
 
 
 def cache_sizes(geo):
-    return (len(geo._kmeans), len(geo._delta), len(geo._ball), *(len(v) for v in geo._scratch.values()))
+    return (len(geo._kmeans), *(len(v) for v in geo._scratch.values()))
 
 
 @pytest.mark.parametrize("name", ["typiclust", "probcover"])
@@ -332,7 +333,7 @@ def test_probcover_greedy_equals_exhaustive_max_coverage(with_labels, rule):
         labels[[3, 50, 120]] = [0, 1, 2]
     idx, info = S.select("probcover", X, labels, 25, seed=3, return_info=True, **rule)
     check_batch(idx, labels, 25)
-    indptr, indices = Geometry.of(X).ball_graph(info["delta"])
+    indptr, indices = ball_graph(Geometry.of(X), info["delta"])
     covered = exhaustive_greedy_ok(indptr, indices, labels, idx)
     assert info["covered_after"] == pytest.approx(covered.mean())
     if rule:
@@ -400,7 +401,7 @@ def test_probcover_repeated_calls_reuse_the_graph_and_stay_greedy(digits):
     deltas = []
     for _ in range(3):  # the session's loop: label the first pick, ask again
         idx, info = S.select("probcover", X, labels, 10, return_info=True)
-        exhaustive_greedy_ok(*geo.ball_graph(info["delta"]), labels, idx)
+        exhaustive_greedy_ok(*ball_graph(geo, info["delta"]), labels, idx)
         deltas.append(info["delta"])
         labels[idx[0]] = y[idx[0]]
     assert len(set(deltas)) == 2  # L + B = 10, 11, 12 -> ladder steps 10, 12, 12

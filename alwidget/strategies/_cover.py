@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry import _ball_from_pairs, _range_csr, cover_rows, csr_gather
+from ..cover_geometry import ball_from_pairs, cached_ball_graph, cover_rows, csr_gather, range_pairs
 
 COVER_SAMPLE = 3000
 COVER_UNIVERSE = 10_000
@@ -140,10 +140,10 @@ def cover_graph(geo, delta: float, size: int, seed: int = 0) -> CoverGraph:
             memo.move_to_end(key)
             return memo[key]
         rows = sample_rows(n, size, seed, 19)
-        hit = geo._ball.get(float(delta)) if full else None  # the purity rule's graph, when built
+        hit = cached_ball_graph(geo, delta) if full else None  # the purity rule's graph, when built
         if hit is None:
             ip, ind, sq, r = _pairs_within(geo, rows, key[1:], float(delta))
-            hit = _ball_from_pairs(rows.size, ip, ind, sq, np.float32(delta) ** 2, r)
+            hit = ball_from_pairs(rows.size, ip, ind, sq, np.float32(delta) ** 2, r)
         memo[key] = CoverGraph(rows, hit[0], hit[1], float(delta))
         while len(memo) > _GRAPHS_KEPT:
             memo.popitem(last=False)
@@ -155,7 +155,7 @@ def _pairs_within(geo, rows, ukey, delta):
     memo = geo.scratch("probcover_pairs")
     hit = memo.get(ukey)
     if hit is None or hit[0] < delta:
-        ip, ind, sq = _range_csr(geo.X[rows], delta, geo.backend, geo.device)
+        ip, ind, sq = range_pairs(geo.X[rows], delta, geo.backend, geo.device)
         hit = (delta, ip, ind, sq, np.repeat(np.arange(rows.size, dtype=np.int32), np.diff(ip)))
         memo.clear()
         memo[ukey] = hit

@@ -26,7 +26,7 @@ pool, and the budget rule with 50 % was best on average at 10-20 labels and with
 of the best from 50 to 200 (``bench/bench_probcover.py``; figures in BENCHMARKS.md).
 The paper's rule stays available: ``purity=0.95`` (with ``n_classes`` pseudo-labels, default
 ``max(10, classes labelled)``), computed exactly by
-:meth:`alwidget.geometry.Geometry.probcover_delta`. ``delta=`` fixes the radius.
+:func:`alwidget.cover_geometry.probcover_delta`. ``delta=`` fixes the radius.
 
 Large pools: coverage is measured and maximised on a seeded sample of at most 10,000 rows
 (fewer when the graph would pass 10 million edges), see :mod:`alwidget.strategies._cover`.
@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import cover_geometry
+from ..cover_geometry import cover_rows
 from . import _cover
 from ._common import Context, register
 from .typiclust import ladder_up
@@ -58,8 +60,6 @@ def greedy_cover(indptr, indices, covered, gain, available, k, prio):
 
     prio: (N,) distinct ints, higher wins ties. Returns (picks (k,) int64, gains (k,) int64).
     """
-    from ..geometry import cover_rows
-
     n = gain.size
     picks = np.empty(k, np.int64)
     gains = np.empty(k, np.int64)
@@ -85,7 +85,7 @@ def choose_delta(ctx: Context, k: int, coverage, purity, n_classes, delta):
         return d, {"delta": d, "delta_rule": "given"}, f"delta={d:.4g} (given)"
     if purity is not None:
         K = pseudo_classes(ctx, n_classes)
-        pc = geo.probcover_info(K, ctx.geometry_seed, purity)
+        pc = cover_geometry.probcover_info(geo, K, ctx.geometry_seed, purity)
         d = pc["delta"]
         return d, {"delta": d, "delta_rule": "purity", "purity": pc["purity"], "n_pseudo_classes": pc["n_pseudo"]}, \
             f"delta={d:.4g} (purity {pc['purity']:.3f} >= {purity} with {pc['n_pseudo']} pseudo-classes)"

@@ -1,0 +1,139 @@
+"""ProbCover's geometry (alwidget.cover_geometry) against brute-force references, both backends."""
+import numpy as np
+import pytest
+
+from alwidget import cover_geometry as CG
+from alwidget.cover_geometry import ball_graph, coverage, probcover_delta, probcover_info, purity_rank
+from alwidget.geometry import Geometry
+
+BACKENDS = ["faiss", "torch"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    Geometry.clear_cache()
+    yield
+    Geometry.clear_cache()
+
+
+@pytest.fixture
+def blobs():
+    """300 points in 8-D: 6 Gaussian blobs plus 5 exact duplicates of row 0."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((6, 8)) * 3
+    X = centres[rng.integers(0, 6, 295)] + rng.standard_normal((295, 8))
+    X = np.vstack([X, np.repeat(X[:1], 5, axis=0)])
+    return X.astype(np.float32)
+
+
+def brute_dist(X):
+    X = np.asarray(X, dtype=np.float64)
+    return np.sqrt(np.maximum(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1), 0))
+
+
+def test_purity_rank_is_the_largest_delta_with_enough_pure_points():
+    d = np.array([0.5, 0.1, 0.3, 0.9, 0.7, 0.2, 0.4, 0.8, 0.6, 1.0])
+    for purity in (0.5, 0.8, 0.95, 1.0):
+        r = purity_rank(len(d), purity)
+        delta = np.sort(d)[r - 1]
+        assert np.mean(d >= delta) >= purity
+        assert np.mean(d >= delta + 1e-9) < purity
+
+
+def brute_delta(X, pseudo, purity):
+    """delta straight from the definition: largest d with share(nearest-other >= d) >= purity."""
+    D = brute_dist(X)
+    D[pseudo[:, None] == pseudo[None, :]] = np.inf
+    near = D.min(1)
+    cands = np.sort(near)
+    ok = [c for c in cands if np.mean(near >= c) >= purity]
+    return max(ok), near
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sample", [10_000, 60])
+def test_probcover_delta_equals_purity_definition(blobs, backend, sample, monkeypatch):
+    monkeypatch.setattr(CG, "_DELTA_SAMPLE", sample)  # 60: the sampled upper-bound path
+    geo = Geometry.of(blobs, backend=backend)
+    pseudo = geo.kmeans(4, 0)[0]
+    delta = probcover_delta(geo, 4, seed=0)
+    want, near = brute_delta(geo.X, pseudo, 0.95)
+    assert delta == pytest.approx(want, abs=1e-4)
+    info = probcover_info(geo, 4, seed=0)
+    assert info["purity"] >= 0.95 and info["n_pseudo"] == 4
+    assert info["purity"] == pytest.approx(np.mean(near >= want - 1e-5), abs=1e-9)
+
+
+def test_probcover_delta_grows_the_radius_when_the_sample_underestimates(blobs, monkeypatch):
+    real = CG.nearest_other_sq
+    monkeypatch.setattr(CG, "_DELTA_SAMPLE", 50)
+    monkeypatch.setattr(CG, "nearest_other_sq", lambda *a, **k: real(*a, **k) * 0.01)
+    calls = []
+    real_range = CG.range_pairs
+    monkeypatch.setattr(CG, "range_pairs", lambda *a, **k: calls.append(a[1]) or real_range(*a, **k))
+    geo = Geometry.of(blobs)
+    delta = probcover_delta(geo, 4, seed=0)
+    want, _ = brute_delta(geo.X, geo.kmeans(4, 0)[0], 0.95)
+    assert len(calls) >= 2 and calls[-1] > calls[0]
+    assert delta == pytest.approx(want, abs=1e-4)
+
+
+def test_probcover_delta_one_pseudo_label_everywhere_is_inf():
+    X = np.ones((20, 4), np.float32)
+    assert probcover_delta(Geometry.of(X), 3) == float("inf")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ball_graph_matches_brute_force(blobs, backend):
+    geo = Geometry.of(blobs, backend=backend)
+    delta = probcover_delta(geo, 4, seed=0)
+    indptr, indices = ball_graph(geo, delta)
+    assert indices.dtype == np.int32 and indptr.dtype == np.int32 and indptr.shape == (len(blobs) + 1,)
+    n = len(blobs)
+    A = np.zeros((n, n), bool)
+    A[np.repeat(np.arange(n), np.diff(indptr)), indices] = True
+    D = brute_dist(geo.X)
+    want = D < delta
+    np.fill_diagonal(want, True)
+    clear = np.abs(D - delta) > 1e-5  # pairs at delta up to rounding may go either way
+    np.testing.assert_array_equal(A[clear], want[clear])
+    assert (A == A.T).all() and A.diagonal().all()
+    # A delta that was not produced by the purity rule is searched on demand.
+    ip2, ind2 = ball_graph(geo, delta * 0.5)
+    assert ind2.size < indices.size
+
+
+def test_backends_agree_on_delta_and_graph(blobs):
+    g1 = Geometry.of(blobs, backend="faiss")
+    g2 = Geometry.of(blobs, backend="torch")
+    assert g1 is not g2
+    # Same pseudo-labels for both, so that only the neighbour search differs.
+    g2._kmeans[(4, 0)] = g1.kmeans(4, 0)
+    d1, d2 = probcover_delta(g1, 4), probcover_delta(g2, 4)
+    assert d1 == pytest.approx(d2, abs=1e-5)
+    a, b = ball_graph(g1, d1), ball_graph(g2, d2)
+    assert abs(a[1].size - b[1].size) <= 4
+
+
+def test_coverage_incremental_equals_from_scratch(blobs):
+    g = Geometry.of(blobs)
+    delta = probcover_delta(g, 4)
+    indptr, indices = ball_graph(g, delta)
+    c1, g1 = coverage(g, delta, [0, 10])
+    c2, g2 = coverage(g, delta, [0, 10, 99, 150])  # incremental
+    g.scratch("cover_coverage").clear()
+    c3, g3 = coverage(g, delta, [0, 10, 99, 150])  # from scratch
+    np.testing.assert_array_equal(c2, c3)
+    np.testing.assert_array_equal(g2, g3)
+    # Definitions: covered = union of balls; gain = uncovered points in the ball.
+    n = len(blobs)
+    balls = [set(indices[indptr[i]:indptr[i + 1]].tolist()) for i in range(n)]
+    cov = set().union(*(balls[i] for i in (0, 10, 99, 150)))
+    assert set(np.flatnonzero(c3).tolist()) == cov
+    assert all(g3[v] == len(balls[v] - cov) for v in range(n))
+
+
+def test_edge_guard_refuses_huge_graphs(blobs, monkeypatch):
+    monkeypatch.setattr(CG, "MAX_EDGES", 10)
+    with pytest.raises(ValueError, match="edges"):
+        probcover_delta(Geometry.of(blobs), 4)
