@@ -23,6 +23,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import ann
 from ._util import check_features, default_threads, fingerprint, limit_threads, resolve_device
 
 __all__ = ["BACKEND", "Geometry", "default_threads", "kmeans", "knn", "normalize", "threads"]
@@ -37,6 +38,11 @@ SMALL_N = 2048
 TYPICALITY_EXACT_MAX = 2048
 TYPICALITY_SAMPLE = 1024
 TYPICALITY_SHORTLIST = 256
+# k-means trains on at most this many rows (a seeded sample). At N = 100k, K = 224 (TypiClust
+# after 124 labels) faiss's default 256 per centroid meant 57k rows and 3.8 s; 32k rows took
+# 1.5 s with 0.3 % more inertia (bench/bench_selection.py, issue 12). Pools up to this size
+# are clustered exactly as before.
+KMEANS_TRAIN_MAX = 32_768
 # Query rows per faiss search call (progress granularity; no effect on the result).
 _KNN_BLOCK = 8192
 # Bytes of one distance tile in the torch paths (rows x N float32).
@@ -242,12 +248,14 @@ def kmeans(X, n_clusters: int, *, seed: int = 0, n_iter: int = 20, backend=None,
 
     Returns ``(assign, centroids)``: (N,) int64 cluster ids in ``0..K-1`` and (K, D) float32
     centroids, ``K = min(n_clusters, N)``. Training uses at most ``max_points_per_centroid * K``
-    rows (a seeded subsample, as faiss does); every row is then assigned to its nearest
-    centroid. Clusters may come out empty when X has fewer distinct rows than K.
+    rows and at most :data:`KMEANS_TRAIN_MAX` (but >= 39 per centroid): a seeded subsample, as
+    faiss does; every row is then assigned to its nearest centroid. Clusters may come out empty
+    when X has fewer distinct rows than K.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     n, d = X.shape
     K = int(max(1, min(int(n_clusters), n)))
+    max_points_per_centroid = int(min(int(max_points_per_centroid), max(39, KMEANS_TRAIN_MAX // K)))
     kind, dev = _resolve(backend, device)
     if kind == "faiss":
         import faiss
@@ -380,7 +388,7 @@ class Geometry:
         self.backend, self.device = backend, device
         self._lock = threading.RLock()
         self._kmeans: dict = {}
-        self._knn = None
+        self._knn: dict = {}  # approximate? -> (dist, idx)
         self._typ: dict = {}
         self._members: dict = {}
         self._sqn = None  # (N,) squared row norms
@@ -448,14 +456,29 @@ class Geometry:
                 self._kmeans[key] = kmeans(self.X, key[0], seed=key[1], backend=self.backend, device=self.device)
             return self._kmeans[key]
 
-    def knn(self, k: int):
-        """Cached :func:`knn` of the normalised features (self excluded); a larger k is reused."""
+    def knn(self, k: int, approx=None):
+        """Cached kNN graph of the normalised features (self excluded); a larger k is reused.
+
+        Exact (:func:`knn`) unless ``approx``: None = approximate from :data:`ann.APPROX_KNN_MIN`
+        rows when faiss is installed and the search would run on the CPU (an HNSW graph,
+        :func:`alwidget.ann.knn_graph`; recall measured in BENCHMARKS.md section 6).
+        :meth:`knn_is_approximate` says which one a call gets."""
         k = int(min(k, self.n_samples - 1))
+        use = self.knn_is_approximate() if approx is None else bool(approx)
         with self._lock:
-            if self._knn is None or self._knn[0].shape[1] < k:
-                self._knn = knn(self.X, k, backend=self.backend, device=self.device)
-            d, i = self._knn
-            return d[:, :k], i[:, :k]
+            hit = self._knn.get(use)
+            if hit is None or hit[0].shape[1] < k:
+                if use:
+                    hit = ann.knn_graph(self.X, k)
+                else:
+                    hit = knn(self.X, k, backend=self.backend, device=self.device)
+                self._knn[use] = hit
+            return hit[0][:, :k], hit[1][:, :k]
+
+    def knn_is_approximate(self) -> bool:
+        """Whether :meth:`knn` with ``approx=None`` builds the approximate graph for this feature set."""
+        return (self.n_samples >= ann.APPROX_KNN_MIN and ann.available()
+                and _resolve(self.backend, self.device)[0] == "faiss")
 
     def members(self, n_clusters: int, seed: int = 0):
         """Rows of each k-means cluster: (order (N,), starts (K+1,)); cluster c is order[starts[c]:starts[c+1]]."""

@@ -172,3 +172,16 @@ def test_cluster_sums_blocked_one_hot_path_equals_index_add():
     b = G._cluster_sums(x, ids, 9, blocked=True)  # the CUDA path, run on the CPU
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
     assert torch.all(a[7:] == 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kmeans_trains_on_at_most_kmeans_train_max_rows(blobs, backend, monkeypatch):
+    X = np.vstack([blobs] * 4)  # 1200 rows
+    want = kmeans(X, 4, seed=3, backend=backend, max_points_per_centroid=50)
+    monkeypatch.setattr(G, "KMEANS_TRAIN_MAX", 200)  # 200 // 4 = 50 per centroid
+    got = kmeans(X, 4, seed=3, backend=backend)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], atol=1e-6)
+    monkeypatch.setattr(G, "KMEANS_TRAIN_MAX", 1 << 30)  # the cap never raises the faiss default
+    np.testing.assert_array_equal(kmeans(X, 4, seed=3, backend=backend)[0],
+                                  kmeans(X, 4, seed=3, backend=backend, max_points_per_centroid=256)[0])

@@ -1,0 +1,152 @@
+"""Approximate nearest neighbours for large pools: an HNSW kNN graph and an IVF index for queries.
+
+Exact neighbour searches cost O(N^2 D) for a whole kNN graph (128 s at N = 100k, D = 512 on
+one core, ``bench/results/bench_search.md``). Two faiss indexes, each where it was faster here:
+
+- the whole kNN graph (near-duplicates, outliers): ``IndexHNSWFlat`` (M = 16, efConstruction 40,
+  efSearch :data:`EF_SEARCH`); on 60k Fashion-MNIST pixel rows (784-d) 17 s with recall 0.98,
+  where an IVF graph at the same recall took 47 s (its cells are unbalanced on real data);
+- a few hundred queries against a big pool (AnchorAL's retrieval): ``IndexIVFFlat``, one
+  O(N D sqrt N) build, then each query scans only its ``nprobe`` nearest cells.
+
+Distances returned are exact for the rows found; what is missed is measured, never assumed
+(tests, ``bench/bench_selection.py --knn``). faiss is optional (the ``faiss`` extra): without it
+:func:`available` is False and callers (``Geometry.knn``, AnchorAL) stay exact.
+Shapes: ``X`` (N, D) float32.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["APPROX_KNN_MIN", "EF_SEARCH", "NPROBE", "IVFIndex", "available", "knn_graph", "recall"]
+
+#: From this many rows Geometry.knn builds the approximate graph (when faiss is installed and the
+#: search runs on the CPU). Below it the exact search is at most a few seconds (bench_search.md:
+#: 3.0 s at 20k), above it grows as N^2.
+APPROX_KNN_MIN = 50_000
+#: IVF cells searched per query (AnchorAL's retrieval).
+NPROBE = 16
+#: HNSW candidate list per query for the kNN graph: recall and time in BENCHMARKS.md, section 6.
+EF_SEARCH = 64
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 40
+# Training rows per cell for the coarse k-means (faiss warns below 39).
+_TRAIN_PER_CELL = 40
+_QUERY_BLOCK = 8192
+
+
+def available() -> bool:
+    """Whether faiss can be imported (the approximate paths need it)."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_nlist(n: int) -> int:
+    """Cells for n rows: about 4 sqrt(n) (faiss's guideline), at least 1, at most n // 39."""
+    return int(max(1, min(int(4 * np.sqrt(n)), n // 39)))
+
+
+class IVFIndex:
+    """A faiss IVF-Flat index over the rows of X (metric "l2" or "inner"), trained with a seed.
+
+    ``search(Q, k, nprobe)`` -> ``(values (M, k) float32, idx (M, k) int64)``: squared Euclidean
+    distances ascending ("l2") or inner products descending ("inner"); -1 where fewer than k rows
+    were found in the probed cells.
+    """
+
+    def __init__(self, X, *, metric: str = "l2", nlist: int | None = None, seed: int = 0):
+        import faiss
+
+        if metric not in ("l2", "inner"):
+            raise ValueError(f"metric must be 'l2' or 'inner', got {metric!r}")
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        n, d = X.shape
+        self.nlist = default_nlist(n) if nlist is None else int(max(1, min(int(nlist), n)))
+        self.metric = metric
+        mt = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        quant = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quant, d, self.nlist, mt)
+        index.cp.seed = int(seed) % 2**31
+        index.cp.min_points_per_centroid = 1
+        m = min(n, _TRAIN_PER_CELL * self.nlist)
+        train = X if m == n else X[np.sort(np.random.default_rng([int(seed), 31]).choice(n, m, replace=False))]
+        index.train(train)
+        index.add(X)
+        self._quant, self.index, self.n_samples = quant, index, n
+
+    def search(self, Q, k: int, nprobe: int = NPROBE):
+        Q = np.ascontiguousarray(Q, dtype=np.float32)
+        self.index.nprobe = int(max(1, min(int(nprobe), self.nlist)))
+        vals, idx = self.index.search(Q, int(k))
+        return vals.astype(np.float32, copy=False), idx.astype(np.int64, copy=False)
+
+
+def knn_graph(X, k: int, *, exclude_self: bool = True, ef_search: int = EF_SEARCH, progress=None):
+    """Approximate k nearest neighbours of every row of X (Euclidean), like :func:`geometry.knn`.
+
+    An HNSW graph (faiss ``IndexHNSWFlat``; its insertion order is the row order, so the result
+    is built on one thread: deterministic). Returns ``(dist (N, k) float32 ascending, idx (N, k)
+    int64)``. A row never lists itself with ``exclude_self``. Rows for which fewer than k others
+    were found are searched exactly, so every entry is a real neighbour. ``progress(done, n)``
+    after each block of query rows.
+    """
+    import faiss
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = X.shape[0]
+    k = int(min(k, n - 1 if exclude_self else n))
+    if k <= 0:
+        return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+    index = faiss.IndexHNSWFlat(X.shape[1], HNSW_M)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    old = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # parallel insertion makes the graph depend on thread timing
+    try:
+        index.add(X)
+    finally:
+        faiss.omp_set_num_threads(old)
+    index.hnsw.efSearch = int(max(ef_search, k + 1))
+    kq = k + 1 if exclude_self else k
+    sq = np.empty((n, kq), np.float32)
+    idx = np.empty((n, kq), np.int64)
+    for a in range(0, n, _QUERY_BLOCK):
+        sq[a:a + _QUERY_BLOCK], idx[a:a + _QUERY_BLOCK] = index.search(X[a:a + _QUERY_BLOCK], kq)
+        if progress is not None:
+            progress(min(n, a + _QUERY_BLOCK), n)
+    if exclude_self:
+        # Self to the end (wherever ties put it; when it was not found, the last column goes).
+        is_self = idx == np.arange(n)[:, None]
+        is_self[~is_self.any(1), -1] = True
+        order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
+        sq, idx = np.take_along_axis(sq, order, 1), np.take_along_axis(idx, order, 1)
+    short = np.flatnonzero((idx < 0).any(1))
+    if short.size:
+        _exact_rows(X, short, k, exclude_self, sq, idx)
+    return np.sqrt(np.maximum(sq, 0.0)).astype(np.float32), np.ascontiguousarray(idx, dtype=np.int64)
+
+
+def _exact_rows(X, rows, k, exclude_self, sq, idx) -> None:
+    """Exact neighbours for the given rows, written into sq/idx in place (the rare short rows)."""
+    x_sq = np.einsum("ij,ij->i", X, X)
+    for a in range(0, rows.size, 256):
+        r = rows[a:a + 256]
+        d = x_sq[r, None] - 2.0 * (X[r] @ X.T) + x_sq[None, :]
+        if exclude_self:
+            d[np.arange(r.size), r] = np.inf
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        dv = np.take_along_axis(d, part, 1)
+        o = np.argsort(dv, axis=1, kind="stable")
+        idx[r], sq[r] = np.take_along_axis(part, o, 1), np.maximum(np.take_along_axis(dv, o, 1), 0.0)
+
+
+def recall(approx_idx, exact_idx) -> float:
+    """Share of the exact k nearest neighbours (per row) that the approximate graph found."""
+    a = np.asarray(approx_idx)
+    e = np.asarray(exact_idx)
+    if e.size == 0:
+        return 1.0
+    hits = sum(np.intersect1d(a[i], e[i]).size for i in range(e.shape[0]))
+    return float(hits) / float(e.size)

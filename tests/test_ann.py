@@ -1,0 +1,88 @@
+"""Approximate neighbours (alwidget.ann) against the exact search, on real features."""
+import sys
+
+import numpy as np
+import pytest
+
+from alwidget import ann
+from alwidget import geometry as G
+from alwidget.datasets import fashion_mnist
+from alwidget.geometry import Geometry, knn, knn_query, normalize
+
+pytest.importorskip("faiss")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    Geometry.clear_cache()
+    yield
+    Geometry.clear_cache()
+
+
+@pytest.fixture(scope="module")
+def fmnist_pixels():
+    """5,000 real Fashion-MNIST test images as unit pixel rows (784-d)."""
+    ds = fashion_mnist("test", download=False)
+    return normalize(ds.images[:5000].reshape(5000, -1).astype(np.float32))
+
+
+@pytest.mark.parametrize("data", ["digits", "fmnist_pixels"])
+def test_hnsw_graph_recall_against_exact_on_real_features(data, request):
+    X = normalize(request.getfixturevalue(data)[0] if data == "digits" else request.getfixturevalue(data))
+    d_ex, i_ex = knn(X, 10)
+    d, i = ann.knn_graph(X, 10)
+    assert i.shape == (len(X), 10) and i.dtype == np.int64 and d.dtype == np.float32
+    assert ann.recall(i, i_ex) >= 0.97
+    assert not (i == np.arange(len(X))[:, None]).any() and (i >= 0).all()
+    assert np.all(np.diff(d, axis=1) >= -1e-6)
+    # Distances are the true distances of the rows found.
+    true = np.sqrt(((X[:, None, :] - X[i]) ** 2).sum(-1))
+    np.testing.assert_allclose(d, true, atol=1e-4)
+    # Never closer than the exact k-th neighbour allows.
+    assert np.all(d[:, -1] >= d_ex[:, -1] - 1e-5)
+
+
+def test_hnsw_graph_is_deterministic(digits):
+    X = normalize(digits[0])
+    a, b = ann.knn_graph(X, 5), ann.knn_graph(X, 5)
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_short_rows_are_searched_exactly(digits):
+    X = normalize(digits[0])
+    d, i = ann.knn_graph(X, 8, ef_search=1)  # efSearch is raised to k + 1: results stay complete
+    assert (i >= 0).all()
+    sq = np.full((3, 8), np.inf, np.float32)
+    idx = np.full((3, 8), -1, np.int64)
+    ann._exact_rows(X, np.arange(3), 8, True, sq, idx)
+    np.testing.assert_array_equal(idx, knn(X[:], 8)[1][:3])
+
+
+def test_ivf_index_queries_recall(fmnist_pixels):
+    X = fmnist_pixels
+    q = X[::50]
+    index = ann.IVFIndex(X, metric="inner", seed=0)
+    v, i = index.search(q, 20, nprobe=16)
+    ve, ie = knn_query(X, q, 20, metric="inner")
+    assert ann.recall(i, ie) >= 0.9
+    assert np.all(np.diff(v, axis=1) <= 1e-6)  # inner products descending
+    with pytest.raises(ValueError, match="metric"):
+        ann.IVFIndex(X, metric="cosine")
+
+
+def test_geometry_knn_goes_approximate_from_the_threshold(fmnist_pixels, monkeypatch):
+    X = fmnist_pixels
+    geo = Geometry.of(X, backend="faiss")
+    assert not geo.knn_is_approximate()
+    exact = geo.knn(10)
+    monkeypatch.setattr(ann, "APPROX_KNN_MIN", 1000)
+    assert geo.knn_is_approximate()
+    approx = geo.knn(10)
+    np.testing.assert_array_equal(approx[1], ann.knn_graph(geo.X, 10)[1])
+    assert ann.recall(approx[1], exact[1]) >= 0.97
+    np.testing.assert_array_equal(geo.knn(10, approx=False)[1], exact[1])  # both kept
+    # torch backend (a GPU's path) and a missing faiss stay exact.
+    assert not Geometry.of(X, backend="torch").knn_is_approximate()
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    assert not ann.available() and not Geometry.of(X + 0).knn_is_approximate()
