@@ -203,3 +203,44 @@ def test_bad_input_raises_clear_errors(digits):
         LinearProbe(input_dropout=1.5)
     with pytest.raises(ValueError, match="l2"):
         LinearProbe(l2=-1)
+
+
+def test_shared_block_masks_are_masked_weight_products(digits, monkeypatch):
+    """Large CPU pools: the rows of a block share a bank row per pass; each pass is x (m W)."""
+    from alwidget import probe as P
+
+    X, y = digits
+    probe = LinearProbe(device="cpu").fit(X, _partial(y, 80))
+    small = probe.predict_dropout(n_passes=3, p=0.75, seed=4)  # per-point path (below the size)
+    monkeypatch.setattr(P, "SHARED_MASKS_MIN", 100)
+    monkeypatch.setattr(P, "DROPOUT_BLOCK", 64)
+    got = probe.predict_dropout(n_passes=3, p=0.75, seed=4)
+    assert got.shape == (3, len(y))
+    assert np.array_equal(got, probe.predict_dropout(n_passes=3, p=0.75, seed=4))
+    xs = probe.transform().numpy().astype(np.float64)
+    cols = np.flatnonzero(probe.seen_classes)
+    W, b = probe._W.numpy()[:, cols].astype(np.float64), probe._b.numpy()[cols]
+    bank = probe._dropout_bank(X.shape[1], 0.75, 0).numpy()[:4096]
+    pick = np.random.default_rng([4, len(y), 1]).integers(0, 4096, (-(-len(y) // 64), 3))
+    for blk in (0, 7, len(pick) - 1):
+        rows = slice(blk * 64, (blk + 1) * 64)
+        for t in range(3):
+            want = cols[((xs[rows] * bank[pick[blk, t]]) @ W + b).argmax(1)]
+            assert (got[t, rows] == want).mean() > 0.98  # float32 vs float64 near ties
+    plain = probe.predict()
+    assert abs((got != plain).mean() - (small != plain).mean()) < 0.1  # same dropout, same rate
+    sub = probe.predict_dropout(n_passes=2, seed=4, rows=np.arange(10, 300))
+    assert sub.shape == (2, 290)
+    with pytest.raises(ValueError, match="rows="):
+        probe.predict_dropout(X[:5], rows=[0, 1])
+
+
+def test_predict_proba_is_a_softmax_of_the_logits(digits):
+    X, y = digits
+    probe = LinearProbe(device="cpu").fit(X, _partial(y, 40))
+    xs = probe.transform().numpy().astype(np.float64)
+    cols = np.flatnonzero(probe.seen_classes)
+    z = xs @ probe._W.numpy()[:, cols].astype(np.float64) + probe._b.numpy()[cols]
+    want = np.exp(z - z.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    np.testing.assert_allclose(probe.predict_proba()[:, cols], want, atol=2e-6)

@@ -768,3 +768,41 @@ def test_random_in_a_session_on_a_class_sorted_pool_sees_the_classes():
             for i in s.next_batch():
                 s.label(int(i), str(y[i]))
         assert len(s.status["counts"]) >= 9
+
+
+def test_top_k_equals_a_full_sort_with_seeded_ties():
+    from alwidget.strategies._common import top_k
+
+    r = np.random.default_rng(0)
+    for t in range(200):
+        n = int(r.integers(1, 300))
+        s = r.integers(0, 5, n).astype(float) if t % 2 else r.random(n)  # many ties / none
+        cand = np.sort(r.choice(1000, n, replace=False))
+        k = int(r.integers(0, n + 2))
+        prio = np.random.default_rng(t).permutation(n)
+        want = cand[np.lexsort((prio, -s))[:k]]
+        np.testing.assert_array_equal(top_k(s, cand, k, np.random.default_rng(t)), want)
+
+
+def test_dropquery_subset_of_smallest_margins_on_big_pools(digits, monkeypatch):
+    from alwidget.probe import LinearProbe
+    from alwidget.strategies import dropquery as DQ
+
+    X, y = digits
+    labels = some_labels(y, 3)
+    probe = LinearProbe(seed=0).fit(X, labels)
+    full = S.select("dropquery", X, labels, 10, probe=probe, seed=2, return_info=True)
+    assert full[1]["dropout_rows"] == len(y)  # below SUBSET_MIN: every row, as before
+    same = S.select("dropquery", X, labels, 10, probe=probe, seed=2, subset=None)
+    np.testing.assert_array_equal(full[0], same)
+    monkeypatch.setattr(DQ, "SUBSET_MIN", 400)
+    idx, info = S.select("dropquery", X, labels, 10, probe=probe, seed=2, subset=400, return_info=True)
+    check_batch(idx, labels, 10)
+    assert info["dropout_rows"] == 400
+    # The passes ran on the 400 unlabelled rows closest to a decision boundary.
+    P = probe.predict_proba()
+    unl = np.flatnonzero(labels < 0)
+    two = np.sort(P[unl], 1)[:, -2:]
+    margin = two[:, 1] - two[:, 0]
+    f, n = DQ._flips(probe, P, unl, 3, 0.75, 2, 400)
+    assert n == 400 and (f[margin > np.sort(margin)[399]] == 0).all()

@@ -140,9 +140,18 @@ class Context:
 
 
 def top_k(scores: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """The ``k`` candidates with the highest scores; ties broken by a seeded random order."""
+    """The ``k`` candidates with the highest scores; ties broken by a seeded random order.
+
+    Only the candidates scoring at least the k-th best score are sorted (the full lexsort of a
+    100k pool took ~10 ms of a margin round); the result is the same as sorting everything."""
     prio = rng.permutation(candidates.size)
-    order = np.lexsort((prio, -np.asarray(scores, dtype=np.float64)))
+    s = np.asarray(scores, dtype=np.float64)
+    if 0 < k < s.size:
+        kth = np.partition(s, s.size - k)[s.size - k]
+        keep = np.flatnonzero(s >= kth)
+        order = keep[np.lexsort((prio[keep], -s[keep]))]
+    else:
+        order = np.lexsort((prio, -s))
     return candidates[order[:k]]
 
 

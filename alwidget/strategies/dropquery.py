@@ -16,6 +16,13 @@
    centroid is still searched among all candidates. Measured on an H200 at N = 1M this
    took selection from ~0.8 s to a few tens of ms.
 
+Large pools (issue 12). From :data:`SUBSET_MIN` candidates on, the dropout passes run only on
+the ``SUBSET_MIN`` candidates with the smallest clean margin (top-1 minus top-2 probability),
+and the others count as never flipped: a point flips only when dropout moves its logits across
+a decision boundary, which the points closest to one do first. At N = 100k this cut the passes
+from 100k to 20k rows (the share of the full-pool candidates it keeps: BENCHMARKS.md, section 6);
+pools below it are computed as before. ``subset=None`` runs the passes on every candidate.
+
 Labels from fewer than 2 classes: the ``cold_start`` strategy runs instead (default
 ``typiclust``; the paper starts from the points nearest k-means centroids, which TypiClust
 refines with typicality).
@@ -28,6 +35,8 @@ from ..geometry import kmeans
 from ._common import Context, model_cold_start, register
 
 REASON = "Asking about images the model is unsure of, spread over the map"
+#: From this many candidates on, dropout passes run on this many smallest-margin ones (docstring).
+SUBSET_MIN = 20_000
 
 
 def nearest_distinct(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -50,24 +59,39 @@ def nearest_distinct(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return out
 
 
+def _flips(probe, proba, unl, n_passes, p, seed, subset):
+    """(flips per candidate (len(unl),), rows the passes ran on): passes whose prediction differs
+    from the clean one; with ``subset``, only the smallest-margin candidates are passed."""
+    y_hat = proba.argmax(1)
+    if subset is None or unl.size <= int(subset):  # the whole pool, one pass over it
+        drops = np.asarray(probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed))
+        return (drops[:, unl] != y_hat[unl][None, :]).sum(0), y_hat.size
+    two = np.partition(proba[unl], proba.shape[1] - 2, axis=1)[:, -2:]
+    keep = np.sort(np.argpartition(two[:, 1] - two[:, 0], int(subset) - 1)[:int(subset)])
+    rows = unl[keep]
+    drops = np.asarray(probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed, rows=rows))
+    f = (drops != y_hat[rows][None, :]).sum(0)
+    out = np.zeros(unl.size, np.int64)
+    out[keep] = f
+    return out, rows.size
+
+
 @register("dropquery", needs_model=True, summary="dropout-disagreement candidates, k-means for diversity")
 def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candidate_factor: int = 25,
-              n_classes=None, cold_start: str = "typiclust", kmeans_sample: int | None = None):
+              n_classes=None, cold_start: str = "typiclust", kmeans_sample: int | None = None,
+              subset: int | None = SUBSET_MIN):
     """DropQuery batch of k points; see the module docstring."""
     if ctx.seen_classes.size < 2:
         return model_cold_start(ctx, k, "dropquery", cold_start, {"n_classes": n_classes})
     probe = ctx.fitted_probe(n_classes)
-    y_hat = ctx.proba(n_classes).argmax(1)
-    drops = np.asarray(probe.predict_dropout(None, n_passes=n_passes, p=p, seed=ctx.seed))
-    flips = (drops != y_hat[None, :]).sum(0)
     unl = ctx.candidates
-    f_unl = flips[unl]
+    f_unl, scored = _flips(probe, ctx.proba(n_classes), unl, n_passes, p, ctx.seed, subset)
     bar = n_passes // 2  # candidates flip in more than `bar` passes
     while bar > 0 and np.count_nonzero(f_unl > bar) < candidate_factor * k:
         bar -= 1
     cand = unl[f_unl > bar]
     info = {"n_candidates": int(cand.size), "min_flips": int(bar + 1), "n_passes": int(n_passes), "p": float(p),
-            "reason": REASON}
+            "dropout_rows": int(scored), "reason": REASON}
     if cand.size < k:
         rest = np.setdiff1d(unl, cand, assume_unique=True)
         fill = ctx.rng(7).choice(rest, size=k - cand.size, replace=False)
