@@ -1,0 +1,210 @@
+"""AnchorAL (Lesci & Vlachos, NAACL 2024): run a strategy on a small subpool near the labels.
+
+Each round, for pools of at least :data:`SUBPOOL_MIN` rows (a setting; ``min_pool=``):
+
+1. Anchors: per labelled class, at most ``per_class`` (50) of its labelled items, chosen by
+   k-means++ seeding on the class's unit embeddings (spread over the class), re-drawn every
+   round from the round's seed, which keeps exploring.
+2. Each anchor retrieves its ``n_neighbors`` (50) nearest *unlabelled*, not excluded items by
+   cosine similarity (exact below :data:`IVF_MIN` rows; above, a faiss IVF index built once per
+   feature set, :class:`alwidget.ann.IVFIndex`, when faiss is installed).
+3. Score = 1 - mean cosine distance to the anchors that retrieved the item; the ``size``
+   (10,000) best form the subpool, plus ``tail`` (1,000) unlabelled items drawn at random from
+   the rest (our addition: regions far from every label can still surface).
+4. The strategy runs on the subpool and the labelled items only. Its probe is the one fitted on
+   the whole pool (pool statistics never come from the subpool), read on the subpool's rows.
+
+Strategies without a model (TypiClust, ProbCover, random, Coreset: they need pool-level
+densities and distances) and the cold start of the model-based ones (fewer than 2 labelled
+classes, or auto's first phase) run on the whole pool as usual; so does every strategy below
+``min_pool``. ``info["anchoral"]`` says what happened.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import ann
+from .geometry import Geometry, knn_query
+
+__all__ = ["IVF_MIN", "SUBPOOL_MIN", "RowsProbe", "anchors", "select", "subpool"]
+
+#: Pools from this many rows get AnchorAL subpools by default (BENCHMARKS.md, section 6).
+SUBPOOL_MIN = 200_000
+#: From this many rows the anchors' neighbours come from an IVF index (faiss) instead of an
+#: exact scan of the pool per anchor.
+IVF_MIN = 200_000
+PER_CLASS = 50
+N_NEIGHBORS = 50
+SIZE = 10_000
+TAIL = 1_000
+
+
+def anchors(X, labels, per_class: int = PER_CLASS, seed: int = 0) -> np.ndarray:
+    """Sorted anchor rows: per labelled class, ``per_class`` of its labelled rows by k-means++
+    seeding on the rows of X (unit rows: cosine); all of them when the class has fewer."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([int(seed), 41])
+    out = []
+    for c in np.unique(labels[labels >= 0]):
+        rows = np.flatnonzero(labels == c)
+        if rows.size <= per_class:
+            out.append(rows)
+            continue
+        Xc = X[rows]
+        chosen = [int(rng.integers(rows.size))]
+        best = ((Xc - Xc[chosen[0]]) ** 2).sum(1)
+        for _ in range(1, int(per_class)):
+            tot = float(best.sum())
+            nxt = int(rng.choice(rows.size, p=best / tot)) if tot > 0 else int(rng.integers(rows.size))
+            chosen.append(nxt)
+            best = np.minimum(best, ((Xc - Xc[nxt]) ** 2).sum(1))
+        out.append(rows[np.asarray(chosen)])
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
+
+
+def _neighbours(geo, anchor_rows, taken, n_neighbors):
+    """(sims (A, k) float32, idx (A, k) int64, -1 = none): each anchor's nearest rows not taken."""
+    X = geo.X
+    if geo.n_samples >= IVF_MIN and ann.available():
+        with geo.lock:
+            memo = geo.scratch("anchoral_ivf")
+            if "index" not in memo:
+                memo["index"] = ann.IVFIndex(X, metric="inner", seed=0)
+            index = memo["index"]
+        # Over-fetch, then drop labelled/excluded rows (the spec's "query k + margin").
+        sims, idx = index.search(X[anchor_rows], min(geo.n_samples, n_neighbors * 2 + 64))
+        bad = (idx < 0) | taken[np.maximum(idx, 0)]
+        order = np.argsort(bad, axis=1, kind="stable")[:, :n_neighbors]
+        sims, idx = np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
+        idx[np.take_along_axis(bad, order, 1)] = -1
+        return sims, idx
+    return knn_query(X, X[anchor_rows], n_neighbors, metric="inner", exclude=np.flatnonzero(taken))
+
+
+def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_neighbors: int = N_NEIGHBORS,
+            size: int = SIZE, tail: int = TAIL, seed: int = 0):
+    """(rows, info): the round's subpool (sorted int64; never labelled or excluded rows).
+
+    At most ``size`` retrieved rows (best score first) plus ``tail`` random other candidates;
+    deterministic for the same features, labels, exclusions and seed. ``info``: ``anchors``,
+    ``retrieved`` (distinct rows the anchors found), ``subpool``, ``tail``, ``approximate``.
+    """
+    labels = np.asarray(labels)
+    n = labels.shape[0]
+    geo = Geometry.of(features)
+    taken = labels >= 0
+    if exclude is not None:
+        ex = np.asarray(exclude)
+        taken = taken | (ex if ex.dtype == bool else np.isin(np.arange(n), ex))
+    a = anchors(geo.X, labels, per_class, seed)
+    picked = np.zeros(0, np.int64)
+    found = 0
+    if a.size:
+        sims, idx = _neighbours(geo, a, taken, int(n_neighbors))
+        ok = idx >= 0
+        rows, inv = np.unique(idx[ok], return_inverse=True)
+        found = rows.size
+        score = np.bincount(inv, weights=sims[ok], minlength=rows.size) / np.bincount(inv, minlength=rows.size)
+        best = np.lexsort((rows, -score))[: int(size)]  # ties by index
+        picked = rows[best]
+    free = np.flatnonzero(~taken)
+    rest = np.setdiff1d(free, picked, assume_unique=True)
+    t = min(int(tail), rest.size)
+    extra = np.random.default_rng([int(seed), 43]).choice(rest, t, replace=False) if t else np.zeros(0, np.int64)
+    out = np.sort(np.concatenate([picked, extra]).astype(np.int64))
+    info = {"anchors": int(a.size), "retrieved": int(found), "subpool": int(out.size), "tail": int(t),
+            "approximate": bool(n >= IVF_MIN and ann.available())}
+    return out, info
+
+
+class RowsProbe:
+    """A probe fitted on the whole pool, read on some of its rows (the subpool + labelled).
+
+    ``predict_proba()``, ``predict()``, ``predict_dropout()`` and ``transform()`` with ``X=None``
+    answer for ``rows`` only (in that order); everything else is the wrapped probe's."""
+
+    def __init__(self, probe, rows):
+        self._probe = probe
+        self._rows = np.asarray(rows, dtype=np.int64)
+        self._proba = None
+
+    def __getattr__(self, name):
+        return getattr(self._probe, name)
+
+    def transform(self, X=None):
+        import torch
+
+        if X is not None:
+            return self._probe.transform(X)
+        pool = self._probe.transform(None)
+        return torch.index_select(pool, 0, torch.from_numpy(self._rows).to(pool.device))
+
+    def predict_proba(self, X=None) -> np.ndarray:
+        if X is not None:
+            return self._probe.predict_proba(X)
+        if self._proba is None:
+            cached = getattr(self._probe, "_proba", None)  # the pool's scores, when computed already
+            self._proba = cached[self._rows] if cached is not None else self._probe.predict_proba()[self._rows]
+        return self._proba.copy()
+
+    def predict(self, X=None) -> np.ndarray:
+        return self.predict_proba(X).argmax(1).astype(np.int64)
+
+    def predict_dropout(self, X=None, n_passes: int = 3, p: float = 0.75, seed: int = 0, rows=None):
+        if X is not None:
+            return self._probe.predict_dropout(X, n_passes=n_passes, p=p, seed=seed)
+        r = self._rows if rows is None else self._rows[np.asarray(rows, dtype=np.int64)]
+        return self._probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed, rows=r)
+
+
+def _runs_on_subpool(name: str, labels, params: dict) -> bool:
+    """Whether the strategy that will run is model-based (not a cold start): only those use the subpool."""
+    from .strategies import _common, auto as auto_mod
+
+    seen = np.unique(labels[labels >= 0]).size
+    if seen < 2:
+        return False
+    if name == "auto":
+        n_classes = params.get("n_classes")
+        C = max(int(n_classes) if n_classes is not None else seen, 1)
+        per = int((labels >= 0).sum()) / C
+        return per >= params.get("min_per_class", auto_mod.MIN_LABELS_PER_CLASS)
+    strat = _common.REGISTRY.get(name)
+    return strat is not None and strat.needs_model
+
+
+def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, exclude=None,
+           return_info: bool = False, min_pool: int = SUBPOOL_MIN, subpool_params=None, **params):
+    """``strategies.select`` with AnchorAL subpools from ``min_pool`` rows (module docstring).
+
+    Same arguments and result as :func:`alwidget.strategies.select` (``probe``: fitted on the
+    whole pool, or None to fit one here); ``subpool_params`` go to :func:`subpool`. With
+    ``return_info``, ``info["anchoral"]`` holds the subpool's figures, or False when the
+    whole pool was used."""
+    from . import strategies
+    from .strategies import round_seed
+
+    labels = np.asarray(labels)
+    n = labels.shape[0]
+    if n < int(min_pool) or not _runs_on_subpool(name, labels, params):
+        out = strategies.select(name, features, labels, k, seed=seed, probe=probe, exclude=exclude,
+                                return_info=True, **params)
+        out[1]["anchoral"] = False
+        return out if return_info else out[0]
+    if probe is None:
+        from .probe import LinearProbe
+
+        probe = LinearProbe(seed=seed).fit(features, labels, n_classes=params.get("n_classes"))
+    rseed = round_seed(seed, labels)
+    sub, sinfo = subpool(features, labels, exclude=exclude, seed=rseed, **(subpool_params or {}))
+    rows = np.union1d(sub, np.flatnonzero(labels >= 0))
+    X = np.asarray(features)[rows]
+    idx, info = strategies.select(name, X, labels[rows], k, seed=seed, probe=RowsProbe(probe, rows),
+                                  return_info=True, **params)
+    info = dict(info, anchoral=sinfo)
+    info["reason"] = info.get("reason", "") + (f" (among the {sub.size:,} images nearest the labelled ones "
+                                               f"and {sinfo['tail']:,} at random)")
+    info["detail"] = info.get("detail", "") + (f"; AnchorAL subpool: {sinfo['anchors']} anchors, "
+                                               f"{sinfo['retrieved']} retrieved, {sub.size} rows of {n}")
+    out = rows[np.asarray(idx, dtype=np.int64)]
+    return (out, info) if return_info else out

@@ -1,0 +1,132 @@
+"""AnchorAL subpools (alwidget.anchoral) on real features: contents, determinism, the wrapper."""
+import numpy as np
+import pytest
+
+from alwidget import anchoral as A
+from alwidget import strategies as S
+from alwidget.geometry import Geometry, normalize
+from alwidget.probe import LinearProbe
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    Geometry.clear_cache()
+    yield
+    Geometry.clear_cache()
+
+
+def labelled(y, per_class, seed=0, classes=None):
+    rng = np.random.default_rng(seed)
+    labels = np.full(len(y), -1)
+    for c in (np.unique(y) if classes is None else classes):
+        rows = rng.choice(np.flatnonzero(y == c), per_class, replace=False)
+        labels[rows] = c
+    return labels
+
+
+def test_anchors_are_labelled_rows_at_most_per_class(digits):
+    X, y = digits
+    labels = labelled(y, 8)
+    labels[np.flatnonzero(y == 3)[:100]] = 3  # one class with many labels
+    a = A.anchors(normalize(X), labels, per_class=5, seed=1)
+    assert (labels[a] >= 0).all() and np.unique(a).size == a.size
+    counts = np.bincount(labels[a], minlength=10)
+    assert (counts == 5).all()
+    np.testing.assert_array_equal(a, A.anchors(normalize(X), labels, per_class=5, seed=1))
+    few = A.anchors(normalize(X), labelled(y, 3), per_class=5)
+    assert few.size == 30  # all of them when a class has fewer
+
+
+def brute_subpool(Xu, labels, taken, anchors_, k, size):
+    free = np.flatnonzero(~taken)
+    sums, cnt = {}, {}
+    for a in anchors_:
+        s = Xu[free] @ Xu[a]
+        for j in np.lexsort((free, -s))[:k]:
+            sums[free[j]] = sums.get(free[j], 0.0) + s[j]
+            cnt[free[j]] = cnt.get(free[j], 0) + 1
+    rows = np.array(sorted(sums))
+    score = np.array([sums[r] / cnt[r] for r in rows])
+    return np.sort(rows[np.lexsort((rows, -score))[:size]])
+
+
+def test_subpool_is_the_best_scored_neighbours_plus_a_random_tail(digits):
+    X, y = digits
+    labels = labelled(y, 4)
+    excl = np.flatnonzero(labels < 0)[::7]
+    sub, info = A.subpool(X, labels, exclude=excl, per_class=3, n_neighbors=20, size=300, tail=50, seed=5)
+    assert sub.size <= 350 and info["subpool"] == sub.size and info["tail"] == 50
+    assert (labels[sub] < 0).all() and not np.isin(sub, excl).any()
+    assert np.array_equal(np.unique(sub), sub)
+    Xu = normalize(X)
+    taken = labels >= 0
+    taken[excl] = True
+    a = A.anchors(Xu, labels, 3, 5)
+    want = brute_subpool(Xu, labels, taken, a, 20, 300)
+    assert np.isin(want, sub).all()  # the retrieved part, exactly
+    again, _ = A.subpool(X, labels, exclude=excl, per_class=3, n_neighbors=20, size=300, tail=50, seed=5)
+    np.testing.assert_array_equal(sub, again)
+    other, _ = A.subpool(X, labels, exclude=excl, per_class=3, n_neighbors=20, size=300, tail=50, seed=6)
+    assert not np.array_equal(sub, other)
+    mask = np.zeros(len(y), bool)
+    mask[excl] = True
+    np.testing.assert_array_equal(A.subpool(X, labels, exclude=mask, per_class=3, n_neighbors=20, size=300,
+                                            tail=50, seed=5)[0], sub)
+
+
+def test_subpool_with_the_ivf_index_agrees_with_exact(digits, monkeypatch):
+    pytest.importorskip("faiss")
+    X, y = digits
+    labels = labelled(y, 5)
+    exact, info = A.subpool(X, labels, per_class=5, n_neighbors=30, size=500, tail=0, seed=2)
+    assert not info["approximate"]
+    monkeypatch.setattr(A, "IVF_MIN", 100)
+    approx, info = A.subpool(X, labels, per_class=5, n_neighbors=30, size=500, tail=0, seed=2)
+    assert info["approximate"] and (labels[approx] < 0).all()
+    assert np.isin(approx, exact).mean() >= 0.9
+
+
+def test_select_below_the_size_is_strategies_select(digits):
+    X, y = digits
+    labels = labelled(y, 6)
+    probe = LinearProbe(seed=0).fit(X, labels)
+    a = A.select("margin", X, labels, 10, seed=3, probe=probe)
+    np.testing.assert_array_equal(a, S.select("margin", X, labels, 10, seed=3, probe=probe))
+
+
+@pytest.mark.parametrize("name", ["margin", "dropquery", "auto", "badge", "bald"])
+def test_select_on_the_subpool_returns_subpool_candidates(digits, name):
+    X, y = digits
+    labels = labelled(y, 6)
+    excl = np.flatnonzero(labels < 0)[:40]
+    probe = LinearProbe(seed=0).fit(X, labels)
+    sp = dict(per_class=4, n_neighbors=15, size=200, tail=20)
+    idx, info = A.select(name, X, labels, 10, seed=1, probe=probe, exclude=excl, return_info=True, min_pool=0,
+                         subpool_params=sp)
+    sub, _ = A.subpool(X, labels, exclude=excl, seed=S.round_seed(1, labels), **sp)
+    assert idx.size == 10 and np.unique(idx).size == 10
+    assert np.isin(idx, sub).all() and (labels[idx] < 0).all()
+    assert info["anchoral"]["subpool"] == sub.size and "nearest the labelled" in info["reason"]
+
+
+def test_cold_start_and_geometry_strategies_use_the_whole_pool(digits):
+    X, y = digits
+    one = labelled(y, 5, classes=[0])
+    idx, info = A.select("margin", X, one, 10, return_info=True, min_pool=0)
+    assert info["anchoral"] is False and info["strategy"] == "typiclust"
+    few = labelled(y, 2)  # auto still in its cold start (2 per class < 5)
+    assert A.select("auto", X, few, 10, return_info=True, min_pool=0)[1]["anchoral"] is False
+    assert A.select("typiclust", X, labelled(y, 6), 10, return_info=True, min_pool=0)[1]["anchoral"] is False
+
+
+def test_rows_probe_reads_the_whole_pool_probe_on_its_rows(digits):
+    X, y = digits
+    labels = labelled(y, 6)
+    probe = LinearProbe(seed=0).fit(X, labels)
+    rows = np.arange(5, 900, 3)
+    rp = A.RowsProbe(probe, rows)
+    np.testing.assert_allclose(rp.predict_proba(), probe.predict_proba()[rows], atol=1e-6)
+    np.testing.assert_array_equal(rp.predict(), probe.predict()[rows])
+    np.testing.assert_allclose(rp.transform().numpy(), probe.transform().numpy()[rows])
+    np.testing.assert_array_equal(rp.predict_dropout(seed=2), probe.predict_dropout(seed=2, rows=rows))
+    assert rp.n_classes == probe.n_classes and rp.is_fitted
