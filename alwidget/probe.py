@@ -417,10 +417,14 @@ class LinearProbe:
         """Most probable class id per row, (N,) int64."""
         return self.predict_proba(X).argmax(1).astype(np.int64)
 
-    def predict_dropout(self, X=None, n_passes: int = 3, p: float = 0.75, seed: int = 0, rows=None) -> np.ndarray:
+    def predict_dropout(self, X=None, n_passes: int = 3, p: float = 0.75, seed: int = 0, rows=None,
+                        blocks=None) -> np.ndarray:
         """Predicted class ids under ``n_passes`` input-dropout masks: (n_passes, N) int64.
 
         ``rows``: only these rows of the pool seen in fit (X=None), (n_passes, len(rows)).
+        ``blocks``: only the rows of these blocks of :data:`DROPOUT_BLOCK` pool rows, in order,
+        with the shared-mask path (read in place: no gather); on the CPU at least
+        SHARED_MASKS_MIN rows they equal those rows of the whole pool's result.
 
         Each pass drops every standardised input feature with probability ``p`` and scales the
         rest by ``1 / (1 - p)`` (inverted dropout). On CUDA every mask is drawn i.i.d. per point on
@@ -444,9 +448,14 @@ class LinearProbe:
         if not 0 <= p < 1:
             raise ValueError(f"p must be in [0, 1), got {p!r}")
         xs = self.transform(X)
+        if (rows is not None or blocks is not None) and X is not None:
+            raise ValueError("rows= and blocks= select rows of the pool seen in fit; pass X=None with them")
+        if blocks is not None:
+            cols = torch.from_numpy(np.flatnonzero(self._seen)).to(self.device)
+            w, bias = self._W[:, cols].T.contiguous(), self._b[cols]
+            out = self._dropout_blocks(xs, w, bias, int(n_passes), float(p), int(seed), np.asarray(blocks))
+            return cols[out].cpu().numpy()
         if rows is not None:
-            if X is not None:
-                raise ValueError("rows= selects rows of the pool seen in fit; pass X=None with it")
             xs = torch.index_select(xs, 0, torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device))
         n, d = xs.shape
         cols = torch.from_numpy(np.flatnonzero(self._seen)).to(self.device)
@@ -482,8 +491,9 @@ class LinearProbe:
                     out[t, a:a + r] = torch.nan_to_num(z, nan=0.0).argmax(1)
         return out
 
-    def _dropout_blocks(self, xs, w, bias, n_passes: int, p: float, seed: int):
-        """(n_passes, N) argmax over seen classes, one shared mask per block and pass (the CPU path)."""
+    def _dropout_blocks(self, xs, w, bias, n_passes: int, p: float, seed: int, block_ids=None):
+        """(n_passes, rows) argmax over seen classes, one shared mask per block and pass (the CPU
+        path): every block of the pool, or only ``block_ids`` (their rows in order)."""
         import torch
 
         n, d = xs.shape
@@ -493,15 +503,18 @@ class LinearProbe:
         bank = self._dropout_bank(d, p, 0)[:4096]  # (4096, D) inverted-scaled masks
         n_blocks = -(-n // DROPOUT_BLOCK)
         pick = torch.from_numpy(np.random.default_rng([seed, n, 1]).integers(0, bank.shape[0], (n_blocks, n_passes)))
-        out = torch.empty((n_passes, n), dtype=torch.int64, device=self.device)
+        ids = np.arange(n_blocks) if block_ids is None else np.asarray(block_ids, dtype=np.int64)
+        sizes = np.minimum(DROPOUT_BLOCK, n - ids * DROPOUT_BLOCK)
+        out = torch.empty((n_passes, int(sizes.sum())), dtype=torch.int64, device=self.device)
         b_all = bias.repeat(n_passes)
+        at = 0
         with torch.no_grad():
-            for blk in range(n_blocks):
+            for blk, r in zip(ids.tolist(), sizes.tolist()):
                 a = blk * DROPOUT_BLOCK
                 wk = (bank[pick[blk]][:, None, :] * w[None]).reshape(n_passes * c, d)  # (passes * C, D)
-                z = torch.nn.functional.linear(xs[a:a + DROPOUT_BLOCK], wk, b_all)
-                z = torch.nan_to_num(z, nan=0.0).view(-1, n_passes, c)
-                out[:, a:a + z.shape[0]] = z.argmax(2).T
+                z = torch.nn.functional.linear(xs[a:a + r], wk, b_all)
+                out[:, at:at + r] = torch.nan_to_num(z, nan=0.0).view(r, n_passes, c).argmax(2).T
+                at += r
         return out
 
     @staticmethod

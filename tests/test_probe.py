@@ -244,3 +244,20 @@ def test_predict_proba_is_a_softmax_of_the_logits(digits):
     want = np.exp(z - z.max(1, keepdims=True))
     want /= want.sum(1, keepdims=True)
     np.testing.assert_allclose(probe.predict_proba()[:, cols], want, atol=2e-6)
+
+
+def test_dropout_on_sampled_blocks_equals_those_rows_of_the_whole_pool(digits, monkeypatch):
+    from alwidget import probe as P
+
+    X, y = digits
+    monkeypatch.setattr(P, "SHARED_MASKS_MIN", 100)
+    monkeypatch.setattr(P, "DROPOUT_BLOCK", 50)
+    probe = LinearProbe(device="cpu").fit(X, _partial(y, 80))
+    whole = probe.predict_dropout(n_passes=3, seed=9)
+    blocks = np.array([0, 3, 35])  # the last block is short (1797 = 35 * 50 + 47)
+    rows = np.concatenate([np.arange(b * 50, min(len(y), (b + 1) * 50)) for b in blocks])
+    part = probe.predict_dropout(n_passes=3, seed=9, blocks=blocks)
+    assert part.shape == (3, rows.size)
+    np.testing.assert_array_equal(part, whole[:, rows])
+    with pytest.raises(ValueError, match="blocks="):
+        probe.predict_dropout(X[:5], blocks=[0])

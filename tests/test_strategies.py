@@ -784,7 +784,8 @@ def test_top_k_equals_a_full_sort_with_seeded_ties():
         np.testing.assert_array_equal(top_k(s, cand, k, np.random.default_rng(t)), want)
 
 
-def test_dropquery_subset_of_smallest_margins_on_big_pools(digits, monkeypatch):
+def test_dropquery_samples_pool_blocks_on_big_pools(digits, monkeypatch):
+    from alwidget import probe as P
     from alwidget.probe import LinearProbe
     from alwidget.strategies import dropquery as DQ
 
@@ -793,16 +794,18 @@ def test_dropquery_subset_of_smallest_margins_on_big_pools(digits, monkeypatch):
     probe = LinearProbe(seed=0).fit(X, labels)
     full = S.select("dropquery", X, labels, 10, probe=probe, seed=2, return_info=True)
     assert full[1]["dropout_rows"] == len(y)  # below SUBSET_MIN: every row, as before
-    same = S.select("dropquery", X, labels, 10, probe=probe, seed=2, subset=None)
-    np.testing.assert_array_equal(full[0], same)
-    monkeypatch.setattr(DQ, "SUBSET_MIN", 400)
-    idx, info = S.select("dropquery", X, labels, 10, probe=probe, seed=2, subset=400, return_info=True)
+    np.testing.assert_array_equal(full[0], S.select("dropquery", X, labels, 10, probe=probe, seed=2, subset=None))
+    monkeypatch.setattr(P, "DROPOUT_BLOCK", 32)
+    idx, info = S.select("dropquery", X, labels, 10, probe=probe, seed=2, subset=400, candidate_factor=2,
+                         return_info=True)
     check_batch(idx, labels, 10)
-    assert info["dropout_rows"] == 400
-    # The passes ran on the 400 unlabelled rows closest to a decision boundary.
-    P = probe.predict_proba()
+    assert info["dropout_rows"] <= 416  # 13 blocks of 32, labelled rows left out
+    Pr = probe.predict_proba()
     unl = np.flatnonzero(labels < 0)
-    two = np.sort(P[unl], 1)[:, -2:]
-    margin = two[:, 1] - two[:, 0]
-    f, n = DQ._flips(probe, P, unl, 3, 0.75, 2, 400)
-    assert n == 400 and (f[margin > np.sort(margin)[399]] == 0).all()
+    f, n = DQ._flips(probe, Pr, unl, 3, 0.75, 2, 400, 20)
+    sampled = f > 0
+    blocks = np.unique(unl[sampled] // 32)
+    assert blocks.size <= 13 and n <= 416
+    # Candidates are scarce in the sample: the passes run on the whole pool instead.
+    f_all, n_all = DQ._flips(probe, Pr, unl, 3, 0.75, 2, 400, 10 ** 6)
+    assert n_all == len(y)

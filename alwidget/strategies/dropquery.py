@@ -16,12 +16,12 @@
    centroid is still searched among all candidates. Measured on an H200 at N = 1M this
    took selection from ~0.8 s to a few tens of ms.
 
-Large pools (issue 12). From :data:`SUBSET_MIN` candidates on, the dropout passes run only on
-the ``SUBSET_MIN`` candidates with the smallest clean margin (top-1 minus top-2 probability),
-and the others count as never flipped: a point flips only when dropout moves its logits across
-a decision boundary, which the points closest to one do first. At N = 100k this cut the passes
-from 100k to 20k rows (the share of the full-pool candidates it keeps: BENCHMARKS.md, section 6);
-pools below it are computed as before. ``subset=None`` runs the passes on every candidate.
+Large pools (issue 12). From :data:`SUBSET_MIN` candidates on, the dropout passes first run on
+a seeded uniform sample of about ``subset`` pool rows (whole blocks of the pool, so the sample
+is read without a scattered gather): the candidates found there are a uniform sample of the
+candidates of the whole pool, which is what step 4 fits its k-means on anyway. When the sample
+holds fewer than ``candidate_factor * B`` points over the bar, the passes run on the whole pool
+instead, so scarce candidates are never missed. ``subset=None`` always runs the whole pool.
 
 Labels from fewer than 2 classes: the ``cold_start`` strategy runs instead (default
 ``typiclust``; the paper starts from the points nearest k-means centroids, which TypiClust
@@ -35,7 +35,7 @@ from ..geometry import kmeans
 from ._common import Context, model_cold_start, register
 
 REASON = "Asking about images the model is unsure of, spread over the map"
-#: From this many candidates on, dropout passes run on this many smallest-margin ones (docstring).
+#: From this many candidates on, dropout passes run on a sample of this many pool rows first (docstring).
 SUBSET_MIN = 20_000
 
 
@@ -59,21 +59,28 @@ def nearest_distinct(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return out
 
 
-def _flips(probe, proba, unl, n_passes, p, seed, subset):
+def _flips(probe, proba, unl, n_passes, p, seed, subset, need):
     """(flips per candidate (len(unl),), rows the passes ran on): passes whose prediction differs
-    from the clean one; with ``subset``, only the smallest-margin candidates are passed."""
+    from the clean one. With ``subset``, on a seeded sample of whole pool blocks first; the whole
+    pool when that sample holds fewer than ``need`` points flipped in more than half the passes."""
+    from ..probe import DROPOUT_BLOCK
+
     y_hat = proba.argmax(1)
-    if subset is None or unl.size <= int(subset):  # the whole pool, one pass over it
-        drops = np.asarray(probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed))
-        return (drops[:, unl] != y_hat[unl][None, :]).sum(0), y_hat.size
-    two = np.partition(proba[unl], proba.shape[1] - 2, axis=1)[:, -2:]
-    keep = np.sort(np.argpartition(two[:, 1] - two[:, 0], int(subset) - 1)[:int(subset)])
-    rows = unl[keep]
-    drops = np.asarray(probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed, rows=rows))
-    f = (drops != y_hat[rows][None, :]).sum(0)
-    out = np.zeros(unl.size, np.int64)
-    out[keep] = f
-    return out, rows.size
+    n = y_hat.size
+    if subset is not None and unl.size > int(subset):
+        n_blocks = -(-n // DROPOUT_BLOCK)
+        take = np.sort(np.random.default_rng([int(seed), 13]).choice(
+            n_blocks, min(n_blocks, max(1, -(-int(subset) // DROPOUT_BLOCK))), replace=False))
+        rows = (take[:, None] * DROPOUT_BLOCK + np.arange(DROPOUT_BLOCK)[None, :]).ravel()
+        rows = rows[rows < n]  # the rows of the sampled blocks, in order
+        drops = np.asarray(probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed, blocks=take))
+        flips = np.zeros(n, np.int64)
+        flips[rows] = (drops != y_hat[rows][None, :]).sum(0)
+        f = flips[unl]
+        if np.count_nonzero(f > n_passes // 2) >= need:
+            return f, rows.size
+    drops = np.asarray(probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed))
+    return (drops[:, unl] != y_hat[unl][None, :]).sum(0), n
 
 
 @register("dropquery", needs_model=True, summary="dropout-disagreement candidates, k-means for diversity")
@@ -85,7 +92,7 @@ def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candi
         return model_cold_start(ctx, k, "dropquery", cold_start, {"n_classes": n_classes})
     probe = ctx.fitted_probe(n_classes)
     unl = ctx.candidates
-    f_unl, scored = _flips(probe, ctx.proba(n_classes), unl, n_passes, p, ctx.seed, subset)
+    f_unl, scored = _flips(probe, ctx.proba(n_classes), unl, n_passes, p, ctx.seed, subset, candidate_factor * k)
     bar = n_passes // 2  # candidates flip in more than `bar` passes
     while bar > 0 and np.count_nonzero(f_unl > bar) < candidate_factor * k:
         bar -= 1
