@@ -130,3 +130,7 @@ def test_rows_probe_reads_the_whole_pool_probe_on_its_rows(digits):
     np.testing.assert_allclose(rp.transform().numpy(), probe.transform().numpy()[rows])
     np.testing.assert_array_equal(rp.predict_dropout(seed=2), probe.predict_dropout(seed=2, rows=rows))
     assert rp.n_classes == probe.n_classes and rp.is_fitted
+    blk = rp.predict_dropout(seed=2, blocks=[0, 1])  # DropQuery's block sample, on the wrapped rows
+    assert blk.shape == (3, rows.size)  # 299 rows: a full block of 256 and 43
+    probe._proba = None  # no pool scores yet: only the rows are scored
+    np.testing.assert_allclose(A.RowsProbe(probe, rows).predict_proba(), probe.predict_proba()[rows], atol=1e-6)

@@ -1,0 +1,168 @@
+"""Benchmark: AnchorAL subpools (alwidget.anchoral) against the whole pool, same run.
+
+Part 1, speed. Synthetic embeddings (``_common.make_features``: Gaussian mixture, D = 512,
+C = 10, unit rows) at N = 200k .. 1M, 10 labels per class, B = 10. A LinearProbe is fitted on
+the whole pool once and handed to both arms; one round = one ``select`` call with the probe's
+pool scores cleared, so each arm scores what its strategy reads (the whole pool, or only the
+subpool: AnchorAL's point). The IVF index AnchorAL builds on first use is
+timed separately (once per feature set).
+
+Part 2, label efficiency on a long-tailed pool. EfficientNet-Lite0 features of the 10k
+Fashion-MNIST subset of ``efficiency_data`` (1280-d), split 70/30 stratified; in the pool one
+class (``--minority``) keeps 1 % of its rows. Both arms start from the same labels (2 per
+class, 1 of the minority) and buy batches of B = 10 up to ``--budget`` labels with margin
+sampling; AnchorAL uses a subpool scaled to the pool (``--size`` rows + ``--tail``). Reported:
+minority items found, macro-F1 of the probe on the test split, time per round.
+
+    .venv/bin/python bench/bench_anchoral.py                    # 200k, 500k, 1M + the long tail
+    .venv/bin/python bench/bench_anchoral.py --n 200000 --seeds 1
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import _common as C
+
+
+def speed(n: int, strategies, seed: int, rounds: int) -> list[dict]:
+    from alwidget import anchoral, strategies as S
+    from alwidget.geometry import Geometry
+    from alwidget.probe import LinearProbe
+
+    xp, yp = C.cached_features(n, 512, 10, seed=seed)
+    X, y = np.load(xp), np.load(yp)
+    labels = C.initial_labels(y, 10, seed=seed)
+    probe = LinearProbe(seed=0).fit(X, labels, n_classes=10)
+    probe.predict_proba()
+    t = time.perf_counter()
+    anchoral.subpool(X, labels, seed=0)  # builds the normalised copy and the IVF index once
+    t_index = time.perf_counter() - t
+    rows = []
+    for name in strategies:
+        full, sub = [], []
+        S.select(name, X, labels, 10, seed=0, probe=probe)  # warm caches for both arms
+        for r in range(rounds):
+            probe._proba = None  # each arm scores what its strategy reads: the pool, or the subpool
+            t0 = time.perf_counter()
+            S.select(name, X, labels, 10, seed=r, probe=probe)
+            t1 = time.perf_counter()
+            probe._proba = None
+            _, info = anchoral.select(name, X, labels, 10, seed=r, probe=probe, return_info=True, min_pool=0)
+            t2 = time.perf_counter()
+            full.append(t1 - t0)
+            sub.append(t2 - t1)
+        rows.append({"n": n, "strategy": name, "full_ms": 1e3 * np.median(full), "anchoral_ms": 1e3 * np.median(sub),
+                     "speedup": np.median(full) / np.median(sub), "index_s": t_index,
+                     "subpool": info["anchoral"]["subpool"], "approximate": info["anchoral"]["approximate"]})
+        print(f"  N={n:,} {name:10s} full {rows[-1]['full_ms']:8.1f} ms | anchoral {rows[-1]['anchoral_ms']:7.1f} ms "
+              f"| x{rows[-1]['speedup']:.1f} (index {t_index:.1f} s once)", flush=True)
+    Geometry.clear_cache()
+    return rows
+
+
+def long_tail_pool(minority: int, seed: int = 0):
+    """(X_pool, y_pool, X_test, y_test): fmnist features, minority class cut to 1 % in the pool."""
+    import efficiency_data as ED
+    from sklearn.model_selection import train_test_split
+
+    X, y = ED.load("fmnist")
+    Xp, Xt, yp, yt = train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
+    rng = np.random.default_rng(seed)
+    rows = np.flatnonzero(yp == minority)
+    drop = rng.choice(rows, rows.size - max(2, rows.size // 100), replace=False)
+    keep = np.setdiff1d(np.arange(len(yp)), drop)
+    return Xp[keep], yp[keep], Xt, yt
+
+
+def efficiency(args, seed: int) -> list[dict]:
+    from sklearn.metrics import f1_score
+
+    from alwidget import anchoral
+    from alwidget.geometry import Geometry
+    from alwidget.probe import LinearProbe
+
+    Xp, yp, Xt, yt = long_tail_pool(args.minority, seed)
+    n_min = int((yp == args.minority).sum())
+    rng = np.random.default_rng(seed)
+    start = np.full(len(yp), -1)
+    for c in range(10):
+        pick = rng.choice(np.flatnonzero(yp == c), 1 if c == args.minority else 2, replace=False)
+        start[pick] = c
+    sp = dict(size=args.size, tail=args.tail)
+    out = []
+    for arm in ("full pool", "AnchorAL"):
+        labels = start.copy()
+        probe = LinearProbe(seed=seed)
+        times = []
+        while (labels >= 0).sum() < args.budget:
+            probe.fit(Xp, labels, n_classes=10)
+            probe.predict_proba()
+            t = time.perf_counter()
+            if arm == "full pool":
+                idx = anchoral.select("margin", Xp, labels, 10, seed=seed, probe=probe, min_pool=10**12)
+            else:
+                idx = anchoral.select("margin", Xp, labels, 10, seed=seed, probe=probe, min_pool=0, subpool_params=sp)
+            times.append(time.perf_counter() - t)
+            labels[idx] = yp[idx]
+        probe.fit(Xp, labels, n_classes=10)
+        f1 = f1_score(yt, probe.predict(Xt), average="macro")
+        found = int(((labels >= 0) & (yp == args.minority)).sum())
+        out.append({"seed": seed, "arm": arm, "minority_found": found, "minority_in_pool": n_min,
+                    "macro_f1": f1, "round_ms": 1e3 * np.median(times), "labels": int((labels >= 0).sum())})
+        print(f"  seed {seed} {arm:9s}: minority {found}/{n_min}, macro-F1 {f1:.3f}, "
+              f"round {out[-1]['round_ms']:.1f} ms", flush=True)
+        Geometry.clear_cache()
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=C.parse_ints, default=[200_000, 500_000, 1_000_000])
+    p.add_argument("--strategies", type=C.parse_names, default=["margin", "dropquery", "badge"])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="seeds of the long-tailed runs")
+    p.add_argument("--budget", type=int, default=300)
+    p.add_argument("--minority", type=int, default=0, help="the class cut to 1 %% of the pool")
+    p.add_argument("--size", type=int, default=1000, help="subpool size on the long-tailed pool")
+    p.add_argument("--tail", type=int, default=100, help="random tail on the long-tailed pool")
+    p.add_argument("--out", default="bench_anchoral")
+    args = p.parse_args(argv)
+    from alwidget._util import limit_threads
+
+    info = C.machine_info()
+    print(C.machine_line(info), flush=True)
+    speed_rows, eff_rows = [], []
+    with limit_threads(1):
+        for n in args.n:
+            speed_rows += speed(n, args.strategies, 0, args.rounds)
+        for s in range(args.seeds):
+            eff_rows += efficiency(args, s)
+    cols = [("n", "N"), ("strategy", "strategy"), ("full_ms", "whole pool, ms/round"),
+            ("anchoral_ms", "AnchorAL, ms/round"), ("speedup", "speed-up"), ("subpool", "subpool rows"),
+            ("index_s", "IVF index, s (once)")]
+    summary = []
+    for arm in ("full pool", "AnchorAL"):
+        r = [e for e in eff_rows if e["arm"] == arm]
+        summary.append({"arm": arm, "found": f"{np.mean([e['minority_found'] for e in r]):.1f} / "
+                                             f"{r[0]['minority_in_pool']}",
+                        "f1": f"{np.mean([e['macro_f1'] for e in r]):.3f}",
+                        "ms": np.mean([e["round_ms"] for e in r])})
+    path = C.write_results(
+        args.out, title="AnchorAL subpools vs the whole pool",
+        settings=f"N {args.n}, strategies {args.strategies}, {args.rounds} rounds; long tail: fmnist features, "
+                 f"class {args.minority} cut to 1 %, margin, budget {args.budget}, subpool {args.size} + {args.tail}, "
+                 f"{args.seeds} seeds; one thread",
+        info=info, records=speed_rows + eff_rows,
+        tables=[("Scoring + selection per round (probe fitted on the whole pool for both)", C.markdown_table(speed_rows, cols)),
+                ("Long-tailed Fashion-MNIST: minority items found and macro-F1 after the budget (mean over seeds)",
+                 C.markdown_table(summary, [("arm", "arm"), ("found", "minority found"), ("f1", "macro-F1"),
+                                            ("ms", "ms/round")]))])
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
