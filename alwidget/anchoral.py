@@ -62,8 +62,13 @@ def anchors(X, labels, per_class: int = PER_CLASS, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
-def _neighbours(geo, anchor_rows, taken, n_neighbors):
-    """(sims (A, k) float32, idx (A, k) int64, -1 = none): each anchor's nearest rows not taken."""
+# Neighbour lists are fetched this much longer than needed, so that labels added later (which
+# are filtered out) rarely force a new search for the same anchor.
+_MARGIN = 64
+
+
+def _search(geo, rows, k):
+    """(sims (A, k), idx (A, k), -1 = none) of the rows' nearest pool rows by inner product."""
     X = geo.X
     if geo.n_samples >= IVF_MIN and ann.available():
         with geo.lock:
@@ -72,14 +77,46 @@ def _neighbours(geo, anchor_rows, taken, n_neighbors):
                 # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes).
                 memo["index"] = ann.IVFIndex(X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0)
             index = memo["index"]
-        # Over-fetch, then drop labelled/excluded rows (the spec's "query k + margin").
-        sims, idx = index.search(X[anchor_rows], min(geo.n_samples, n_neighbors * 2 + 64))
-        bad = (idx < 0) | taken[np.maximum(idx, 0)]
-        order = np.argsort(bad, axis=1, kind="stable")[:, :n_neighbors]
-        sims, idx = np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
-        idx[np.take_along_axis(bad, order, 1)] = -1
-        return sims, idx
-    return knn_query(X, X[anchor_rows], n_neighbors, metric="inner", exclude=np.flatnonzero(taken))
+        return index.search(X[rows], k)
+    return knn_query(X, X[rows], k, metric="inner")
+
+
+def _neighbours(geo, anchor_rows, taken, n_neighbors):
+    """(sims (A, k) float32, idx (A, k) int64, -1 = none): each anchor's nearest rows not taken.
+
+    Each anchor's list of its k + margin nearest rows is searched once and kept with the
+    feature set; a round filters out the rows taken since. The first k rows left are exactly the
+    k nearest untaken ones (every row ranked above them is in the list); an anchor with fewer
+    than k left is searched again with a longer list."""
+    k = int(n_neighbors)
+    with geo.lock:
+        lists = geo.scratch("anchoral_lists")
+        if lists.get("k") != k:
+            lists.clear()
+            lists["k"] = k
+        cache = lists.setdefault("rows", {})
+    sims = np.full((anchor_rows.size, k), -np.inf, np.float32)
+    idx = np.full((anchor_rows.size, k), -1, np.int64)
+    todo = [i for i, a in enumerate(anchor_rows.tolist()) if a not in cache]
+    fetch = k + _MARGIN
+    for _ in range(8):  # a longer list each time an anchor runs short (labels piled up near it)
+        if todo:
+            v, j = _search(geo, anchor_rows[todo], min(geo.n_samples, fetch))
+            for t, i in enumerate(todo):
+                cache[int(anchor_rows[i])] = (v[t], j[t])
+        short = []
+        for i, a in enumerate(anchor_rows.tolist()):
+            v, j = cache[a]
+            ok = (j >= 0) & ~taken[np.maximum(j, 0)]
+            m = min(k, int(ok.sum()))
+            if m < k and j.size < geo.n_samples and (j >= 0).all():
+                short.append(i)
+                continue
+            sims[i, :m], idx[i, :m] = v[ok][:m], j[ok][:m]
+        if not short:
+            break
+        todo, fetch = short, fetch * 4
+    return sims, idx
 
 
 def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_neighbors: int = N_NEIGHBORS,
@@ -193,11 +230,11 @@ def _runs_on_subpool(name: str, labels, params: dict) -> bool:
 
 
 def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, exclude=None,
-           return_info: bool = False, min_pool: int = SUBPOOL_MIN, subpool_params=None, **params):
+           return_info: bool = False, min_pool: int | None = None, subpool_params=None, **params):
     """``strategies.select`` with AnchorAL subpools from ``min_pool`` rows (module docstring).
 
     Same arguments and result as :func:`alwidget.strategies.select` (``probe``: fitted on the
-    whole pool, or None to fit one here); ``subpool_params`` go to :func:`subpool`. With
+    whole pool, or None to fit one here); ``min_pool`` (None: :data:`SUBPOOL_MIN`); ``subpool_params`` go to :func:`subpool`. With
     ``return_info``, ``info["anchoral"]`` holds the subpool's figures, or False when the
     whole pool was used."""
     from . import strategies
@@ -205,7 +242,8 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, ex
 
     labels = np.asarray(labels)
     n = labels.shape[0]
-    if n < int(min_pool) or not _runs_on_subpool(name, labels, params):
+    min_pool = SUBPOOL_MIN if min_pool is None else int(min_pool)
+    if n < min_pool or not _runs_on_subpool(name, labels, params):
         out = strategies.select(name, features, labels, k, seed=seed, probe=probe, exclude=exclude,
                                 return_info=True, **params)
         out[1]["anchoral"] = False

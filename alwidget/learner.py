@@ -52,6 +52,12 @@ def strategy_accepts(strategy: str, param: str) -> bool:
     return accepted is None or param in accepted
 
 
+def _anchoral():
+    from . import anchoral
+
+    return anchoral
+
+
 def select_next(strategies, features, labels: np.ndarray, k: int, strategy: str, *, exclude=None, probe=None,
                 seed: int = 0, n_threads: int = 1, n_classes: int = 0, prior=None, classes=()):
     """(indices, info): the strategy's next k rows for these labels; empty when nothing is unlabelled.
@@ -73,6 +79,8 @@ def select_next(strategies, features, labels: np.ndarray, k: int, strategy: str,
     if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
         params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
     select = strategies.select
+    if labels.shape[0] >= _anchoral().SUBPOOL_MIN:  # huge pools: AnchorAL subpools (issue 12)
+        select = _anchoral().select
     if prior is not None:
         select = prior.selector(select, labels, list(classes), features, probe)
     idx, info = select(strategy, features, labels, min(k, n_free - exclude.size), seed=seed, exclude=exclude,

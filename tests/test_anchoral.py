@@ -134,3 +134,25 @@ def test_rows_probe_reads_the_whole_pool_probe_on_its_rows(digits):
     assert blk.shape == (3, rows.size)  # 299 rows: a full block of 256 and 43
     probe._proba = None  # no pool scores yet: only the rows are scored
     np.testing.assert_allclose(A.RowsProbe(probe, rows).predict_proba(), probe.predict_proba()[rows], atol=1e-6)
+
+
+def test_a_session_on_a_huge_pool_selects_from_subpools(digits, monkeypatch):
+    from alwidget import Session
+
+    X, y = digits
+    monkeypatch.setattr(A, "SUBPOOL_MIN", 1000)  # digits (1797 rows) counts as huge here
+    with Session(X, strategy="margin", device="cpu", batch_size=5) as s:
+        for i in range(30):
+            s.label(i, str(y[i]))
+        s.wait(timeout=120)
+        st = s.status
+        assert st["error"] is None and st["active_strategy"] == "margin"
+        assert st["strategy_info"]["anchoral"]["subpool"] > 0 and "nearest the labelled" in st["reason"]
+        batch = s.next_batch()
+        assert len(batch) == 5 and not np.isin(batch, np.arange(30)).any()
+    monkeypatch.setattr(A, "SUBPOOL_MIN", 10**9)
+    with Session(X, strategy="margin", device="cpu", batch_size=5) as s:
+        for i in range(30):
+            s.label(i, str(y[i]))
+        s.wait(timeout=120)
+        assert "anchoral" not in s.status["strategy_info"]
