@@ -3,7 +3,7 @@
 Part 1, speed. Synthetic embeddings (``_common.make_features``: Gaussian mixture, D = 512,
 C = 10, unit rows) at N = 200k .. 1M, 10 labels per class, B = 10. A LinearProbe is fitted on
 the whole pool once and handed to both arms; one round = one ``select`` call with the probe's
-pool scores cleared, so each arm scores what its strategy reads (the whole pool, or only the
+pool scores cleared and the previous round's 10 picks labelled (so new anchors are searched), so each arm scores what its strategy reads (the whole pool, or only the
 subpool: AnchorAL's point). The IVF index AnchorAL builds on first use is
 timed separately (once per feature set).
 
@@ -44,16 +44,18 @@ def speed(n: int, strategies, seed: int, rounds: int) -> list[dict]:
     for name in strategies:
         full, sub = [], []
         S.select(name, X, labels, 10, seed=0, probe=probe)  # warm caches for both arms
+        lab = labels.copy()
         for r in range(rounds):
             probe._proba = None  # each arm scores what its strategy reads: the pool, or the subpool
             t0 = time.perf_counter()
-            S.select(name, X, labels, 10, seed=r, probe=probe)
+            S.select(name, X, lab, 10, seed=r, probe=probe)
             t1 = time.perf_counter()
             probe._proba = None
-            _, info = anchoral.select(name, X, labels, 10, seed=r, probe=probe, return_info=True, min_pool=0)
+            picked, info = anchoral.select(name, X, lab, 10, seed=r, probe=probe, return_info=True, min_pool=0)
             t2 = time.perf_counter()
             full.append(t1 - t0)
             sub.append(t2 - t1)
+            lab[picked] = y[picked]  # the next round has 10 new labels (new anchors to search)
         rows.append({"n": n, "strategy": name, "full_ms": 1e3 * np.median(full), "anchoral_ms": 1e3 * np.median(sub),
                      "speedup": np.median(full) / np.median(sub), "index_s": t_index,
                      "subpool": info["anchoral"]["subpool"], "approximate": info["anchoral"]["approximate"]})
@@ -63,13 +65,23 @@ def speed(n: int, strategies, seed: int, rounds: int) -> list[dict]:
     return rows
 
 
-def long_tail_pool(minority: int, seed: int = 0):
-    """(X_pool, y_pool, X_test, y_test): fmnist features, minority class cut to 1 % in the pool."""
-    import efficiency_data as ED
-    from sklearn.model_selection import train_test_split
+def long_tail_pool(minority: int, seed: int = 0, features: str = "effnet"):
+    """(X_pool, y_pool, X_test, y_test), minority class cut to 1 % in the pool. ``features``:
+    "effnet" (the 10k subset's EfficientNet features, 70/30 split) or "pixels" (the 60k training
+    images' unit pixel rows as the pool, the 10k test images as the test set)."""
+    if features == "pixels":
+        from alwidget.datasets import fashion_mnist
+        from alwidget.geometry import normalize
 
-    X, y = ED.load("fmnist")
-    Xp, Xt, yp, yt = train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
+        tr, te = fashion_mnist("train", download=False), fashion_mnist("test", download=False)
+        Xp, yp = normalize(tr.images.reshape(len(tr.images), -1).astype(np.float32)), np.asarray(tr.labels)
+        Xt, yt = normalize(te.images.reshape(len(te.images), -1).astype(np.float32)), np.asarray(te.labels)
+    else:
+        import efficiency_data as ED
+        from sklearn.model_selection import train_test_split
+
+        X, y = ED.load("fmnist")
+        Xp, Xt, yp, yt = train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
     rng = np.random.default_rng(seed)
     rows = np.flatnonzero(yp == minority)
     drop = rng.choice(rows, rows.size - max(2, rows.size // 100), replace=False)
@@ -84,7 +96,7 @@ def efficiency(args, seed: int) -> list[dict]:
     from alwidget.geometry import Geometry
     from alwidget.probe import LinearProbe
 
-    Xp, yp, Xt, yt = long_tail_pool(args.minority, seed)
+    Xp, yp, Xt, yt = long_tail_pool(args.minority, seed, args.features)
     n_min = int((yp == args.minority).sum())
     rng = np.random.default_rng(seed)
     start = np.full(len(yp), -1)
@@ -128,6 +140,8 @@ def main(argv=None) -> int:
     p.add_argument("--minority", type=int, default=0, help="the class cut to 1 %% of the pool")
     p.add_argument("--size", type=int, default=1000, help="subpool size on the long-tailed pool")
     p.add_argument("--tail", type=int, default=100, help="random tail on the long-tailed pool")
+    p.add_argument("--features", choices=["effnet", "pixels"], default="effnet", help="long-tailed pool")
+    p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--out", default="bench_anchoral")
     args = p.parse_args(argv)
     from alwidget._util import limit_threads
@@ -136,7 +150,7 @@ def main(argv=None) -> int:
     print(C.machine_line(info), flush=True)
     speed_rows, eff_rows = [], []
     with limit_threads(1):
-        for n in args.n:
+        for n in ([] if args.skip_speed else args.n):
             speed_rows += speed(n, args.strategies, 0, args.rounds)
         for s in range(args.seeds):
             eff_rows += efficiency(args, s)
@@ -153,7 +167,7 @@ def main(argv=None) -> int:
     path = C.write_results(
         args.out, title="AnchorAL subpools vs the whole pool",
         settings=f"N {args.n}, strategies {args.strategies}, {args.rounds} rounds; long tail: fmnist features, "
-                 f"class {args.minority} cut to 1 %, margin, budget {args.budget}, subpool {args.size} + {args.tail}, "
+                 f"{args.features} features, class {args.minority} cut to 1 %, margin, budget {args.budget}, subpool {args.size} + {args.tail}, "
                  f"{args.seeds} seeds; one thread",
         info=info, records=speed_rows + eff_rows,
         tables=[("Scoring + selection per round (probe fitted on the whole pool for both)", C.markdown_table(speed_rows, cols)),

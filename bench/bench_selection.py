@@ -18,6 +18,12 @@ reporting "> T s" or "> M GB" instead of hanging or swapping.
     .venv/bin/python bench/bench_selection.py                 # N = 10k, 100k
     .venv/bin/python bench/bench_selection.py --n 10000,100000,1000000
     .venv/bin/python bench/bench_selection.py --quick         # N = 2k, a couple of minutes
+    .venv/bin/python bench/bench_selection.py --knn --n 100000   # kNN graph: exact vs approximate
+
+``--knn`` (issue 12): the k = 10 kNN graph that near-duplicates and outliers read
+(``Geometry.knn``), exact (faiss flat, what main used) against the approximate HNSW graph
+(``alwidget.ann``), on the synthetic pool and on real features (Fashion-MNIST pixels, 60k rows,
+784-d); recall against an exact search of 1,000 seeded query rows.
 """
 from __future__ import annotations
 
@@ -181,6 +187,48 @@ def _cell_mem(r) -> str:
     return f"{mb:.0f}"
 
 
+def knn_bench(args) -> int:
+    """Exact vs approximate kNN graph: time and recall (see the module docstring)."""
+    from alwidget import ann
+    from alwidget._util import limit_threads
+    from alwidget.datasets import fashion_mnist
+    from alwidget.geometry import Geometry, knn_query, normalize
+
+    info = C.machine_info(args.device)
+    print(C.machine_line(info), flush=True)
+    sets = []
+    for n in args.n:
+        xp, _ = C.cached_features(n, args.dim, args.classes, seed=args.seed)
+        sets.append((f"synthetic GMM, N = {n:,}, D = {args.dim}", np.load(xp)))
+    ds = fashion_mnist("train", download=False)
+    sets.append(("Fashion-MNIST pixels, N = 60,000, D = 784", ds.images.reshape(len(ds.images), -1).astype(np.float32)))
+    rows = []
+    with limit_threads(args.threads or 1):
+        for name, X in sets:
+            Xn = normalize(X)
+            q = np.sort(np.random.default_rng(0).choice(len(Xn), 1000, replace=False))
+            _, ex = knn_query(Xn, Xn[q], 11)
+            ex = np.array([[j for j in r if j != i][:10] for i, r in zip(q, ex)])
+            rec = {"set": name}
+            for mode, approx in (("exact", False), ("approximate", True)):
+                Geometry.clear_cache()
+                t = time.perf_counter()
+                _, idx = Geometry.of(X).knn(10, approx=approx)
+                rec[f"{mode}_s"] = time.perf_counter() - t
+                rec[f"{mode}_recall"] = ann.recall(idx[q], ex)
+            rows.append(rec)
+            print(f"  {name}: exact {rec['exact_s']:.1f} s (recall {rec['exact_recall']:.3f}), approximate "
+                  f"{rec['approximate_s']:.1f} s (recall {rec['approximate_recall']:.3f})", flush=True)
+    cols = [("set", "features"), ("exact_s", "exact graph, s"), ("exact_recall", "recall"),
+            ("approximate_s", "HNSW graph, s"), ("approximate_recall", "recall")]
+    table = C.markdown_table([{k: (C.fmt(v, 3) if "recall" in k else v) for k, v in r.items()} for r in rows], cols)
+    path = C.write_results(f"{args.out}_knn", title="kNN graph (k = 10): exact vs approximate",
+                           settings=f"threads {args.threads or 1}; recall on 1,000 seeded query rows vs exact",
+                           info=info, tables=[("", table)], records=rows)
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=C.parse_ints, default=[10_000, 100_000], help="pool sizes, e.g. 10000,100000")
@@ -200,6 +248,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-peer", action="store_true", help="skip scikit-activeml")
     p.add_argument("--quick", action="store_true", help="N = 2000, 60 s timeout: a smoke run")
     p.add_argument("--out", default="bench_selection", help="results name under bench/results/")
+    p.add_argument("--knn", action="store_true", help="the kNN graph: exact vs approximate (issue 12)")
     # worker mode (internal)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--tool", help=argparse.SUPPRESS)
@@ -211,6 +260,8 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(_worker(args), default=C._json_default))
         return 0
+    if args.knn:
+        return knn_bench(args)
 
     import psutil
 
