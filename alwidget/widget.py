@@ -26,6 +26,7 @@ from .store import StoreMismatchError
 from .storefile import default_store_path
 from .widget_intents import Intents
 from .widget_status import status_dict
+from .widget_trust import TrustView
 
 __all__ = ["Labeller", "default_store_path"]
 
@@ -160,7 +161,7 @@ class Labeller(anywidget.AnyWidget):
         self._send_lock, self._push = threading.RLock(), Coalescer(self._push_update, lambda: not self._closed)
         self._error, self._closed_reason, self._passed = "", None, set()
         self._umap_running, self._umap_progress, self._projection, self.state = False, 0.0, None, None
-        self._umap_early = None
+        self._umap_early, self._trust = None, None
         self.session = _open_session(X, items, store, name, classes=classes, strategy=strategy, seed=seed,
                                      device=device, batch_size=batch_size)
         self._store_path = str(self.session.status.get("store") or "").replace(":memory:", "")
@@ -170,6 +171,7 @@ class Labeller(anywidget.AnyWidget):
         self.strategies = list(strategies_mod.available())
         self._start_map(X, coords, projection, seed)
         self._intents = Intents(self)
+        self._trust = TrustView(self)
         self._read_labels()
         self.on_msg(lambda _w, content, buffers: self.handle_message(content, buffers))
         self.session.subscribe(self._on_session_update)  # before the first pull: no result is missed
@@ -261,10 +263,26 @@ class Labeller(anywidget.AnyWidget):
             self.emit_all(self.state.arrays_message(["x", "y"]))
         self.refresh_status()
 
+    def check_model(self, on: bool = True, *, every: int = 5) -> None:
+        """Start (or stop) checking the model: 1 test request per `every` training labels.
+
+        Test requests come in the batch like any other image (marked "test"); their labels
+        measure the model and never train it. The estimate shows in the status line from 10 test
+        labels on (see `Session.check_model`, `Session.accuracy_estimate`).
+        """
+        self._trust.check_model(on, every)
+
+    def trust_panel(self):
+        """A plotly FigureWidget: estimated accuracy ± interval over labels, κ over checkpoints and
+        training labels per class; it follows the session (redrawn at most once a second)."""
+        return self._trust.panel()
+
     def close(self):
         """Close the widget and its Session (the store already holds every label)."""
         if not getattr(self, "_closed", True):
             self._closed = True
+            if getattr(self, "_trust", None) is not None:
+                self._trust.close()
             if getattr(self, "_projection", None) is not None:
                 self._projection.cancel()
             session = getattr(self, "session", None)  # None when the constructor failed
@@ -338,11 +356,12 @@ class Labeller(anywidget.AnyWidget):
             st = dict(self.session.status)
         except Exception as exc:  # status must never take the widget down
             st = {"error": f"{type(exc).__name__}: {exc}"}
-        self.status = status_dict(
+        status = status_dict(
             st, self.state, list(self.classes), coords=self._coords_kind, umap_running=self._umap_running,
             umap_progress=self._umap_progress,
             error=self._closed_reason or self._error or str(st.get("error") or ""),
             store=self._store_path, closed_reason=self._closed_reason, busy=busy)
+        self.status = self._trust.status(status) if self._trust is not None else status  # + the model check
 
     # ------------------------------------------------------------------ background updates
     def _refresh_model_outputs(self):

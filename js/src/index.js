@@ -3,6 +3,7 @@
 // The kernel owns labels; this view renders its state and sends intents (docs/widget-protocol.md).
 import css from "./style.css";
 import panelsCss from "./panels.css";
+import trustCss from "./trust.css";
 import { createActions } from "./actions.js";
 import { themeColors } from "./colors.js";
 import { h, listeners } from "./dom.js";
@@ -17,6 +18,7 @@ import { createStatusBar } from "./statusbar.js";
 import { createStore } from "./store.js";
 import { createThumbs } from "./thumbs.js";
 import { createToolbar } from "./toolbar.js";
+import { createTrust, createTrustButtons, markCards, trustOf } from "./trust.js";
 import { UPDATES, effectiveColorBy, initialState } from "./updates.js";
 import { publishDataset, testApi } from "./hooks.js";
 
@@ -25,7 +27,7 @@ function render({ model, el }) {
   const listen = listeners();
   el.classList.add("alw-host");
   const root = h("div", { class: "alw-root", tabindex: "0", "data-lm-suppress-shortcuts": "true" });
-  root.appendChild(h("style", { text: `${css}\n${panelsCss}` }));
+  root.appendChild(h("style", { text: `${css}\n${panelsCss}\n${trustCss}` }));
   const store = createStore(initialState(model.get("color_by")), UPDATES);
   store.dispatch("classes", model.get("classes"));
   store.dispatch("status", model.get("status"));
@@ -66,7 +68,9 @@ function render({ model, el }) {
     onCancel: () => store.dispatch("closeReview"),
   });
   actions = createActions({ store, conn, map, thumbs, model, gridCols: () => grid.cols() });
-  const toolbar = createToolbar({ store, model, actions, conn });
+  const trust = createTrust({ store, conn });
+  const trustButtons = createTrustButtons(trust);
+  const toolbar = createToolbar({ store, model, actions, conn, extra: trustButtons.nodes });
   const legend = createLegend({ store, getTheme: () => theme, onClass: (k) => actions.label(k) });
   const gallery = createGallery({
     store, thumbs, className,
@@ -117,9 +121,11 @@ function render({ model, el }) {
     if (s.labelsV !== prev.labelsV || s.classes !== prev.classes || s.status !== prev.status ||
         s.colorBy !== prev.colorBy || effectiveColorBy(s) !== effectiveColorBy(prev)) legend.update(s);
     gallery.update(s, prev);
+    if (trustOf(s).tests !== trustOf(prev).tests) markCards(gallery.gallery, s);
     grid.update(s, prev);
     overlays.update();
     toolbar.update(s);
+    trustButtons.update(s);
     bar.update(s);
     root.classList.toggle("alw-disconnected", s.connection.state !== "connected" || !!(s.status || {}).closed_reason);
     if (name === "arrays" || name === "labels") timings.domMs = performance.now() - td;
@@ -135,6 +141,7 @@ function render({ model, el }) {
     try {
       // the update's clock starts before the store redraws (markUpdate keeps the earliest time)
       if (content && (content.type === "commit" || content.type === "labels")) map.markUpdate(performance.now());
+      if (content && content.type === "recheck") return trust.onRecheck(content);
       const kind = conn.handle(content, buffers || []);
       if (kind === "reset" && timings.dataMs == null) timings.dataMs = performance.now() - t0;
     } catch (err) {
@@ -190,6 +197,7 @@ function render({ model, el }) {
   root.alw = api;
   el.alw = api;
   toolbar.update(store.state);
+  trustButtons.update(store.state);
   legend.update(store.state);
   gallery.redraw();
   bar.update(store.state);
