@@ -41,9 +41,8 @@ export function recheckReview(items, classes) {
   const kept = items.filter((it) => classes.indexOf(it.label) >= 0);
   if (!kept.length) return null;
   const current = kept.map((it) => classes.indexOf(it.label));
-  const notes = kept.map((it) => (it.suggested === it.label
-    ? "worth a second look: the model agrees, but is unsure"
-    : `worth a second look: the model suggests ${it.suggested}`));
+  // short: a card is 112 px wide (the grid's title says "worth a second look")
+  const notes = kept.map((it) => (it.suggested === it.label ? "suggested: same, unsure" : `suggested: ${it.suggested}`));
   return createReview({ source: "recheck", indices: kept.map((it) => it.index), proposed: current, current, notes });
 }
 
