@@ -198,13 +198,14 @@ class TrustView:
 
     # ------------------------------------------------------------------ the panel
     def panel_data(self) -> dict:
-        """What the panel draws: estimates over training labels (gaps at restarts), kappa per checkpoint, counts."""
+        """What the panel draws: estimates with their interval (from 10 test labels) over training
+        labels, gaps at restarts; kappa per checkpoint; training labels per class."""
         hist = self.host.session.trust.history()
         x, est, low, high = [], [], [], []
         for e in hist["estimates"]:
             if e.get("restart"):  # a new draw sequence: the line breaks
                 x.append(e["n_labels"]), est.append(None), low.append(None), high.append(None)
-            elif e.get("estimate") is not None:
+            elif e.get("low") is not None:  # as in the status line: no estimate without its interval
                 x.append(e["n_labels"]), est.append(e["estimate"]), low.append(e["low"]), high.append(e["high"])
         cps = [c for c in hist["checkpoints"] if c["kappa"] is not None]
         classes = list(self.host.classes)

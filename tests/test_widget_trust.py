@@ -217,7 +217,8 @@ def test_the_panel_follows_the_session(digits, tmp_path):
         want = w._trust.panel_data()
     assert list(fig.data[4].y) == want["counts"] and sum(want["counts"]) > 0
     hist = w.session.trust.history()
-    shown = [e for e in hist["estimates"] if e.get("estimate") is not None]
+    shown = [e for e in hist["estimates"] if e.get("low") is not None]  # none without its interval
+    assert len([e for e in fig.data[2].y if e is not None]) == len(shown)
     assert shown and list(fig.data[2].y)[-1] == pytest.approx(shown[-1]["estimate"])
     assert list(fig.data[3].y) == [c["kappa"] for c in hist["checkpoints"] if c["kappa"] is not None]
     assert all(lo is None or lo <= e <= hi for lo, e, hi in zip(fig.data[0].y, fig.data[2].y, fig.data[1].y)
