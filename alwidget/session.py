@@ -1,56 +1,34 @@
 """Session: the labelling loop — labels in a durable store, a background learner, undo.
 
 ``label`` writes to the store (committed) and returns at once. One background thread then
-retrains the probe, rescores the pool and selects the next batch; bursts of labels coalesce
-(the worker always starts from the latest labels and skips the versions it missed), and an
-error in the worker is reported in ``status["error"]`` instead of killing the session.
+retrains the probe, rescores the pool and selects the next batch (``alwidget.learner``): bursts
+of labels coalesce, and an error in the worker is reported in ``status["error"]`` instead of
+killing the session.
 
 Class ids are positions in ``Session.classes`` (order of first appearance in the store);
 class names are what the store keeps and what ``labels`` returns.
 """
 from __future__ import annotations
 
-import atexit
-import inspect
 import os
-import threading
-import time
 import warnings
-import weakref
 from pathlib import Path
 
 import numpy as np
 
 from ._util import check_features, check_k, fingerprint, limit_threads
 from .items import Items, row_items, user_items
+from .learner import Learner, strategy_accepts
 from .monitor import TrustMonitor, state_path
 from .prior import session_prior
 from .probe import LinearProbe, remember_fingerprint
 from .store import LabelStore, StoreClosedError, StoreMismatchError, check_class_name, export_dataframe
 from .store_view import open_notices
 
-__all__ = ["Session"]
+__all__ = ["Session", "strategy_accepts"]
 
 #: Answers after which a skipped item may be suggested again.
 SKIP_COOLDOWN = 20
-
-_LIVE_SESSIONS: "weakref.WeakSet[Session]" = weakref.WeakSet()
-
-
-def _close_all():
-    """Stop every worker before the interpreter tears down (a busy torch thread aborts it otherwise)."""
-    for s in list(_LIVE_SESSIONS):
-        try:
-            s.close()
-        except Exception:
-            pass
-
-
-# threading's exit hook runs before atexit handlers, while torch and numpy are still intact.
-try:
-    threading._register_atexit(_close_all)
-except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
-    atexit.register(_close_all)
 
 
 def default_threads() -> int:
@@ -61,18 +39,7 @@ def default_threads() -> int:
     return policy()
 
 
-def strategy_accepts(strategy: str, param: str) -> bool:
-    """Whether ``strategies.select(strategy, ..., **{param: ...})`` accepts the parameter."""
-    from . import strategies
-    from .strategies import _common
-
-    if strategy == "auto":
-        return param in strategies.auto.auto_params()
-    accepted = _common.REGISTRY[strategy].params
-    return accepted is None or param in accepted
-
-
-class Session:
+class Session(Learner):
     """Active-learning session over a fixed feature set.
 
     Parameters
@@ -178,27 +145,9 @@ class Session:
         self._trust = TrustMonitor(self.features, keys=items.keys, seed=self.seed, probe_params=probe_params,
                                    device=self.probe.device, path=state_path(self.store))
 
-        # Shared state: written under _cond by label()/undo() and by the worker.
-        self._cond = threading.Condition(threading.RLock())
-        self._model_lock = threading.Lock()  # held while the probe trains, scores and selects
-        self._version = 0  # bumps on every label change or strategy/batch change
-        self._round = 0  # bumps on next_batch(refresh=True)
-        self._skipped: list[int] = []  # suggestions passed over by refresh since the last label
-        self._done = None  # (version, round) the published results belong to
-        self._busy = False
-        self._proba = None
-        self._batch = np.zeros(0, dtype=np.int64)
-        self._info: dict = {}
-        self._timings: dict = {}
-        self._error: str | None = None
-        self._last_update: float | None = None
         self._subscribers: list = []
-        self._closed = False
         self.store.on_close(self._on_store_closed)
-        self._worker = threading.Thread(target=self._run, name="alwidget-session", daemon=True)
-        self._worker.start()
-        _LIVE_SESSIONS.add(self)
-        self._kick()
+        self._start_learner()
 
     # ------------------------------------------------------------------ validation
     def _check_strategy(self, name) -> str:
@@ -368,26 +317,6 @@ class Session:
                 self._cond.notify_all()
 
     # ------------------------------------------------------------------ results
-    def _in_worker(self) -> bool:
-        return threading.current_thread() is self._worker
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the background retrain/rescore/select reflects the latest labels.
-
-        Returns True when caught up, False on timeout. Subscribers have been called by then.
-        Returns at once when called from a subscriber (the worker thread).
-        """
-        if self._in_worker():
-            return True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._closed and (self._busy or self._done != (self._version, self._round)):
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
-
     def next_batch(self, k: int | None = None, *, refresh: bool = False, wait: bool = True) -> np.ndarray:
         """Indices (int64) of the batch the strategy suggests labelling next.
 
@@ -412,14 +341,14 @@ class Session:
             free = (st.cls < 0) & ~st.unsure
             batch = self._batch[free[self._batch]]
             current = self._done == (self._version, self._round)
-            strategy, round_ = self._strategy, self._round
+            strategy = self._strategy
         if len(batch) >= k or not wait or self._in_worker() or not current:
             return batch[:k].copy()
         if free.sum() <= len(batch):
             return batch.copy()
         # More than the background batch: select now with the current model.
         with self._model_lock, limit_threads(self.n_threads):
-            idx, _ = self._select(labels, k, strategy, round_, self._excluded(st))
+            idx, _ = self._select(labels, k, strategy, self._excluded(st))
         return idx
 
     def predict_proba(self):
@@ -548,96 +477,6 @@ class Session:
         return export_dataframe(self.to_dataframe(names), path)
 
     # ------------------------------------------------------------------ the worker
-    def _kick(self):
-        with self._cond:
-            self._cond.notify_all()
-
-    def _run(self):
-        while True:
-            with self._cond:
-                while not self._closed and self._done == (self._version, self._round):
-                    self._cond.wait()
-                if self._closed:
-                    return
-                target = (self._version, self._round)
-                st = self.store.state()
-                labels = self._training(st)  # test labels never reach the probe
-                exclude = self._excluded(st)
-                n_classes = len(self.store.classes)
-                k = self._batch_size + len(self._skipped)
-                skipped = np.asarray(self._skipped, dtype=np.int64)
-                strategy, batch_size, round_ = self._strategy, self._batch_size, self._round
-                self._busy = True
-            error, proba, batch, info, timings = None, None, None, None, {}
-            try:
-                with self._model_lock, limit_threads(self.n_threads):
-                    t0 = time.perf_counter()
-                    if (labels >= 0).any():
-                        self.probe.fit(self.features, labels, n_classes=max(n_classes, int(labels.max()) + 1))
-                        proba = self.probe.predict_proba()
-                    t1 = time.perf_counter()
-                    if self._closed:
-                        return
-                    batch, info = self._select(labels, k, strategy, round_, exclude)
-                    t2 = time.perf_counter()
-                    if skipped.size:
-                        batch = batch[~np.isin(batch, skipped)]
-                    batch = self._trust.update(st.cls, labels, proba, batch[:batch_size], n_classes, batch_size,
-                                               hold=np.union1d(skipped, self._skipped_rows(st)))
-                    t3 = time.perf_counter()
-                timings = {"retrain_ms": 1e3 * (t1 - t0), "select_ms": 1e3 * (t2 - t1), "trust_ms": 1e3 * (t3 - t2),
-                           "total_ms": 1e3 * (t3 - t0)}
-            except Exception as exc:  # reported, never fatal
-                error = f"{type(exc).__name__}: {exc}"
-            with self._cond:
-                if error is None:
-                    self._proba = proba
-                    self._batch = batch
-                    self._info = info
-                    self._timings = timings
-                    self._last_update = time.time()
-                self._error = error
-                subscribers = list(self._subscribers)
-            for cb in subscribers:
-                try:
-                    cb(self)
-                except Exception as exc:
-                    with self._cond:
-                        self._error = f"subscriber {getattr(cb, '__name__', cb)!r} failed: {type(exc).__name__}: {exc}"
-            with self._cond:
-                self._done = target
-                self._busy = False
-                self._cond.notify_all()
-
-    def _select(self, labels: np.ndarray, k: int, strategy: str, round_: int, exclude=None):
-        """(indices, info) from the strategy for these labels; empty when nothing is unlabelled.
-
-        The probe must have been fitted on these labels (the caller holds the model lock).
-        ``exclude``: unlabelled rows never to return (unsure, skipped, test items).
-        """
-        exclude = np.zeros(0, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
-        exclude = exclude[labels[exclude] < 0]
-        n_free = int((labels < 0).sum())
-        if n_free - exclude.size <= 0:
-            exclude = np.zeros(0, dtype=np.int64)  # only set-aside items are left: offer them again
-        if n_free == 0:
-            return np.zeros(0, dtype=np.int64), {"strategy": strategy, "reason": "every sample is labelled"}
-        probe = self.probe if self.probe.is_fitted and (labels >= 0).any() else None
-        params = {}
-        n_classes = len(self.store.classes)
-        if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
-            params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
-        want = min(k, n_free - exclude.size)
-        select = self._strategies.select
-        if self.prior is not None:  # class-balanced (PCB) while classes are scarce
-            select = self.prior.selector(select, labels, self.classes, self.features, probe)
-        idx, info = select(strategy, self.features, labels, want, seed=self.seed, exclude=exclude,
-                           probe=probe, return_info=True, n_threads=self.n_threads, **params)
-        idx = np.asarray(idx, dtype=np.int64)
-        if exclude.size:
-            idx = idx[~np.isin(idx, exclude)]
-        return idx[:k], dict(info)
-
     # ------------------------------------------------------------------ lifetime
     def _check_open(self):
         if self._closed:
@@ -655,17 +494,6 @@ class Session:
                 cb(self)
             except Exception:
                 pass
-
-    def _stop(self):
-        with self._cond:
-            if self._closed:
-                return False
-            self._closed = True
-            self._cond.notify_all()
-        _LIVE_SESSIONS.discard(self)
-        if not self._in_worker():
-            self._worker.join(timeout=60)
-        return True
 
     def close(self) -> None:
         """Stop the worker and close the store the session opened (labels are already saved)."""

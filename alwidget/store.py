@@ -180,26 +180,8 @@ class LabelStore:
             self._lockfile = None
             sf.forget(self.path, self)
 
-    class _Tx:
-        def __init__(self, store):
-            self.store = store
-
-        def __enter__(self):
-            self.store._db.execute("BEGIN IMMEDIATE")
-            return self.store._db
-
-        def __exit__(self, exc_type, exc, tb):
-            if exc_type is None:
-                self.store._db.execute("COMMIT")
-            else:
-                try:
-                    self.store._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            return False
-
     def _transaction(self):
-        return LabelStore._Tx(self)
+        return sf.transaction(self._db)
 
     def _writable(self):
         if self._db is None:
@@ -216,42 +198,12 @@ class LabelStore:
     # -- replaying the events ---------------------------------------------------------
     def _load(self):
         """Classes, per-item answer stacks, skips and the undo stack, from the events."""
-        db = self._db
-        if self._version == 1:
-            self._v1_pending = True
+        self._v1_pending = self._version == 1
+        if self._v1_pending:
             self._action_kind, self._action_role = {}, {}
             return
-        self._v1_pending = False
-        self.classes: list[str] = [r[0] for r in db.execute("SELECT name FROM classes ORDER BY id")]
-        self._db_class_ids = [r[0] for r in db.execute("SELECT id FROM classes ORDER BY id")]
-        self._class_ids = {n: i for i, n in enumerate(self.classes)}
-        to_pos = {cid: i for i, cid in enumerate(self._db_class_ids)}
-        rows = db.execute("SELECT id, kind, role, undoes FROM actions ORDER BY id").fetchall()
-        undone = {u for _, kind, _, u in rows if kind == "undo"}
-        live = [(a, kind, role) for a, kind, role, _ in rows if kind != "undo" and a not in undone]
-        self._undo_stack = [a for a, _, _ in live]
-        self._action_kind = {a: k for a, k, _ in live}
-        self._action_role = {a: r for a, _, r in live}
-        self._answers_before, count = {}, 0  # action -> answers given before it (for skip ages)
-        for a, kind, _ in live:
-            self._answers_before[a] = count
-            count += kind in _ANSWERS
-        self._n_answers = count
-        self._stacks: dict[int, list] = {}  # item -> [(action, class pos | -1 | UNSURE)], newest last
-        self._skips: dict[int, int] = {}  # item -> its newest live skip action
-        self._action_items: dict[int, list] = {}
-        for action, item, cid in db.execute("SELECT action, item, class_id FROM events ORDER BY seq"):
-            kind = self._action_kind.get(action)
-            if kind is None:
-                continue
-            self._action_items.setdefault(action, []).append(item)
-            if kind == "skip":
-                self._skips[item] = action
-            else:
-                state = UNSURE if kind == "unsure" else (-1 if cid is None else to_pos[cid])
-                self._stacks.setdefault(item, []).append((action, state))
-        self._keys = dict(db.execute("SELECT key, id FROM items"))
-        self.version = len(rows)
+        for name, value in sf.replay(self._db, answers=_ANSWERS, unsure=UNSURE).items():
+            setattr(self, name, value)
 
     def _bind(self, view: Items | None):
         """Map this session's rows to stored items (renames, edits, migration, refusal)."""

@@ -7,6 +7,7 @@ or replaced while open.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -355,3 +356,52 @@ def default_store_path(items, name: str | None = None, attempt: int = 0) -> Path
                   or "labels").strip("-.") or "labels"
     digest = hashlib.blake2b(ident.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
     return cache_dir("labels") / f"{slug[:60]}-{digest}.sqlite"
+
+
+@contextlib.contextmanager
+def transaction(db):
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection is in autocommit mode)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")  # a failed COMMIT (disk full) is rolled back too: no half-open transaction
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+
+
+def replay(db, *, answers, unsure: int) -> dict:
+    """A schema-2 store's derived state, from its actions and events (LabelStore attributes).
+
+    Live actions are those no undo has undone; per item, a stack of (action, class position, -1
+    for unlabel, or ``unsure``), newest last; per item its newest live skip; per action the number
+    of answers (kinds in ``answers``) given before it, which dates skips.
+    """
+    out = {"classes": [r[0] for r in db.execute("SELECT name FROM classes ORDER BY id")],
+           "_db_class_ids": [r[0] for r in db.execute("SELECT id FROM classes ORDER BY id")]}
+    out["_class_ids"] = {n: i for i, n in enumerate(out["classes"])}
+    to_pos = {cid: i for i, cid in enumerate(out["_db_class_ids"])}
+    rows = db.execute("SELECT id, kind, role, undoes FROM actions ORDER BY id").fetchall()
+    undone = {u for _, kind, _, u in rows if kind == "undo"}
+    live = [(a, kind, role) for a, kind, role, _ in rows if kind != "undo" and a not in undone]
+    kinds = {a: k for a, k, _ in live}
+    before, count = {}, 0
+    for a, kind, _ in live:
+        before[a] = count
+        count += kind in answers
+    stacks, skips, action_items = {}, {}, {}
+    for action, item, cid in db.execute("SELECT action, item, class_id FROM events ORDER BY seq"):
+        kind = kinds.get(action)
+        if kind is None:
+            continue
+        action_items.setdefault(action, []).append(item)
+        if kind == "skip":
+            skips[item] = action
+        else:
+            state = unsure if kind == "unsure" else (-1 if cid is None else to_pos[cid])
+            stacks.setdefault(item, []).append((action, state))
+    out.update(_undo_stack=[a for a, _, _ in live], _action_kind=kinds, _action_role={a: r for a, _, r in live},
+               _answers_before=before, _n_answers=count, _stacks=stacks, _skips=skips, _action_items=action_items,
+               _keys=dict(db.execute("SELECT key, id FROM items")), version=len(rows))
+    return out

@@ -1,0 +1,216 @@
+"""The Session's background learner: one worker thread that retrains, rescores and selects.
+
+``Learner`` is mixed into :class:`alwidget.session.Session`; it owns the worker thread, the
+published results (probabilities, batch, reason, timings) and the condition everyone waits on.
+Bursts of labels coalesce: the worker always starts from the latest labels and skips the
+versions it missed. An error in a round is reported in ``status["error"]``, never fatal.
+
+The Session provides: ``features``, ``probe``, ``store``, ``prior``, ``seed``, ``n_threads``,
+``_strategies``, ``_trust``, ``classes``, ``_training(st)``, ``_excluded(st)``,
+``_skipped_rows(st)`` and ``_subscribers``.
+"""
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import weakref
+
+import numpy as np
+
+from ._util import limit_threads
+
+__all__ = ["Learner", "select_next", "strategy_accepts"]
+
+_LIVE: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _close_all():
+    """Stop every worker before the interpreter tears down (a busy torch thread aborts it otherwise)."""
+    for s in list(_LIVE):
+        try:
+            s.close()
+        except Exception:
+            pass
+
+
+# threading's exit hook runs before atexit handlers, while torch and numpy are still intact.
+try:
+    threading._register_atexit(_close_all)
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    atexit.register(_close_all)
+
+
+def strategy_accepts(strategy: str, param: str) -> bool:
+    """Whether ``strategies.select(strategy, ..., **{param: ...})`` accepts the parameter."""
+    from . import strategies
+    from .strategies import _common
+
+    if strategy == "auto":
+        return param in strategies.auto.auto_params()
+    accepted = _common.REGISTRY[strategy].params
+    return accepted is None or param in accepted
+
+
+def select_next(strategies, features, labels: np.ndarray, k: int, strategy: str, *, exclude=None, probe=None,
+                seed: int = 0, n_threads: int = 1, n_classes: int = 0, prior=None, classes=()):
+    """(indices, info): the strategy's next k rows for these labels; empty when nothing is unlabelled.
+
+    ``probe`` must have been fitted on these labels. ``exclude``: unlabelled rows never to return
+    (unsure, skipped, test items); when only those are left they are offered again. ``prior``
+    (alwidget.prior.TextPrior) balances the batch by class while classes are scarce (PCB).
+    """
+    exclude = np.zeros(0, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
+    exclude = exclude[labels[exclude] < 0]
+    n_free = int((labels < 0).sum())
+    if n_free - exclude.size <= 0:
+        exclude = np.zeros(0, dtype=np.int64)
+    if n_free == 0:
+        return np.zeros(0, dtype=np.int64), {"strategy": strategy, "reason": "every sample is labelled"}
+    if probe is not None and not (probe.is_fitted and (labels >= 0).any()):
+        probe = None
+    params = {}
+    if n_classes >= 2 and strategy_accepts(strategy, "n_classes"):
+        params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
+    select = strategies.select
+    if prior is not None:
+        select = prior.selector(select, labels, list(classes), features, probe)
+    idx, info = select(strategy, features, labels, min(k, n_free - exclude.size), seed=seed, exclude=exclude,
+                       probe=probe, return_info=True, n_threads=n_threads, **params)
+    idx = np.asarray(idx, dtype=np.int64)
+    if exclude.size:  # a strategy that ignores exclude= must still never return those rows
+        idx = idx[~np.isin(idx, exclude)]
+    return idx[:k], dict(info)
+
+
+class Learner:
+    """The worker thread and the results it publishes (see the module docstring)."""
+
+    def _start_learner(self):
+        # Shared state: written under _cond by label()/undo() and by the worker.
+        self._cond = threading.Condition(threading.RLock())
+        self._model_lock = threading.Lock()  # held while the probe trains, scores and selects
+        self._version = 0  # bumps on every label change or strategy/batch change
+        self._round = 0  # bumps on next_batch(refresh=True)
+        self._skipped: list[int] = []  # suggestions passed over by refresh since the last label
+        self._done = None  # (version, round) the published results belong to
+        self._busy = False
+        self._proba = None
+        self._batch = np.zeros(0, dtype=np.int64)
+        self._info: dict = {}
+        self._timings: dict = {}
+        self._error: str | None = None
+        self._last_update: float | None = None
+        self._closed = False
+        self._worker = threading.Thread(target=self._run, name="alwidget-session", daemon=True)
+        self._worker.start()
+        _LIVE.add(self)
+        self._kick()
+
+    def _in_worker(self) -> bool:
+        return threading.current_thread() is self._worker
+
+    def _kick(self):
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the background retrain/rescore/select reflects the latest labels.
+
+        Returns True when caught up, False on timeout. Subscribers have been called by then.
+        Returns at once when called from a subscriber (the worker thread).
+        """
+        if self._in_worker():
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._closed and (self._busy or self._done != (self._version, self._round)):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def _select(self, labels, k, strategy, exclude=None):
+        """select_next with this session's features, probe, prior and settings (model lock held)."""
+        return select_next(self._strategies, self.features, labels, k, strategy, exclude=exclude,
+                           probe=self.probe, seed=self.seed, n_threads=self.n_threads,
+                           n_classes=len(self.store.classes), prior=self.prior, classes=self.classes)
+
+    def _snapshot(self):
+        """What one round works from, read under the condition."""
+        st = self.store.state()
+        return dict(target=(self._version, self._round), st=st, labels=self._training(st),
+                    exclude=self._excluded(st), n_classes=len(self.store.classes),
+                    k=self._batch_size + len(self._skipped), skipped=np.asarray(self._skipped, dtype=np.int64),
+                    strategy=self._strategy, batch_size=self._batch_size)
+
+    def _compute(self, s):
+        """(proba, batch, info, timings) for a snapshot, or None when the session closed meanwhile."""
+        labels, st = s["labels"], s["st"]  # test labels never reach the probe
+        proba = None
+        with self._model_lock, limit_threads(self.n_threads):
+            t0 = time.perf_counter()
+            if (labels >= 0).any():
+                self.probe.fit(self.features, labels, n_classes=max(s["n_classes"], int(labels.max()) + 1))
+                proba = self.probe.predict_proba()
+            t1 = time.perf_counter()
+            if self._closed:
+                return None
+            batch, info = self._select(labels, s["k"], s["strategy"], s["exclude"])
+            t2 = time.perf_counter()
+            if s["skipped"].size:
+                batch = batch[~np.isin(batch, s["skipped"])]
+            batch = self._trust.update(st.cls, labels, proba, batch[:s["batch_size"]], s["n_classes"],
+                                       s["batch_size"], hold=np.union1d(s["skipped"], self._skipped_rows(st)))
+            t3 = time.perf_counter()
+        timings = {"retrain_ms": 1e3 * (t1 - t0), "select_ms": 1e3 * (t2 - t1), "trust_ms": 1e3 * (t3 - t2),
+                   "total_ms": 1e3 * (t3 - t0)}
+        return proba, batch, info, timings
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while not self._closed and self._done == (self._version, self._round):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                s = self._snapshot()
+                self._busy = True
+            error, out = None, None
+            try:
+                out = self._compute(s)
+                if out is None:
+                    return
+            except Exception as exc:  # reported, never fatal
+                error = f"{type(exc).__name__}: {exc}"
+            self._publish(s["target"], out, error)
+
+    def _publish(self, target, out, error):
+        with self._cond:
+            if error is None:
+                self._proba, self._batch, self._info, self._timings = out
+                self._last_update = time.time()
+            self._error = error
+            subscribers = list(self._subscribers)
+        for cb in subscribers:
+            try:
+                cb(self)
+            except Exception as exc:
+                with self._cond:
+                    self._error = f"subscriber {getattr(cb, '__name__', cb)!r} failed: {type(exc).__name__}: {exc}"
+        with self._cond:
+            self._done = target
+            self._busy = False
+            self._cond.notify_all()
+
+    def _stop(self):
+        with self._cond:
+            if self._closed:
+                return False
+            self._closed = True
+            self._cond.notify_all()
+        _LIVE.discard(self)
+        if not self._in_worker():
+            self._worker.join(timeout=60)
+        return True
