@@ -57,14 +57,15 @@ export function createFindBar({ store, model, conn, openGrid }) {
   text.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter") search();
   });
-  similar.addEventListener("click", () => {
+  const moreLikeThis = () => {
     const rows = similarRows(store.state);
     if (!rows.length) return say("Select or hover an image first: More like this starts from it.");
     const { content, buffers } = conn.withIndices({ type: "similar", k: K }, rows);
     const r = conn.send(content, { buffers });
     if (r) mine.add(r);
     return r;
-  });
+  };
+  similar.addEventListener("click", moreLikeThis);
   const applyFilter = () => {
     const msg = filterIntent({ predicted: Number(pred.value), lo: lo.value, hi: hi.value, labelled: labelled.value,
       name: name.value, duplicates: dups.checked, outliers: outl.checked && K });
@@ -118,6 +119,7 @@ export function createFindBar({ store, model, conn, openGrid }) {
     update,
     /** A message from the kernel that the find tools handle (after conn.handle). */
     mine: (request) => mine.has(request),
+    moreLikeThis,
     openGrid,
   };
 }

@@ -74,6 +74,7 @@ function render({ model, el }) {
     store.dispatch("clearSelection");
     store.dispatch("openReview", r);
   } });
+  actions.moreLikeThis = () => findbar.moreLikeThis(); // key m (keys.js)
   const legend = createLegend({ store, getTheme: () => theme, onClass: (k) => actions.label(k) });
   const gallery = createGallery({
     store, thumbs, className,
