@@ -10,6 +10,8 @@ is labelled here.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import search as engine
@@ -63,6 +65,7 @@ class Finder:
         self.results: engine.SearchResult | None = None
         self.source = ""
         self._dups: engine.Duplicates | None = None
+        self._lock = threading.RLock()  # the filter changes from the comm and from the Session's pushes
         self.available, self.reason = engine.text_search_status(host.session)
 
     # ------------------------------------------------------------------ state
@@ -165,9 +168,10 @@ class Finder:
         return mask, f"{int(mask.sum()):,} of {n:,} items shown" + (": " + ", ".join(parts) if parts else "") + "."
 
     def set_filter(self, spec: dict, request=None):
-        mask, sentence = self.compute_filter(spec)
-        self.spec, self.mask, self.filter_message = dict(spec), mask, sentence
-        self.send_filter(request)
+        with self._lock:
+            mask, sentence = self.compute_filter(spec)
+            self.spec, self.mask, self.filter_message = dict(spec), mask, sentence
+            self.send_filter(request)
         return (np.ones(self.host.state.n, bool) if mask is None else mask.copy()), sentence
 
     def send_filter(self, request=None):
@@ -183,6 +187,10 @@ class Finder:
 
     def on_change(self):
         """Labels or predictions changed: a filter on them follows (the map dims what left it)."""
+        with self._lock:
+            self._follow()
+
+    def _follow(self):
         if not self.spec or not any(self.spec.get(k) is not None for k in ("predicted", "uncertainty", "labelled")):
             return
         try:
@@ -196,9 +204,10 @@ class Finder:
             self.send_filter()
 
     def clear(self, request=None):
-        self.results, self.source = None, ""
-        self.spec, self.mask, self.filter_message = {}, None, ""
-        self.send_filter(request)
+        with self._lock:
+            self.results, self.source = None, ""
+            self.spec, self.mask, self.filter_message = {}, None, ""
+            self.send_filter(request)
 
     def resend(self):
         """A view opened later (`hello`): the filter and the highlighted results, grid closed."""
