@@ -11,7 +11,7 @@ const TITLES = { similar: "More like this", duplicates: "Near-duplicates", outli
 export function findInitial() {
   return {
     find: { keep: null, filterActive: false, filterMessage: "", results: null, source: "", query: null,
-      message: "", dim: null, error: "" },
+      message: "", dim: null, shown: -1, error: "" },
     findV: 0,
   };
 }
@@ -47,6 +47,9 @@ export function dimOf(s) {
 function withFind(state, patch) {
   const find = { ...state.find, ...patch };
   find.dim = dimMask(state.n, find.keep, find.results);
+  let dimmed = 0;
+  if (find.dim) for (let i = 0; i < find.dim.length; i++) dimmed += find.dim[i];
+  find.shown = find.dim ? find.dim.length - dimmed : -1; // points not dimmed (-1: nothing dimmed)
   return { ...state, find, findV: state.findV + 1 };
 }
 
@@ -66,7 +69,7 @@ function findDropResults(state) {
 }
 
 function findError(state, text) {
-  return { ...state, find: { ...state.find, error: String(text || "") }, findV: state.findV + 1 };
+  return { ...state, find: { ...state.find, error: String(text || "") } }; // words only: the map stays
 }
 
 export const FIND_UPDATES = { findFilter, findResults, findDropResults, findError };

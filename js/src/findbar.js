@@ -37,15 +37,24 @@ export function createFindBar({ store, model, conn, openGrid }) {
   const group = h("button", { class: "alw-find-group", text: "Duplicate group",
     title: "Open a group of near-duplicates in the grid: the selected image's, else the next one" });
   const clear = h("button", { class: "alw-find-clear", text: "Clear", title: "Show every point again" });
-  const message = h("div", { class: "alw-find-message" });
+  const message = h("span", { class: "alw-find-message" });
+  const toggle = h("button", { class: "alw-find-filters", text: "Filters…", "aria-expanded": "false",
+    title: "Dim the map but for a class, an uncertainty range, unlabelled images, a file name, duplicates, outliers" });
   for (const el of [text, lo, hi, name]) stopKeys(el);
+  // one row while the filters are folded away: the map keeps its place on the page
+  const filterRow = h("div", { class: "alw-find-row alw-filter-row" }, [h("span", { text: "Show:" }), pred,
+    h("span", { text: "uncertainty" }), lo, h("span", { text: "–" }), hi, labelled, name,
+    h("label", {}, [dups, h("span", { text: " near-duplicates" })]),
+    h("label", {}, [outl, h("span", { text: ` ${K} outliers` })]), group]);
   const node = h("div", { class: "alw-findbar" }, [
-    h("div", { class: "alw-find-row" }, [text, go, similar, why]),
-    h("div", { class: "alw-find-row" }, [h("span", { text: "Show:" }), pred, h("span", { text: "uncertainty" }), lo,
-      h("span", { text: "–" }), hi, labelled, name, h("label", {}, [dups, h("span", { text: " near-duplicates" })]),
-      h("label", {}, [outl, h("span", { text: ` ${K} outliers` })]), group, clear]),
-    message,
+    h("div", { class: "alw-find-row" }, [text, go, similar, toggle, clear, why, message]),
+    filterRow,
   ]);
+  let unfolded = false;
+  toggle.addEventListener("click", () => {
+    unfolded = !unfolded;
+    update(store.state);
+  });
 
   const say = (t) => store.dispatch("findError", t);
   const search = () => {
@@ -103,12 +112,16 @@ export function createFindBar({ store, model, conn, openGrid }) {
         ...s.classes.map((c, k) => h("option", { value: String(k), text: `predicted ${c}` })));
     }
     const f = s.find;
+    const open = unfolded || f.filterActive;
+    filterRow.style.display = open ? "flex" : "none";
+    toggle.setAttribute("aria-expanded", String(open));
+    clear.disabled = !f.filterActive && !f.results;
     const lines = [f.error, f.message, f.filterMessage].filter(Boolean);
     message.textContent = lines.join(" · ");
     message.classList.toggle("alw-find-error", !!f.error);
     const d = node.closest(".alw-root");
     if (d) {
-      d.dataset.alwFindShown = f.dim ? String(f.dim.length - f.dim.reduce((a, b) => a + b, 0)) : "";
+      d.dataset.alwFindShown = f.shown >= 0 ? String(f.shown) : "";
       d.dataset.alwFindResults = f.results ? String(f.results.length) : "";
       d.dataset.alwFindMessage = message.textContent;
     }

@@ -47,6 +47,7 @@ test("a found message highlights its results and opens them in the grid, answere
   const s = store.state;
   assert.deepEqual(Array.from(s.find.results), [7, 4, 2]);
   assert.equal(dimOf(s).reduce((a, b) => a + b, 0), 7, "all but the three results are dimmed");
+  assert.equal(s.find.shown, 3);
   assert.equal(opened.length, 1);
   const r = opened[0];
   assert.equal(r.title, "“a red dress”");

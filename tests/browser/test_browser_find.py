@@ -101,6 +101,8 @@ def test_a_filter_dims_the_map_and_clear_shows_everything(find, lab):
     page = find["page"]
     page.locator(f"{FIRST} >> .alw-find-clear").click()
     wait_for(lambda: root_data(page, "find-shown") == "", 10, "every point shown")
+    assert not page.locator(f"{FIRST} >> select.alw-filter-labelled").is_visible(), "filters start folded away"
+    page.locator(f"{FIRST} >> .alw-find-filters").click()
     page.locator(f"{FIRST} >> select.alw-filter-labelled").select_option("unlabelled")
     wait_for(lambda: root_data(page, "find-shown") == str(N - 99), 20, "the labelled images dimmed")
     assert f"{N - 99} of {N} items shown: unlabelled." in page.inner_text(f"{FIRST} >> .alw-find-message")
