@@ -12,7 +12,12 @@ from sklearn.datasets import load_digits
 
 from alwidget import datasets, embed
 from alwidget.images import ImageSet
-from alwidget.search import TextSearchUnavailable, more_like_this, near_duplicates, search_text
+from alwidget.search import (
+    TextSearchUnavailable,
+    more_like_this,
+    near_duplicates,
+    search_text,
+)
 from alwidget.widget import Labeller
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -212,7 +217,7 @@ def test_filter_by_file_name_and_refusals(digits):
 
 # ------------------------------------------------------------------------------ duplicates, outliers
 def test_a_near_duplicate_group_opens_in_the_grid_and_labels_at_once(digits):
-    X, y = digits
+    X, _ = digits
     w, rec = make(X)
     try:
         dups = w.duplicates()
@@ -261,7 +266,7 @@ def test_a_view_opened_later_gets_the_filter_and_the_highlight_back(digits):
 # ------------------------------------------------------------------------------ zero-shot start
 def test_the_map_shows_the_zero_shot_guess_before_any_label(tiny, clip_demo):
     X, images, names = clip_demo
-    w, rec = make(X, images=images, classes=names, text_encoder=tiny, text_prior=True)
+    w, _ = make(X, images=images, classes=names, text_encoder=tiny, text_prior=True)
     try:
         assert (w.state.pred >= 0).all()
         np.testing.assert_array_equal(w.state.pred, w.session.prior.zero_shot(X, names).argmax(1))
@@ -272,7 +277,7 @@ def test_the_map_shows_the_zero_shot_guess_before_any_label(tiny, clip_demo):
         assert mask[0] and sentence.startswith(f"{int(mask.sum())} of {len(X)}")
     finally:
         w.close()
-    w, rec = make(X, images=images, classes=names, text_encoder=tiny)  # no prior: no colours yet
+    w, _ = make(X, images=images, classes=names, text_encoder=tiny)  # no prior: no colours yet
     try:
         assert (w.state.pred < 0).all() and not w.status["guess"]
     finally:

@@ -12,7 +12,6 @@ import re
 
 import numpy as np
 import pytest
-
 from widgetpage import ROOT, root_data, root_sel, settle, state, wait_for
 
 pytestmark = pytest.mark.browser
