@@ -104,7 +104,9 @@ export function createMap({ canvas, width, height, store, theme, events }) {
     try {
       const coords = s.coordsV !== m.coordsV || !m.drawn;
       if (coords) {
-        if (!m.fitted) fit(false); // the first view spans the points
+        // The first view spans the points; new coordinates (the UMAP layout replacing its preview)
+        // are fitted again unless the user has moved the camera since the last automatic fit.
+        if (!m.fitted || (m.drawn && untouched())) fit(false);
         layout(s);
       }
       const opts = { zDataType: "categorical", wDataType: "continuous", preventFilterReset: true };
@@ -248,9 +250,13 @@ export function createMap({ canvas, width, height, store, theme, events }) {
       m.width = w;
       m.height = h;
       renderer.resize(w, h);
-      scatter.set({ width: w, height: h });
-      if (refit && m.ready) fit(false);
-      else if (refit) m.fitted = false; // the first fit waits for the first draw
+      // regl-scatterplot takes the new aspect ratio at its next frame (set() resolves then): fit
+      // after that, or the view keeps the old proportions (points spanning ~80 % of the canvas).
+      const sized = Promise.resolve(scatter.set({ width: w, height: h }));
+      if (refit) {
+        m.fitted = false;
+        sized.then(() => { if (m.width === w && m.height === h) fit(false); });
+      }
       if (m.lod) m.coordsV = -1;
     },
     setTheme(theme) {
