@@ -78,8 +78,9 @@ def class_from(value, classes: list) -> int:
 class Intents:
     """Dispatches front-end messages to handlers acting on `host` (see the module doc)."""
 
-    def __init__(self, host):
+    def __init__(self, host, extra=None):
         self.host = host
+        self.handlers = {**self.HANDLERS, **(extra or {})}  # extra: other modules' intents (widget_find)
 
     def handle(self, content, buffers=()) -> None:
         request = content.get("request") if isinstance(content, dict) else None
@@ -88,9 +89,9 @@ class Intents:
             if not isinstance(content, dict):
                 raise Intent(f"a message must be a JSON object, got {type(content).__name__}")
             kind = content.get("type")
-            handler = self.HANDLERS.get(kind) if isinstance(kind, str) else None
+            handler = self.handlers.get(kind) if isinstance(kind, str) else None
             if handler is None:
-                raise Intent(f"unknown message type {kind!r}; expected one of {sorted(self.HANDLERS)}")
+                raise Intent(f"unknown message type {kind!r}; expected one of {sorted(self.handlers)}")
             if self.host.closed_reason and kind not in ("hello", "ping", "thumbs"):
                 raise Intent(f"{self.host.closed_reason}; this view no longer saves labels: use the newer widget")
             handler(self, content, list(buffers or ()))

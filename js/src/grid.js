@@ -176,7 +176,7 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
         return;
       }
       const sum = summary(r, s.classes);
-      title.textContent = `${SOURCE_WORDS[r.source] || "Review"}: ${r.indices.length} image(s)`;
+      title.textContent = `${r.title || SOURCE_WORDS[r.source] || "Review"}: ${r.indices.length} image(s)`;
       summaryLine.textContent = sum.text;
       panel.dataset.count = String(r.indices.length);
       commit.disabled = !sum.ready;
