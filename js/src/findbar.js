@@ -107,6 +107,7 @@ export function createFindBar({ store, model, conn, openGrid }) {
     text.disabled = go.disabled = !on;
     text.title = fs.text_reason || "";
     why.textContent = on ? "" : fs.text_reason || "";
+    why.title = why.textContent; // the line is cut to the bar's width; the whole sentence on hover
     if (pred.options.length !== s.classes.length + 1) {
       pred.replaceChildren(h("option", { value: "-1", text: "any prediction" }),
         ...s.classes.map((c, k) => h("option", { value: String(k), text: `predicted ${c}` })));
