@@ -24,8 +24,10 @@ from .mapstate import FLAG_SKIPPED, FLAG_TEST, FLAG_UNSURE, MapState, fit_square
 from .session import SKIP_COOLDOWN, Session
 from .store import StoreMismatchError
 from .storefile import default_store_path
+from .widget_find import FIND_HANDLERS, Finder, FindMixin
 from .widget_intents import Intents
 from .widget_status import status_dict
+from .widget_trust import TrustView
 
 __all__ = ["Labeller", "default_store_path"]
 
@@ -116,7 +118,7 @@ def _label_state(session):
     return label, flags.astype(np.uint8)
 
 
-class Labeller(anywidget.AnyWidget):
+class Labeller(FindMixin, anywidget.AnyWidget):
     """Label a set of images (or any feature vectors) on an interactive map with active learning.
 
     Parameters
@@ -135,6 +137,10 @@ class Labeller(anywidget.AnyWidget):
     image_index : row of `images` per feature row. height : map height in px.
     keys : list of str or None: a stable id per row for bare features (labels follow keys across
         runs and encoders); with `images`, the images' own identities are used.
+    text_encoder : the OpenCLIP spec that made `features` (text search, the zero-shot start);
+        `from_folder`/`from_dataset` set it for OpenCLIP encoders. text_prior : True (start from
+        the class names: the map shows their zero-shot guess before any label) or a (C, D) array.
+        Finding images: `search`, `similar`, `filter`, `duplicates`, `open_group`, `outliers`.
     """
 
     _esm = _BUNDLE if _BUNDLE.exists() else _MISSING_BUNDLE
@@ -145,10 +151,12 @@ class Labeller(anywidget.AnyWidget):
     strategies = traitlets.List(traitlets.Unicode()).tag(sync=True)
     height = traitlets.Int(520).tag(sync=True)
     recent = traitlets.List(traitlets.Dict()).tag(sync=True)  # the last 10 answers, newest first
+    find_state = traitlets.Dict().tag(sync=True)  # search box and filter line (widget_find)
 
     def __init__(self, features, images=None, coords=None, classes=None, store=None, strategy: str = "auto",
                  batch_size: int = 10, seed: int = 0, *, name: str | None = None, projection: str = "umap",
-                 image_index=None, device: str = "auto", height: int = 520, keys=None, **kwargs):
+                 image_index=None, device: str = "auto", height: int = 520, keys=None, text_encoder=None,
+                 text_prior=None, **kwargs):
         X = check_features(features)
         image_index, coords = _check_inputs(X.shape[0], images, coords, projection, image_index)
         items = _items_for(X, images, image_index, keys, name)
@@ -160,16 +168,20 @@ class Labeller(anywidget.AnyWidget):
         self._send_lock, self._push = threading.RLock(), Coalescer(self._push_update, lambda: not self._closed)
         self._error, self._closed_reason, self._passed = "", None, set()
         self._umap_running, self._umap_progress, self._projection, self.state = False, 0.0, None, None
-        self._umap_early = None
+        self._umap_early, self._trust = None, None
         self.session = _open_session(X, items, store, name, classes=classes, strategy=strategy, seed=seed,
-                                     device=device, batch_size=batch_size)
+                                     device=device, batch_size=batch_size, text_encoder=text_encoder,
+                                     text_prior=text_prior)
+        self._finder = Finder(self)
+        self.find_state = self._finder.state()
         self._store_path = str(self.session.status.get("store") or "").replace(":memory:", "")
         self.classes = list(self.session.classes)
         from . import strategies as strategies_mod
 
         self.strategies = list(strategies_mod.available())
         self._start_map(X, coords, projection, seed)
-        self._intents = Intents(self)
+        self._intents = Intents(self, FIND_HANDLERS)
+        self._trust = TrustView(self)
         self._read_labels()
         self.on_msg(lambda _w, content, buffers: self.handle_message(content, buffers))
         self.session.subscribe(self._on_session_update)  # before the first pull: no result is missed
@@ -261,10 +273,26 @@ class Labeller(anywidget.AnyWidget):
             self.emit_all(self.state.arrays_message(["x", "y"]))
         self.refresh_status()
 
+    def check_model(self, on: bool = True, *, every: int = 5) -> None:
+        """Start (or stop) checking the model: 1 test request per `every` training labels.
+
+        Test requests come in the batch like any other image (marked "test"); their labels
+        measure the model and never train it. The estimate shows in the status line from 10 test
+        labels on (see `Session.check_model`, `Session.accuracy_estimate`).
+        """
+        self._trust.check_model(on, every)
+
+    def trust_panel(self):
+        """A plotly FigureWidget: estimated accuracy ± interval over labels, κ over checkpoints and
+        training labels per class; it follows the session (redrawn at most once a second)."""
+        return self._trust.panel()
+
     def close(self):
         """Close the widget and its Session (the store already holds every label)."""
         if not getattr(self, "_closed", True):
             self._closed = True
+            if getattr(self, "_trust", None) is not None:
+                self._trust.close()
             if getattr(self, "_projection", None) is not None:
                 self._projection.cancel()
             session = getattr(self, "session", None)  # None when the constructor failed
@@ -290,6 +318,7 @@ class Labeller(anywidget.AnyWidget):
     def send_full_state(self):
         with self._send_lock:
             self.emit_all(self.state.full_message())
+            self._finder.resend()
 
     def _read_labels(self) -> np.ndarray:
         """Pull labels and flags from the store into the map state; the indices that changed."""
@@ -303,6 +332,7 @@ class Labeller(anywidget.AnyWidget):
         with self._send_lock:
             self._passed.clear()  # passed-over suggestions may come back once something is answered
             self.emit_all(self.state.labels_message(self._read_labels(), request))
+        self._finder.on_change()
         self._update_recent()
         self.refresh_status()
 
@@ -338,11 +368,12 @@ class Labeller(anywidget.AnyWidget):
             st = dict(self.session.status)
         except Exception as exc:  # status must never take the widget down
             st = {"error": f"{type(exc).__name__}: {exc}"}
-        self.status = status_dict(
+        status = status_dict(
             st, self.state, list(self.classes), coords=self._coords_kind, umap_running=self._umap_running,
             umap_progress=self._umap_progress,
             error=self._closed_reason or self._error or str(st.get("error") or ""),
             store=self._store_path, closed_reason=self._closed_reason, busy=busy)
+        self.status = self._trust.status(status) if self._trust is not None else status  # + the model check
 
     # ------------------------------------------------------------------ background updates
     def _refresh_model_outputs(self):
@@ -350,13 +381,14 @@ class Labeller(anywidget.AnyWidget):
         proba = self.session.predict_proba()
         train = self.session.label_array()
         two_classes = np.unique(train[train >= 0]).size >= 2  # one class: every prediction is that class
+        guess = self.session.prior is not None  # a text prior: the zero-shot guess colours the map at once
         suggested = [int(i) for i in self.session.next_batch(wait=False) if int(i) not in self._passed]
         with self._send_lock:
             names = []
             changed = self._read_labels()
             if changed.size:
                 self.emit_all(self.state.labels_message(changed))
-            if self.state.set_model(proba if two_classes else None):
+            if self.state.set_model(proba if two_classes or guess else None):
                 names += ["pred", "uncert"]
             if self.state.set_batch(suggested, self.session.batch_size):
                 names.append("batch")
@@ -374,6 +406,7 @@ class Labeller(anywidget.AnyWidget):
     def _push_update(self):
         try:
             self._refresh_model_outputs()
+            self._finder.on_change()
             self.refresh_status(busy=False)  # the Session still counts itself busy while it calls us
         except Exception as exc:
             self.set_error(f"updating the map failed: {type(exc).__name__}: {exc}")

@@ -5,7 +5,8 @@ or impossible request becomes a sentence in the widget's status (and in the `ack
 that carried a `request` id, so the front end can show which of its requests failed). The
 handlers act on a `host` (the Labeller) through a few methods: `session`, `classes`, `state`
 (the MapState), `after_change(request)`, `send_full_state()`, `emit()`, `point_name(i)`,
-`thumbnail(i)`, `ask_fresh_batch()`, `set_error()`, `refresh_status()`.
+`thumbnail(i)`, `ask_fresh_batch()`, `set_error()`, `refresh_status()`, `check_model(on)` and
+`_trust` (the `alwidget.widget_trust.TrustView`, for `recheck`).
 """
 from __future__ import annotations
 
@@ -77,8 +78,9 @@ def class_from(value, classes: list) -> int:
 class Intents:
     """Dispatches front-end messages to handlers acting on `host` (see the module doc)."""
 
-    def __init__(self, host):
+    def __init__(self, host, extra=None):
         self.host = host
+        self.handlers = {**self.HANDLERS, **(extra or {})}  # extra: other modules' intents (widget_find)
 
     def handle(self, content, buffers=()) -> None:
         request = content.get("request") if isinstance(content, dict) else None
@@ -87,9 +89,9 @@ class Intents:
             if not isinstance(content, dict):
                 raise Intent(f"a message must be a JSON object, got {type(content).__name__}")
             kind = content.get("type")
-            handler = self.HANDLERS.get(kind) if isinstance(kind, str) else None
+            handler = self.handlers.get(kind) if isinstance(kind, str) else None
             if handler is None:
-                raise Intent(f"unknown message type {kind!r}; expected one of {sorted(self.HANDLERS)}")
+                raise Intent(f"unknown message type {kind!r}; expected one of {sorted(self.handlers)}")
             if self.host.closed_reason and kind not in ("hello", "ping", "thumbs"):
                 raise Intent(f"{self.host.closed_reason}; this view no longer saves labels: use the newer widget")
             handler(self, content, list(buffers or ()))
@@ -100,7 +102,7 @@ class Intents:
             error = f"the widget could not handle that {what!r} request ({exc}); nothing was changed"
         if error:
             self.host.set_error(error)
-        if request is not None and content.get("type") not in ("thumbs", "propose_batch"):
+        if request is not None and content.get("type") not in ("thumbs", "propose_batch", "recheck"):
             self.host.emit({"type": "ack", "request": request, "ok": not error, "error": error}, [])
 
     @property
@@ -242,12 +244,35 @@ class Intents:
             reply["error"] = status.get("accept_reason") or "accepting predictions is not available now"
         else:
             classes = list(self.host.classes)
-            reply["items"] = [self._item(int(i), classes) for i in st.batch
-                              if st.label[i] < 0 and not st.flags[i] and st.pred[i] >= 0]
+            test = self.host.session.trust.is_test(st.batch)  # a test answered by the model would measure nothing
+            reply["items"] = [self._item(int(i), classes) for i, t in zip(st.batch, test)
+                              if st.label[i] < 0 and not st.flags[i] and st.pred[i] >= 0 and not t]
         self.host.emit(reply, [])
+
+    def check_model(self, content, buffers):
+        """The "Check my model" toggle: {on: bool}."""
+        on = content.get("on")
+        if not isinstance(on, bool):
+            raise Intent(f"check_model needs 'on': true or false, got {on!r}")
+        self._begin()
+        try:
+            self.host.check_model(on)
+        except ValueError as exc:  # e.g. every item is labelled: nothing to check the model on
+            raise Intent(str(exc)) from None
+
+    def recheck(self, content, buffers):
+        """Labels worth a second look: answered by a `recheck` message (nothing is relabelled)."""
+        from .widget_trust import RECHECK_DEFAULT, RECHECK_MAX
+
+        k = content.get("k", RECHECK_DEFAULT)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= RECHECK_MAX:
+            raise Intent(f"recheck needs 'k': an integer from 1 to {RECHECK_MAX}, got {k!r}")
+        self._begin()
+        self.host._trust.recheck(k, content.get("request"))
 
     HANDLERS = {
         "hello": hello, "ping": ping, "label": label, "label_groups": label_groups, "undo": undo,
         "skip": skip, "unsure": unsure, "next_batch": next_batch, "set_strategy": set_strategy,
         "add_class": add_class, "thumbs": thumbs, "propose_batch": propose_batch,
+        "check_model": check_model, "recheck": recheck,
     }

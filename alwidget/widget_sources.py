@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .widget_find import text_encoder_for
+
 __all__ = ["DATASET_NAMES", "ImageLookup", "embed_for_widget", "open_dataset", "open_folder", "resolve_dataset"]
 
 DATASET_NAMES = ("demo", "digits", "fashion_mnist")
@@ -43,6 +45,7 @@ def open_folder(cls, path, classes, encoder, store, kwargs):
     imageset = ImageSet.from_folder(path)
     emb = embed_for_widget(imageset, embed.DEFAULT_ENCODER if encoder is None else encoder, kwargs)
     kwargs.setdefault("name", Path(path).expanduser().resolve().name or "images")
+    kwargs.setdefault("text_encoder", text_encoder_for(emb.encoder_id))  # OpenCLIP: text search on
     return cls(emb.features, images=imageset, classes=classes, store=store, image_index=emb.keep, **kwargs)
 
 
@@ -54,6 +57,7 @@ def open_dataset(cls, dataset_or_name, classes, encoder, store, kwargs):
     imageset = ds.to_images()
     emb = embed_for_widget(imageset, embed.DEMO_ENCODER if encoder is None else encoder, kwargs)
     kwargs.setdefault("name", getattr(ds, "name", None) or "dataset")
+    kwargs.setdefault("text_encoder", text_encoder_for(emb.encoder_id))
     return cls(emb.features, images=imageset, classes=list(ds.class_names) if classes is None else classes,
                store=store, image_index=emb.keep, **kwargs)
 

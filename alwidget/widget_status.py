@@ -105,7 +105,11 @@ def status_dict(st: dict, m, classes: list, *, coords: str, umap_running: bool, 
         parts.append(f"{n_unsure} unsure")
     if doing:
         parts.append(doing)
-    parts.append(model_words)
+    guess = bool(st.get("guess")) and has_model  # colours from the class names' text, not from labels
+    if guess:
+        parts.append("colours: a zero-shot guess from the class names")
+    if busy or not guess:
+        parts.append(model_words)
     if coords == "preview":
         parts.append(f"map: quick preview, final map {int(umap_progress * 100)}% ready" if umap_running
                      else "map: quick preview")
@@ -122,7 +126,7 @@ def status_dict(st: dict, m, classes: list, *, coords: str, umap_running: bool, 
         "n_label_classes": n_label_classes, "n_unsure": int(n_unsure), "n_skipped": int(n_skipped),
         "strategy": strategy_shown, "strategy_name": setting, "reason": reason,
         "last_retrain": model_detail, "busy": busy, "coords": coords, "error": error,
-        "has_model": bool(has_model), "can_accept": can_accept, "accept_reason": accept_reason,
+        "has_model": bool(has_model), "guess": guess, "can_accept": can_accept, "accept_reason": accept_reason,
         "text": " · ".join(parts), "details": " · ".join(details),
         "store": store or ":memory:", "closed_reason": closed_reason or "", "closed": bool(closed_reason),
     }

@@ -65,6 +65,7 @@ def test_teaching(tmp_path, monkeypatch):
     out = text(nb)
     assert "round 3:" in out, "the auto-labelling rounds did not run"
     assert "probe accuracy" in out
+    assert "The model is right on about" in out, "the widget's model check did not reach its estimate"
 
 
 def test_your_images(tmp_path, monkeypatch):

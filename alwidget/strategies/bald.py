@@ -109,20 +109,29 @@ def joint_entropy_gain(P: np.ndarray, Pa: np.ndarray, w: np.ndarray, chunk: int 
     return out
 
 
-def greedy_batchbald(P: np.ndarray, k: int, num_draw: int, rng: np.random.Generator, first: int | None = None) -> list:
+def greedy_batchbald(P: np.ndarray, k: int, num_draw: int, rng: np.random.Generator, first: int | None = None,
+                     groups: np.ndarray | None = None) -> list:
     """Greedy BatchBALD over the candidates of P (K, M, C); returns k positions into M.
 
-    ``first``: the position of the top BALD candidate when the caller already ranked them."""
+    ``first``: the position of the top BALD candidate when the caller already ranked them.
+    ``groups`` (M,): candidates with equal ids are copies of one image; once one is picked the
+    others wait until no other candidate is left (under a soft MC-dropout posterior a copy's
+    joint gain can still tie with fresh images, and nobody wants to label one image twice)."""
     K, M, C = P.shape
     h_mean, mean_h = (t.numpy() for t in entropy_terms(P))
     picks = [int(np.argmax(h_mean - mean_h)) if first is None else int(first)]
+    blocked = np.zeros(M, dtype=bool)
     Pa = P[:, picks[0], :].copy()  # exact configurations of y_A: (K, C)
     ks = ys = None  # per-draw mask index and class of each sampled configuration, once sampling
     while len(picks) < k:
+        if groups is not None:
+            blocked |= groups == groups[picks[-1]]
         S = Pa.shape[1]
         w = np.ones(S) if ks is None else 1.0 / (S * np.maximum(Pa.mean(0), 1e-300))
         score = joint_entropy_gain(P, Pa, w) - mean_h
         score[picks] = -np.inf
+        if not np.isinf(score[~blocked]).all():
+            score[blocked] = -np.inf
         x = int(np.argmax(score))
         picks.append(x)
         if ks is None and S * C <= num_draw:  # stay exact: every configuration times every class of x
@@ -161,7 +170,11 @@ def batchbald(ctx: Context, k: int, *, n_masks: int = 50, p: float = 0.5, n_top:
         return idx, info
     cand = ctx.candidates
     _, P, top = bald_scores(ctx, cand, n_classes, n_masks, p, keep_top=n_top)
-    picks = greedy_batchbald(P, min(k, top.size), int(num_draw), ctx.rng(15), first=0)
+    rows = ctx.features[cand[top]]
+    rows = np.ascontiguousarray(rows.detach().cpu().numpy() if hasattr(rows, "detach") else rows)
+    groups = np.unique(rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel(),
+                       return_inverse=True)[1]  # identical feature rows: one image
+    picks = greedy_batchbald(P, min(k, top.size), int(num_draw), ctx.rng(15), first=0, groups=groups)
     return cand[top[picks]], {"reason": REASON + ", chosen together so that the batch does not repeat itself",
                               "detail": f"batchbald: greedy joint BALD over the top {top.size} of {cand.size} "
                                         f"candidates ({n_masks} consistent dropout masks, p={p:g}, "

@@ -80,6 +80,11 @@ export function createActions({ store, conn, map, thumbs, model, gridCols }) {
       say(`Choose a class first: ${plan.missing} image(s) have none (press 1–9).`);
       return;
     }
+    if (!plan.groups.size) { // a re-check where every label stays: nothing to send
+      say("Nothing relabelled: every label stays as it is.");
+      store.dispatch("closeReview");
+      return;
+    }
     const groups = [];
     const buffers = [];
     const all = [];

@@ -1,7 +1,8 @@
 // How a point looks, pure: its colour category (class), block (answered? in the batch?) and
 // the colour/size tables handed to regl-scatterplot. One category per class plus "none",
 // repeated in 4 blocks: open, answered, open batch, answered batch. Blocks change only size
-// and alpha, so the batch stands out in every colour mode.
+// and alpha, so the batch stands out in every colour mode. While a filter or search results are
+// shown (find.js) a fifth block holds what they leave out: small and faint.
 import { categoricalColors, uncertaintyRamp } from "./colors.js";
 import { FLAG_UNSURE } from "./updates.js";
 
@@ -18,24 +19,33 @@ export function blockSizes(n) {
   return [base, Math.round(base * 1.6 + 1), base * 2 + 3, base * 2 + 3];
 }
 
-/** regl-scatterplot settings for K categories (classes + 1) in colour mode `mode`. */
-export function encodingProps(K, n, theme, mode) {
+export const DIM_ALPHA = 0.12;
+
+/** regl-scatterplot settings for K categories (classes + 1) in colour mode `mode`; `dimmed`:
+ * the fifth block (points a filter leaves out) is in use. */
+export function encodingProps(K, n, theme, mode, dimmed = false) {
   const sizes = [];
   const bs = blockSizes(n);
-  for (let b = 0; b < 4; b++) for (let k = 0; k < K; k++) sizes.push(bs[b]);
+  const blocks = dimmed ? 5 : 4;
+  bs[4] = Math.max(1, Math.round(bs[0] * 0.6));
+  for (let b = 0; b < blocks; b++) for (let k = 0; k < K; k++) sizes.push(bs[b]);
   const props = { sizeBy: "valueA", pointSize: sizes, pointColorActive: theme.accent };
   if (mode === "uncertainty") {
     props.colorBy = "valueB";
     props.pointColor = uncertaintyRamp(theme);
+    if (dimmed) {
+      props.opacityBy = "valueA";
+      props.opacity = sizes.map((_s, z) => (z >= 4 * K ? DIM_ALPHA : 1));
+    }
     return props;
   }
   const cats = categoricalColors(K - 1, theme);
   const colors = [];
-  for (let b = 0; b < 4; b++) {
+  for (let b = 0; b < blocks; b++) {
     for (let k = 0; k < K; k++) {
       const [r, g, bl, a] = k === 0 ? theme.unlabelled : cats[k - 1];
       // open points in prediction mode are faded: the colour is a guess, not an answer
-      colors.push([r, g, bl, b === 0 ? a * (k === 0 ? 1 : 0.55) : a]);
+      colors.push([r, g, bl, b === 4 ? DIM_ALPHA : b === 0 ? a * (k === 0 ? 1 : 0.55) : a]);
     }
   }
   props.colorBy = "valueA";
@@ -52,26 +62,28 @@ export function batchMask(n, batch) {
 
 /**
  * The z value (category + K * block) of point i.
- * byPred: colour open points by their predicted class; K: classes + 1.
+ * byPred: colour open points by their predicted class; K: classes + 1; dim: (N,) 1 = left out
+ * by the filter (block 4), or null.
  */
-export function categoryOf(state, i, inBatch, byPred, K) {
+export function categoryOf(state, i, inBatch, byPred, K, dim = null) {
   const l = state.label[i];
   let c = l >= 0 ? l + 1 : byPred && state.pred[i] >= 0 ? state.pred[i] + 1 : 0;
   if (c >= K) c = 0; // a class the legend does not know yet
+  if (dim && dim[i]) return c + K * 4;
   const answered = l >= 0 || (state.flags[i] & FLAG_UNSURE) !== 0 ? 1 : 0;
   return c + K * ((inBatch << 1) | answered);
 }
 
 /** Priority for the level of detail: which point of a crowded cell is shown. */
-export function priorityOf(state, inBatch) {
-  return (i) => (inBatch[i] ? 3 : state.label[i] >= 0 ? 2 : state.flags[i] ? 1 : 0);
+export function priorityOf(state, inBatch, dim = null) {
+  return (i) => (dim && dim[i] ? -1 : inBatch[i] ? 3 : state.label[i] >= 0 ? 2 : state.flags[i] ? 1 : 0);
 }
 
 /**
  * Write [x, y, z, w] for drawn slot s into pts[s]. `drawn[s]` gives the position, `shown[s]` the
  * point whose look is drawn (the same point unless the level of detail merges a cell).
  */
-export function fillPoints(pts, state, { drawn, shown, inBatch, byPred, K, coords }) {
+export function fillPoints(pts, state, { drawn, shown, inBatch, byPred, K, coords, dim = null }) {
   const { x, y, uncert } = state;
   for (let s = 0; s < drawn.length; s++) {
     let p = pts[s];
@@ -79,7 +91,7 @@ export function fillPoints(pts, state, { drawn, shown, inBatch, byPred, K, coord
       p = pts[s] = [x[drawn[s]], y[drawn[s]], 0, 0];
     }
     const i = shown[s];
-    p[2] = categoryOf(state, i, inBatch[i], byPred, K);
+    p[2] = categoryOf(state, i, inBatch[i], byPred, K, dim);
     p[3] = uncert[i] / 255;
   }
   pts.length = drawn.length;

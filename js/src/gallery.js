@@ -1,6 +1,7 @@
 // The batch gallery (the suggested images, in a stable order: a card keeps its place until it
 // is answered) and the strip of the last 10 answers, where a click selects an image to fix it.
 import { h } from "./dom.js";
+import { markCard } from "./trust.js";
 import { isOpen, isPending } from "./updates.js";
 
 export function createGallery({ store, thumbs, className, onCard, onRecent }) {
@@ -37,6 +38,7 @@ export function createGallery({ store, thumbs, className, onCard, onRecent }) {
     if (!isOpen(s, i)) el.classList.add("alw-done");
     if (isPending(s, i)) el.classList.add("alw-pending");
     if (pos === s.focusPos) el.classList.add("alw-focus");
+    markCard(el, s, i);
     el.addEventListener("click", () => onCard(pos));
     return el;
   }

@@ -14,6 +14,7 @@ const SOURCE_WORDS = {
   accept: "Accept the batch as predicted",
   unsure: "Answered unsure",
   select: "Selection",
+  recheck: "Worth a second look (nothing changes unless you relabel)",
 };
 
 export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCancel }) {
@@ -72,7 +73,9 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
     if (info && info.url) img.src = info.url;
     const conf = r.conf && Number.isFinite(r.conf[k]) && r.own[k] < 0 && r.groupClass < 0
       ? ` ${Math.round(r.conf[k] * 100)}%` : "";
-    const what = c >= 0 ? `${classNames[c] ?? `class ${c + 1}`}${conf}` : "no class yet";
+    const cname = (id) => classNames[id] ?? `class ${id + 1}`;
+    let what = c >= 0 ? `${cname(c)}${conf}` : "no class yet";
+    if (r.current) what = c === r.current[k] ? `label: ${cname(c)}` : `${cname(r.current[k])} → ${cname(c)}`;
     const pick = h("button", { class: "alw-review-pick", text: r.own[k] >= 0 ? "own class ▾" : "class… ▾",
       title: "give this image its own class" });
     pick.addEventListener("click", (ev) => {
@@ -85,9 +88,11 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
       img,
       h("div", { class: "alw-card-name" }, [h("span", { text: name })]),
       h("div", { class: "alw-review-class", text: r.included[k] ? what : "left out" }),
+      r.notes ? h("div", { class: "alw-review-note", text: r.notes[k], title: r.notes[k] }) : null,
       pick,
     ]);
     if (!r.included[k]) el.classList.add("alw-excluded");
+    if (r.notes) el.classList.add("alw-review-noted");
     if (k === r.focus) el.classList.add("alw-review-focus");
     const nc = cols();
     el.style.transform = `translate(${(k % nc) * CARD_W}px, ${Math.floor(k / nc) * CARD_H}px)`;
@@ -171,7 +176,7 @@ export function createGrid({ store, thumbs, onToggle, onClass, onCommit, onCance
         return;
       }
       const sum = summary(r, s.classes);
-      title.textContent = `${SOURCE_WORDS[r.source] || "Review"}: ${r.indices.length} image(s)`;
+      title.textContent = `${r.title || SOURCE_WORDS[r.source] || "Review"}: ${r.indices.length} image(s)`;
       summaryLine.textContent = sum.text;
       panel.dataset.count = String(r.indices.length);
       commit.disabled = !sum.ready;

@@ -3,6 +3,8 @@
 // The kernel owns labels; this view renders its state and sends intents (docs/widget-protocol.md).
 import css from "./style.css";
 import panelsCss from "./panels.css";
+import trustCss from "./trust.css";
+import findCss from "./find.css";
 import { createActions } from "./actions.js";
 import { themeColors } from "./colors.js";
 import { h, listeners } from "./dom.js";
@@ -17,6 +19,9 @@ import { createStatusBar } from "./statusbar.js";
 import { createStore } from "./store.js";
 import { createThumbs } from "./thumbs.js";
 import { createToolbar } from "./toolbar.js";
+import { createTrust, createTrustButtons, markCards, trustOf } from "./trust.js";
+import { FIND_UPDATES, findInitial, handleFind } from "./find.js";
+import { createFindBar } from "./findbar.js";
 import { UPDATES, effectiveColorBy, initialState } from "./updates.js";
 import { publishDataset, testApi } from "./hooks.js";
 
@@ -25,8 +30,8 @@ function render({ model, el }) {
   const listen = listeners();
   el.classList.add("alw-host");
   const root = h("div", { class: "alw-root", tabindex: "0", "data-lm-suppress-shortcuts": "true" });
-  root.appendChild(h("style", { text: `${css}\n${panelsCss}` }));
-  const store = createStore(initialState(model.get("color_by")), UPDATES);
+  root.appendChild(h("style", { text: `${css}\n${panelsCss}\n${trustCss}\n${findCss}` }));
+  const store = createStore({ ...initialState(model.get("color_by")), ...findInitial() }, { ...UPDATES, ...FIND_UPDATES });
   store.dispatch("classes", model.get("classes"));
   store.dispatch("status", model.get("status"));
   store.dispatch("recent", model.get("recent"));
@@ -66,7 +71,14 @@ function render({ model, el }) {
     onCancel: () => store.dispatch("closeReview"),
   });
   actions = createActions({ store, conn, map, thumbs, model, gridCols: () => grid.cols() });
-  const toolbar = createToolbar({ store, model, actions, conn });
+  const trust = createTrust({ store, conn });
+  const trustButtons = createTrustButtons(trust);
+  const toolbar = createToolbar({ store, model, actions, conn, extra: trustButtons.nodes });
+  const findbar = createFindBar({ store, model, conn, openGrid: (r) => {
+    store.dispatch("clearSelection");
+    store.dispatch("openReview", r);
+  } });
+  actions.moreLikeThis = () => findbar.moreLikeThis(); // key m (keys.js)
   const legend = createLegend({ store, getTheme: () => theme, onClass: (k) => actions.label(k) });
   const gallery = createGallery({
     store, thumbs, className,
@@ -96,7 +108,7 @@ function render({ model, el }) {
     legend.key]);
   const main = h("div", { class: "alw-main" }, [mapBox, side, grid.panel]);
   const n = bar.nodes;
-  root.append(toolbar.node, main, gallery.gallery, gallery.recent, n.status, n.store, n.pending, n.notice, n.error,
+  root.append(toolbar.node, findbar.node, main, gallery.gallery, gallery.recent, n.status, n.store, n.pending, n.notice, n.error,
     n.banner, n.keys);
   el.appendChild(root);
 
@@ -115,11 +127,14 @@ function render({ model, el }) {
     const td = performance.now();
     map.sync(s, prev, { soon: name === "labels" });
     if (s.labelsV !== prev.labelsV || s.classes !== prev.classes || s.status !== prev.status ||
-        s.colorBy !== prev.colorBy || effectiveColorBy(s) !== effectiveColorBy(prev)) legend.update(s);
+        s.colorBy !== prev.colorBy || effectiveColorBy(s) !== effectiveColorBy(prev) || s.findV !== prev.findV) legend.update(s);
     gallery.update(s, prev);
+    if (trustOf(s).tests !== trustOf(prev).tests) markCards(gallery.gallery, s);
     grid.update(s, prev);
     overlays.update();
     toolbar.update(s);
+    trustButtons.update(s);
+    findbar.update(s);
     bar.update(s);
     root.classList.toggle("alw-disconnected", s.connection.state !== "connected" || !!(s.status || {}).closed_reason);
     if (name === "arrays" || name === "labels") timings.domMs = performance.now() - td;
@@ -135,7 +150,9 @@ function render({ model, el }) {
     try {
       // the update's clock starts before the store redraws (markUpdate keeps the earliest time)
       if (content && (content.type === "commit" || content.type === "labels")) map.markUpdate(performance.now());
+      if (content && content.type === "recheck") return trust.onRecheck(content);
       const kind = conn.handle(content, buffers || []);
+      handleFind(store, content, buffers || [], { openGrid: findbar.openGrid, mine: findbar.mine });
       if (kind === "reset" && timings.dataMs == null) timings.dataMs = performance.now() - t0;
     } catch (err) {
       store.dispatch("notice", `front end: ${err && err.message ? err.message : err}`);
@@ -148,6 +165,7 @@ function render({ model, el }) {
     "change:recent": () => store.dispatch("recent", model.get("recent")),
     "change:color_by": () => store.dispatch("colorBy", model.get("color_by")),
     "change:strategies": () => toolbar.update(store.state),
+    "change:find_state": () => findbar.update(store.state),
     "change:height": () => {
       mapBox.style.height = `${mapHeight()}px`;
       resize();
@@ -190,6 +208,8 @@ function render({ model, el }) {
   root.alw = api;
   el.alw = api;
   toolbar.update(store.state);
+  trustButtons.update(store.state);
+  findbar.update(store.state);
   legend.update(store.state);
   gallery.redraw();
   bar.update(store.state);

@@ -13,6 +13,7 @@ export const KEY_HELP = [
   ["c", "next colouring: prediction, given label, uncertainty", "map"],
   ["f", "fit the map to the view", "map"],
   ["z", "zoom to the selection", "map"],
+  ["m", "more like this: the images nearest the hovered or selected one, in the review grid", "map"],
   ["Shift + drag", "lasso: review the images inside before labelling them", "map"],
   ["Escape", "clear the selection", "map"],
   ["?", "show or hide this list of keys", "map"],
@@ -41,6 +42,7 @@ const MAP_KEYS = {
   c: "cycleColor",
   f: "fit",
   z: "zoomSelection",
+  m: "moreLikeThis",
   Escape: "escape",
   "?": "help",
 };

@@ -57,7 +57,9 @@ export function createLegend({ store, getTheme, onClass }) {
       return;
     }
     const lines = [];
-    if (mode === "prediction") {
+    if (mode === "prediction" && s.status && s.status.guess) {
+      lines.push("Colour: a zero-shot guess from the class names (a guess, not an answer) until every class has 2 labels.");
+    } else if (mode === "prediction") {
       lines.push("Colour: class; answered images bright, open ones faded in their predicted class.");
     } else {
       lines.push("Colour: given label; open images grey.");
@@ -67,6 +69,7 @@ export function createLegend({ store, getTheme, onClass }) {
       }
     }
     lines.push("Large rings: images suggested for labelling.");
+    if (s.find && s.find.dim) lines.push("Small faint points: left out by the search or filter (Clear shows them).");
     key.replaceChildren(...lines.map((t) => h("div", { text: t })));
   }
 

@@ -6,6 +6,7 @@ import createScatterplot, { createRenderer } from "regl-scatterplot";
 import { batchMask, basePointSize, encodingProps, fillPoints, priorityOf } from "./encoding.js";
 import { bounds, cellWinners, padded, pointsInPolygon, representatives, toScreen, viewTransform } from "./lod.js";
 import { effectiveColorBy } from "./updates.js";
+import { dimOf } from "./find.js";
 
 export const LOD_MIN_POINTS = 250000;
 const LOD_CELL_PX = 2;
@@ -42,7 +43,7 @@ export function createMap({ canvas, width, height, store, theme, events }) {
   }
 
   function lookKey(s) {
-    return [s.labelsV, s.modelV, s.batchV, effectiveColorBy(s), s.classes.length, m.theme.dark].join("|");
+    return [s.labelsV, s.modelV, s.batchV, effectiveColorBy(s), s.classes.length, m.theme.dark, s.findV].join("|");
   }
 
   function layout(s) {
@@ -60,9 +61,9 @@ export function createMap({ canvas, width, height, store, theme, events }) {
     m.spatialIndex = null;
   }
 
-  function applyEncoding(s) {
+  function applyEncoding(s, dim) {
     const K = s.classes.length + 1;
-    const props = encodingProps(K, s.n, m.theme, effectiveColorBy(s));
+    const props = encodingProps(K, s.n, m.theme, effectiveColorBy(s), !!dim);
     const key = JSON.stringify(props);
     if (key !== m.encodingKey) {
       m.encodingKey = key; // set() rebuilds textures and costs a frame: only when it differs
@@ -72,11 +73,12 @@ export function createMap({ canvas, width, height, store, theme, events }) {
   }
 
   function build(s, coords) {
-    const K = applyEncoding(s);
+    const dim = dimOf(s);
+    const K = applyEncoding(s, dim);
     const inBatch = batchMask(s.n, s.batch);
-    m.shown = m.lod ? cellWinners(m.drawn, m.cellOf, priorityOf(s, inBatch)) : m.drawn;
+    m.shown = m.lod ? cellWinners(m.drawn, m.cellOf, priorityOf(s, inBatch, dim)) : m.drawn;
     const byPred = effectiveColorBy(s) === "prediction";
-    return fillPoints(m.pts, s, { drawn: m.drawn, shown: m.shown, inBatch, byPred, K, coords });
+    return fillPoints(m.pts, s, { drawn: m.drawn, shown: m.shown, inBatch, byPred, K, coords, dim });
   }
 
   function selectedSlots(s) {
@@ -102,7 +104,9 @@ export function createMap({ canvas, width, height, store, theme, events }) {
     try {
       const coords = s.coordsV !== m.coordsV || !m.drawn;
       if (coords) {
-        if (!m.fitted) fit(false); // the first view spans the points
+        // The first view spans the points; new coordinates (the UMAP layout replacing its preview)
+        // are fitted again unless the user has moved the camera since the last automatic fit.
+        if (!m.fitted || (m.drawn && untouched())) fit(false);
         layout(s);
       }
       const opts = { zDataType: "categorical", wDataType: "continuous", preventFilterReset: true };
@@ -246,9 +250,13 @@ export function createMap({ canvas, width, height, store, theme, events }) {
       m.width = w;
       m.height = h;
       renderer.resize(w, h);
-      scatter.set({ width: w, height: h });
-      if (refit && m.ready) fit(false);
-      else if (refit) m.fitted = false; // the first fit waits for the first draw
+      // regl-scatterplot takes the new aspect ratio at its next frame (set() resolves then): fit
+      // after that, or the view keeps the old proportions (points spanning ~80 % of the canvas).
+      const sized = Promise.resolve(scatter.set({ width: w, height: h }));
+      if (refit) {
+        m.fitted = false;
+        sized.then(() => { if (m.width === w && m.height === h) fit(false); });
+      }
       if (m.lod) m.coordsV = -1;
     },
     setTheme(theme) {

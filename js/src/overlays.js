@@ -2,6 +2,7 @@
 // one and the selected one stand out), and a card for the hovered or selected image.
 import { h, svg } from "./dom.js";
 import { ringRadius } from "./picking.js";
+import { isTestRequest } from "./trust.js";
 import { isOpen } from "./updates.js";
 
 export function createOverlays({ mapBox, map, store, thumbs, className }) {
@@ -32,7 +33,8 @@ export function createOverlays({ mapBox, map, store, thumbs, className }) {
     if (!s.n) return;
     const r = ringRadius(map.basePointSize());
     for (const ring of ringed()) {
-      const cls = ring.pos === s.focusPos ? "alw-ring-focus" : null;
+      const cls = [ring.pos === s.focusPos ? "alw-ring-focus" : "", isTestRequest(s, ring.index) ? "alw-ring-test" : ""]
+        .filter(Boolean).join(" ") || null;
       const c = svg("circle", { cx: ring.x.toFixed(1), cy: ring.y.toFixed(1), r });
       if (cls) c.setAttribute("class", cls);
       rings.appendChild(c);
@@ -62,6 +64,9 @@ export function createOverlays({ mapBox, map, store, thumbs, className }) {
     else if (s.flags && s.flags[i] & 1) text = "answered: unsure";
     else if (p >= 0) text = `predicted: ${className(p)}`;
     if (info && info.conf != null && l < 0 && p >= 0) text += ` (${Math.round(info.conf * 100)}%)`;
+    // a test request hides the prediction: it must not sway the answer that measures the model
+    if (isTestRequest(s, i)) text = "test image: measures the model, never trains it";
+    else if (s.flags && s.flags[i] & 4) text += " · test label";
     return { name: info ? info.name : `#${i}`, text, url: info ? info.url : null, known: !!info };
   }
 

@@ -9,8 +9,11 @@
  * @param {ArrayLike<number>} o.indices the images
  * @param {ArrayLike<number>} [o.proposed] a class id per image (-1: none yet), e.g. predictions
  * @param {ArrayLike<number>} [o.conf] confidence per image in [0, 1] (NaN: unknown)
+ * @param {ArrayLike<number>} [o.current] the label each image has now (a re-check): a commit
+ *   sends only the images whose class differs from it
+ * @param {string[]} [o.notes] a line per card (e.g. what the model suggests)
  */
-export function createReview({ source, indices, proposed = null, conf = null }) {
+export function createReview({ source, indices, proposed = null, conf = null, current = null, notes = null }) {
   const n = indices.length;
   const prop = new Int16Array(n).fill(-1);
   if (proposed) for (let k = 0; k < n; k++) prop[k] = proposed[k];
@@ -20,6 +23,8 @@ export function createReview({ source, indices, proposed = null, conf = null }) 
     proposed: prop, // the class proposed per image (a prediction), -1 none
     own: new Int16Array(n).fill(-1), // the class the user gave this image alone, -1 none
     conf: conf ? Float32Array.from(conf) : null,
+    current: current ? Int16Array.from(current) : null,
+    notes: notes ? Array.from(notes, String) : null,
     included: new Uint8Array(n).fill(1),
     groupClass: -1, // class for every image without its own, chosen with a number key
     focus: -1, // the card with keyboard focus, -1 none
@@ -71,11 +76,12 @@ export function clearFocus(r) {
   return r.focus < 0 ? r : copy(r, { focus: -1 });
 }
 
-/** What a commit would do: {groups: Map(class -> indices[]), kept, missing, excluded}. */
+/** What a commit would do: {groups: Map(class -> indices[]), kept, missing, excluded, unchanged}. */
 export function commitPlan(r) {
   const groups = new Map();
   let kept = 0;
   let missing = 0;
+  let unchanged = 0; // a re-check: images that keep the label they have
   for (let k = 0; k < r.indices.length; k++) {
     if (!r.included[k]) continue;
     kept += 1;
@@ -84,10 +90,14 @@ export function commitPlan(r) {
       missing += 1;
       continue;
     }
+    if (r.current && c === r.current[k]) {
+      unchanged += 1;
+      continue;
+    }
     if (!groups.has(c)) groups.set(c, []);
     groups.get(c).push(r.indices[k]);
   }
-  return { groups, kept, missing, excluded: r.indices.length - kept };
+  return { groups, kept, missing, excluded: r.indices.length - kept, unchanged };
 }
 
 /** The header sentence: count and class(es) before commit, e.g. "Label 93 of 95 as Bag". */
@@ -97,6 +107,7 @@ export function summary(r, classNames) {
   const total = r.indices.length;
   const of = plan.kept === total ? `${total}` : `${plan.kept} of ${total}`;
   if (!plan.kept) return { ready: false, text: `Every image is left out: Enter does nothing, Escape closes.` };
+  if (r.current) return recheckSummary(plan, name);
   if (plan.missing) {
     const what = plan.groups.size ? `${plan.missing} image(s) still have no class` : "No class chosen yet";
     return { ready: false, text: `${of} image(s) kept. ${what}: press 1–9 to choose.` };
@@ -104,6 +115,18 @@ export function summary(r, classNames) {
   const parts = [...plan.groups].map(([c, idx]) => [c, idx.length]).sort((a, b) => b[1] - a[1]);
   if (parts.length === 1) return { ready: true, text: `Label ${of} image(s) as ${name(parts[0][0])}` };
   return { ready: true, text: `Label ${of} image(s): ${parts.map(([c, k]) => `${k} ${name(c)}`).join(", ")}` };
+}
+
+/** A re-check's header: only images given another class are relabelled. */
+function recheckSummary(plan, name) {
+  const parts = [...plan.groups].map(([c, idx]) => [c, idx.length]).sort((a, b) => b[1] - a[1]);
+  const n = parts.reduce((a, [, k]) => a + k, 0);
+  if (!n) {
+    return { ready: false, text: "Nothing relabelled: every label stays as it is. Give a card another class "
+      + "(its menu, or focus it and press 1–9) only if it is wrong; Escape closes." };
+  }
+  if (parts.length === 1) return { ready: true, text: `Relabel ${n} image(s) as ${name(parts[0][0])}; the others keep their label` };
+  return { ready: true, text: `Relabel ${n} image(s): ${parts.map(([c, k]) => `${k} ${name(c)}`).join(", ")}; the others keep their label` };
 }
 
 /**

@@ -5,7 +5,7 @@ import { h } from "./dom.js";
 
 const HELP_LINE = "1–9 label · u unsure · Space skip · a review batch · Shift+drag lasso · f fit · ? all keys";
 
-export function createToolbar({ store, model, actions, conn }) {
+export function createToolbar({ store, model, actions, conn, extra = [] }) {
   const color = h("select", { class: "alw-color-by", title: "Colour points by (key c)" });
   for (const [value, text] of [["prediction", "Colour: predicted class"], ["label", "Colour: given label"],
     ["uncertainty", "Colour: uncertainty"]]) color.appendChild(h("option", { value, text }));
@@ -33,7 +33,7 @@ export function createToolbar({ store, model, actions, conn }) {
     () => actions.reviewUnsure());
   const help = button("alw-help-button", "?", "Every key (?)", () => actions.help());
   const node = h("div", { class: "alw-toolbar" }, [color, strategy, ...Object.values(modes), fit, zoom, undo, accept,
-    fresh, unsure, help, h("span", { class: "alw-help", text: HELP_LINE })]);
+    fresh, unsure, ...extra, help, h("span", { class: "alw-help", text: HELP_LINE })]);
   let mode = null;
 
   return {

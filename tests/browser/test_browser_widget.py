@@ -16,7 +16,7 @@ import pytest
 
 from widgetpage import (
     ROOT, batch_of, canvas_box, dense_spot, drag_path, inside_square, move_off_map, on_canvas, paints, root_data,
-    screen_positions, settle, square_around, stable_positions, state, store_labels, wait_for, wait_store,
+    screen_positions, settle, show_map, square_around, stable_positions, state, store_labels, wait_for, wait_store,
 )
 
 pytestmark = pytest.mark.browser
@@ -50,7 +50,7 @@ def quick(lab):
     out = "\n".join(lab.cell_texts(page))
     m = re.search(r"(\S+\.sqlite)", out)
     assert m, f"the quickstart did not print its store file:\n{out}"
-    page.locator(ROOT).scroll_into_view_if_needed()
+    show_map(page)
     lab.shots.take(page, "quickstart_preview_map")
     # The preview map is swapped for UMAP when it is ready; interact after that, so that points
     # do not move under the mouse.
@@ -117,6 +117,7 @@ def test_lasso_tool_opens_the_grid_and_labels_every_point_kept(quick, lab):
     before = store_labels(store)
     quick["before_lasso"] = before
     page.click('button.alw-mode[data-mode="lasso"]')  # the toolbar's lasso: a plain drag (may scroll)
+    show_map(page)  # clicking the toolbar scrolled it into view, and the map's foot out of it
     settle(page)
     positions = stable_positions(page)
     box = canvas_box(page)
@@ -188,7 +189,7 @@ def test_reload_keeps_labels_on_the_map(quick, lab):
     lab.wait_notebook_ready(page)
     page.wait_for_selector(f'{ROOT}[data-alw-ready="1"]', timeout=120_000)
     wait_for(lambda: root_data(page, "n-labelled") == str(expected), 60, "labels after reload")
-    page.locator(ROOT).scroll_into_view_if_needed()
+    show_map(page)
     lab.shots.take(page, "after_reload")
 
 

@@ -171,8 +171,9 @@ def square_around(cx, cy, half):
     return [(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half), (cx - half, cy + half)]
 
 
-def inside_square(positions, cx, cy, half, margin=3.0):
-    """(surely inside, surely outside) index sets of a square lasso (points near the edge excluded)."""
+def inside_square(positions, cx, cy, half, margin=6.0):
+    """(surely inside, surely outside) index sets of a square lasso (points near the edge excluded:
+    the lasso records its first vertex a few pixels into the drag, which shaves the closing edge)."""
     dx, dy = np.abs(positions[:, 0] - cx), np.abs(positions[:, 1] - cy)
     surely_in = set(np.flatnonzero((dx < half - margin) & (dy < half - margin)).tolist())
     surely_out = set(np.flatnonzero(~((dx < half + margin) & (dy < half + margin))).tolist())
@@ -199,3 +200,9 @@ def dismiss_dialogs(page):
             return
         buttons.first.click()
         time.sleep(0.3)
+
+
+def show_map(page, nth: int = 0):
+    """Scroll the map canvas into view: the whole widget (toolbar, find bar, map, gallery, status)
+    can be taller than the window, and scrolling to the widget's bottom leaves the map's top hidden."""
+    page.locator(f"{root_sel(nth)} >> .alw-canvas").first.scroll_into_view_if_needed()
