@@ -16,6 +16,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import _dropout
 from ._util import check_features, check_labels, fingerprint, resolve_device
 
 __all__ = ["LinearProbe"]
@@ -427,17 +428,10 @@ class LinearProbe:
         SHARED_MASKS_MIN rows they equal those rows of the whole pool's result.
 
         Each pass drops every standardised input feature with probability ``p`` and scales the
-        rest by ``1 / (1 - p)`` (inverted dropout). On CUDA every mask is drawn i.i.d. per point on
-        the device. On the CPU, below :data:`SHARED_MASKS_MIN` rows, the masks come from a seeded
-        bank of 4096 i.i.d. Bernoulli rows that each block of the pool reads at a random offset:
-        every point's mask is exactly Bernoulli, a point gets a different bank row in every pass,
-        and points in different blocks may share a row. From SHARED_MASKS_MIN rows on, the rows
-        are taken in blocks of :data:`DROPOUT_BLOCK` that share one bank row per pass (picked by
-        ``seed``), so that a pass is a product with masked weights, (x * m) W = x (m W): all
-        passes of a block are one (rows, D) x (D, passes * C) product, with no (N, D) mask
-        multiply. Still exactly Bernoulli per point and pass; only points of a block share it.
-        Measured at N = 100k, D = 512, 3 passes, one thread: 133 ms per-point, 59 ms shared
-        (issue 12). Same seed
+        rest by ``1 / (1 - p)`` (inverted dropout): exactly Bernoulli per point and pass. On CUDA
+        masks are i.i.d. per point; on the CPU they come from a seeded bank, per point below
+        :data:`SHARED_MASKS_MIN` rows and shared by the rows of a :data:`DROPOUT_BLOCK` above
+        it (masked-weight products, 2x faster at 100k; see :mod:`alwidget._dropout`). Same seed
         and device -> same output.
         """
         import torch
@@ -467,73 +461,17 @@ class LinearProbe:
         return cols[self._dropout_banked(xs, w, bias, int(n_passes), float(p), int(seed))].cpu().numpy()
 
     def _dropout_banked(self, xs, w, bias, n_passes: int, p: float, seed: int):
-        """(n_passes, N) argmax over seen classes, a bank row per point and pass (small CPU pools)."""
-        import torch
-
-        n, d = xs.shape
-        bank = self._dropout_bank(d, p, seed)  # (2R, D): a row window never wraps
-        r_bank = bank.shape[0] // 2
-        rows = min(n, r_bank)
-        n_blocks = -(-n // rows)
-        base = np.random.default_rng([int(seed), n]).integers(0, r_bank, n_blocks)
-        step = max(1, r_bank // n_passes)  # passes read disjoint rows for the same point
-        out = torch.empty((n_passes, n), dtype=torch.int64, device=self.device)
-        buf = torch.empty((rows, d), dtype=torch.float32, device=self.device)
-        with torch.no_grad():
-            for blk in range(n_blocks):
-                a = blk * rows
-                xb = xs[a:a + rows]
-                r = xb.shape[0]
-                for t in range(n_passes):
-                    o = int(base[blk] + t * step) % r_bank
-                    torch.mul(xb, bank[o:o + r], out=buf[:r])
-                    z = torch.nn.functional.linear(buf[:r], w, bias)
-                    out[t, a:a + r] = torch.nan_to_num(z, nan=0.0).argmax(1)
-        return out
+        """(n_passes, N): a bank row per point and pass (small CPU pools; :func:`_dropout.banked`)."""
+        return _dropout.banked(xs, w, bias, n_passes, p, seed, self._dropout_bank(xs.shape[1], p, seed))
 
     def _dropout_blocks(self, xs, w, bias, n_passes: int, p: float, seed: int, block_ids=None):
-        """(n_passes, rows) argmax over seen classes, one shared mask per block and pass (the CPU
-        path): every block of the pool, or only ``block_ids`` (their rows in order)."""
-        import torch
+        """(n_passes, rows): one shared mask per block and pass (:func:`_dropout.shared`). One
+        fixed bank (drawn once per D and p); the seed picks its rows, so rounds with new seeds
+        reuse it instead of drawing 4096 x D numbers again."""
+        bank = self._dropout_bank(xs.shape[1], p, 0)[:4096]
+        return _dropout.shared(xs, w, bias, n_passes, p, seed, bank, DROPOUT_BLOCK, block_ids)
 
-        n, d = xs.shape
-        c = w.shape[0]
-        # One fixed bank (drawn once per D and p); the seed picks its rows, so rounds with new
-        # seeds reuse it instead of drawing 4096 x D numbers again.
-        bank = self._dropout_bank(d, p, 0)[:4096]  # (4096, D) inverted-scaled masks
-        n_blocks = -(-n // DROPOUT_BLOCK)
-        pick = torch.from_numpy(np.random.default_rng([seed, n, 1]).integers(0, bank.shape[0], (n_blocks, n_passes)))
-        ids = np.arange(n_blocks) if block_ids is None else np.asarray(block_ids, dtype=np.int64)
-        sizes = np.minimum(DROPOUT_BLOCK, n - ids * DROPOUT_BLOCK)
-        out = torch.empty((n_passes, int(sizes.sum())), dtype=torch.int64, device=self.device)
-        b_all = bias.repeat(n_passes)
-        at = 0
-        with torch.no_grad():
-            for blk, r in zip(ids.tolist(), sizes.tolist()):
-                a = blk * DROPOUT_BLOCK
-                wk = (bank[pick[blk]][:, None, :] * w[None]).reshape(n_passes * c, d)  # (passes * C, D)
-                z = torch.nn.functional.linear(xs[a:a + r], wk, b_all)
-                out[:, at:at + r] = torch.nan_to_num(z, nan=0.0).view(r, n_passes, c).argmax(2).T
-                at += r
-        return out
-
-    @staticmethod
-    def _dropout_iid(xs, w, bias, n_passes: int, p: float, seed: int):
-        """(n_passes, N) argmax over seen classes with i.i.d. masks drawn on xs's device (the CUDA path)."""
-        import torch
-
-        n = xs.shape[0]
-        g = torch.Generator(device=xs.device).manual_seed(seed)
-        out = torch.empty((n_passes, n), dtype=torch.int64, device=xs.device)
-        rows = 1 << 16
-        with torch.no_grad():
-            for a in range(0, n, rows):
-                xb = xs[a:a + rows]
-                for t in range(n_passes):
-                    keep = torch.rand(xb.shape, generator=g, device=xs.device) >= p
-                    z = torch.nn.functional.linear(xb * keep * (1.0 / (1.0 - p)), w, bias)
-                    out[t, a:a + rows] = torch.nan_to_num(z, nan=0.0).argmax(1)
-        return out
+    _dropout_iid = staticmethod(_dropout.iid)
 
     def _dropout_bank(self, d: int, p: float, seed: int):
         """Seeded (2R, D) float mask bank with inverted scaling; cached for the last (d, p, seed)."""

@@ -39,6 +39,7 @@ import json
 import threading
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from alwidget import ann
-from alwidget import geometry as G
 from alwidget.datasets import fashion_mnist
 from alwidget.geometry import Geometry, knn, knn_query, normalize
 

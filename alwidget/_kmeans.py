@@ -1,0 +1,90 @@
+"""Torch building blocks of alwidget.geometry: distance tiles and seeded Lloyd k-means.
+
+Split from :mod:`alwidget.geometry` (which re-exports these names) to keep modules small; the
+torch paths run row blocks of ``block x N`` distance tiles, never an ``N x N`` matrix.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Bytes of one distance tile in the torch paths (rows x N float32).
+_TILE_BYTES = 1 << 26
+
+
+def _rows_per_tile(n_cols: int) -> int:
+    return max(1, _TILE_BYTES // (4 * max(1, n_cols)))
+
+
+def _sq_dists(a, b, b_sq):
+    """Squared distances between torch row blocks a (m, D) and b (n, D) -> (m, n), >= 0."""
+    d = (a * a).sum(1, keepdim=True) - 2.0 * (a @ b.T) + b_sq[None, :]
+    return d.clamp_min_(0.0)
+
+
+def _to_torch(X, dev):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
+
+
+def _assign_torch(xt, cent):
+    """Nearest centroid per row (torch): (ids (n,), squared distances (n,))."""
+    import torch
+
+    c_sq = (cent * cent).sum(1)
+    rows = _rows_per_tile(cent.shape[0])
+    ids = torch.empty(xt.shape[0], dtype=torch.int64, device=xt.device)
+    best = torch.empty(xt.shape[0], dtype=torch.float32, device=xt.device)
+    for a in range(0, xt.shape[0], rows):
+        v, i = _sq_dists(xt[a:a + rows], cent, c_sq).min(1)
+        ids[a:a + rows], best[a:a + rows] = i, v
+    return ids, best
+
+
+def _cluster_sums(xt, ids, K, blocked=None):
+    """(K, D) per-cluster sums. On CUDA via one-hot products in fixed row blocks, because
+    index_add_ there uses float atomics whose order (and so the result) varies run to run."""
+    import torch
+
+    if not (xt.is_cuda if blocked is None else blocked):
+        return torch.zeros((K, xt.shape[1]), dtype=xt.dtype, device=xt.device).index_add_(0, ids, xt)
+    sums = torch.zeros((K, xt.shape[1]), dtype=xt.dtype, device=xt.device)
+    rows = _rows_per_tile(K)
+    for a in range(0, xt.shape[0], rows):
+        onehot = torch.nn.functional.one_hot(ids[a:a + rows], K).to(xt.dtype)
+        sums += onehot.T @ xt[a:a + rows]
+    return sums
+
+
+def _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid):
+    import torch
+
+    rng = np.random.default_rng(seed)
+    n = X.shape[0]
+    train = np.sort(rng.choice(n, max_points_per_centroid * K, replace=False)) if n > max_points_per_centroid * K \
+        else np.arange(n)
+    with torch.no_grad():
+        xt = _to_torch(X[train], dev)
+        m = xt.shape[0]
+        # k-means++ seeding (one candidate per step), seeded through numpy.
+        chosen = [int(rng.integers(m))]
+        best = _sq_dists(xt, xt[chosen], (xt[chosen] ** 2).sum(1))[:, 0]
+        for _ in range(1, K):
+            w = best.double().cpu().numpy()
+            tot = w.sum()
+            nxt = int(rng.choice(m, p=w / tot)) if tot > 0 else int(rng.integers(m))
+            chosen.append(nxt)
+            best = torch.minimum(best, _sq_dists(xt, xt[nxt:nxt + 1], (xt[nxt] ** 2).sum()[None])[:, 0])
+        cent = xt[chosen].clone()
+        for _ in range(int(n_iter)):
+            ids, dist = _assign_torch(xt, cent)
+            sums = _cluster_sums(xt, ids, K)
+            cnt = torch.bincount(ids, minlength=K).to(xt.dtype)
+            empty = torch.nonzero(cnt == 0).flatten()
+            cent = torch.where(cnt[:, None] > 0, sums / cnt.clamp_min(1)[:, None], cent)
+            if empty.numel():
+                # Re-seed empty clusters at the points worst served by their centroid.
+                far = torch.argsort(dist, descending=True, stable=True)[: empty.numel()]
+                cent[empty] = xt[far]
+        assign, _ = _assign_torch(_to_torch(X, dev), cent)
+        return assign.cpu().numpy().astype(np.int64), cent.cpu().numpy().astype(np.float32)
