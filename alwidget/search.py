@@ -11,7 +11,8 @@ the GPU when there is one) and a top-k, through :func:`alwidget.geometry.knn_que
 - More like this: the mean of the normalised embeddings of one or more items -> its nearest rows.
 - Near-duplicates: connected components of the kNN graph restricted to pairs above a cosine
   threshold. Outliers: mean distance to the k nearest neighbours. Both use the cached kNN graph
-  of :class:`alwidget.geometry.Geometry` (exact: O(N^2 D) once per feature set).
+  of :class:`alwidget.geometry.Geometry` (exact below 50k rows; from there, with faiss installed
+  and on the CPU, faiss' HNSW graph, :mod:`alwidget.ann`; ``Geometry.knn_is_approximate()`` says which).
 - Filters are pure functions from arrays to boolean masks (combine them with ``&``).
 
 The ``*_session`` functions are what the widget calls: they read the features, the text encoder,
