@@ -395,6 +395,12 @@ class Geometry:
                 self._knn[use] = hit
             return hit[0][:, :k], hit[1][:, :k]
 
+    def has_knn(self, k: int, approx=None) -> bool:
+        """Whether :meth:`knn` with these arguments returns a cached graph (no search)."""
+        k = int(min(k, self.n_samples - 1))
+        hit = self._knn.get(self.knn_is_approximate() if approx is None else bool(approx))
+        return hit is not None and hit[0].shape[1] >= k
+
     def knn_is_approximate(self) -> bool:
         """Whether :meth:`knn` with ``approx=None`` builds the approximate graph for this feature set."""
         return (self.n_samples >= ann.APPROX_KNN_MIN and ann.available()

@@ -329,6 +329,11 @@ def _graph(features, k: int, backend=None):
     return 1.0 - 0.5 * dist.astype(np.float32) ** 2, idx  # unit rows: |a - b|^2 = 2 - 2 cos
 
 
+def graph_ready(features, k: int = GRAPH_K, backend=None) -> bool:
+    """Whether near_duplicates / outliers would answer at once (their kNN graph is cached)."""
+    return Geometry.of(unit_rows(features), backend=backend).has_knn(k)
+
+
 def near_duplicates(features, threshold: float = DUPLICATE_THRESHOLD, *, k: int = GRAPH_K,
                     backend=None) -> Duplicates:
     """Groups of items whose embeddings have cosine >= ``threshold`` with another member.

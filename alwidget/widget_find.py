@@ -20,6 +20,9 @@ from .widget_intents import Intent, check_indices, class_from, indices_from
 __all__ = ["FIND_HANDLERS", "FindMixin", "Finder", "text_encoder_for"]
 
 SOURCES = ("search", "similar", "duplicates", "outliers")
+#: From this many rows, a filter or group that must first build the kNN graph (a minute at 100k on
+#: 2 cores) is answered from a thread, so the kernel keeps taking labels meanwhile.
+BACKGROUND_GRAPH_MIN = 20_000
 MAX_K = 5000  # the grid is virtualised, but a result list is for looking at
 
 
@@ -167,6 +170,37 @@ class Finder:
             parts.append(f"the {len(out)} most isolated")
         return mask, f"{int(mask.sum()):,} of {n:,} items shown" + (": " + ", ".join(parts) if parts else "") + "."
 
+    def needs_graph_build(self, spec: dict | None = None) -> bool:
+        """True when the request needs the kNN graph, it is not built yet and the pool is large
+        enough for the build to take a while (it then runs off the kernel's thread)."""
+        if spec is not None and not (spec.get("duplicates") or spec.get("outliers")):
+            return False
+        features = self.host.session.features
+        return features.shape[0] >= BACKGROUND_GRAPH_MIN and not engine.graph_ready(features)
+
+    def in_background(self, what: str, work, request=None):
+        """Run ``work()`` in a thread, saying meanwhile on the find bar that the graph is being built;
+        a refusal (ValueError, Intent) or failure becomes the bar's sentence."""
+        n = self.host.session.features.shape[0]
+        progress = (f"Looking for {what} among {n:,} images: building their similarity graph "
+                    f"first (about a minute per 100,000 images on 2 cores)...")
+        with self._lock:
+            before, self.filter_message = self.filter_message, progress
+            self.send_filter(request)
+
+        def run():
+            try:
+                work()
+                message = before
+            except Exception as exc:  # shown, never raised into a thread nobody joins
+                message = f"{what.capitalize()} not found: {exc}"
+            with self._lock:
+                if self.filter_message == progress:  # a new filter brings its own sentence
+                    self.filter_message = message
+                    self.send_filter()
+
+        threading.Thread(target=run, name="alwidget-find-graph", daemon=True).start()
+
     def set_filter(self, spec: dict, request=None):
         with self._lock:
             mask, sentence = self.compute_filter(spec)
@@ -272,11 +306,24 @@ def on_similar(intents, content, buffers):
 
 def on_filter(intents, content, buffers):
     spec = check_filter(content, list(intents.host.classes))
-    _run(lambda: intents.host._finder.set_filter(spec, content.get("request")))
+    finder = intents.host._finder
+    if finder.needs_graph_build(spec):
+        what = "near-duplicates" if spec.get("duplicates") else "outliers"
+        finder.in_background(what, lambda: finder.set_filter(spec), content.get("request"))
+        return
+    _run(lambda: finder.set_filter(spec, content.get("request")))
 
 
 def on_duplicate_group(intents, content, buffers):
     """The near-duplicate group of point `index`, or group number `group` (0 = largest)."""
+    finder = intents.host._finder
+    if finder.needs_graph_build():
+        finder.in_background("near-duplicates", lambda: _show_group(intents, content), content.get("request"))
+        return
+    _show_group(intents, content)
+
+
+def _show_group(intents, content):
     finder = intents.host._finder
     if content.get("index") is not None:
         i = int(check_indices([content.get("index")], intents.n)[0])

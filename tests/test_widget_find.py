@@ -282,3 +282,54 @@ def test_the_map_shows_the_zero_shot_guess_before_any_label(tiny, clip_demo):
         assert (w.state.pred < 0).all() and not w.status["guess"]
     finally:
         w.close()
+
+
+def test_a_graph_to_build_is_built_off_the_kernel_thread(digits, monkeypatch):
+    """Large pools: the first duplicates/outliers request says it is building the graph, returns,
+    and the filter (or group) follows from a thread; the answers equal the synchronous ones."""
+    import time
+
+    import alwidget.widget_find as wf
+
+    monkeypatch.setattr(wf, "BACKGROUND_GRAPH_MIN", 0)
+    # Other features than the other tests' (geometry is cached by content): no graph built yet.
+    X = digits[0] + np.random.default_rng(1).normal(0, 1e-3, digits[0].shape).astype(np.float32)
+    w, rec = make(X)
+    try:
+        w.handle_message({"type": "filter", "duplicates": True, "request": 30})
+        first, _ = rec.last_filter()
+        assert "building their similarity graph" in first["message"] and rec.ack(30)["ok"]
+        deadline = time.monotonic() + 60
+        while "near-duplicates (cosine" not in rec.last_filter()[0]["message"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        content, keep = rec.last_filter()
+        assert content["active"] and "near-duplicates (cosine" in content["message"]
+        np.testing.assert_array_equal(keep, near_duplicates(X).group_of >= 0)
+        w.handle_message({"type": "duplicate_group", "index": 203, "request": 31})
+        assert rec.of("found"), "the graph is cached now: the group is answered at once"
+        assert {3, 203} <= set(rec.last_found()[1].tolist())
+        assert "similarity graph" not in rec.last_filter()[0]["message"], "the progress sentence went away"
+    finally:
+        w.close()
+
+
+def test_a_refusal_in_the_background_is_said_on_the_find_bar(digits, monkeypatch):
+    import time
+
+    import alwidget.widget_find as wf
+
+    monkeypatch.setattr(wf, "BACKGROUND_GRAPH_MIN", 0)
+    X = digits[0] + np.random.default_rng(2).normal(0, 1e-3, digits[0].shape).astype(np.float32)
+    w, rec = make(X)
+    try:
+        U = X / np.linalg.norm(X, axis=1, keepdims=True)
+        cos = U @ U.T
+        np.fill_diagonal(cos, -1)
+        lonely = int(np.argmin(cos.max(1)))  # no other row anywhere near it
+        w.handle_message({"type": "duplicate_group", "index": lonely, "request": 32})
+        deadline = time.monotonic() + 60
+        while "not found" not in rec.last_filter()[0]["message"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "no near-duplicate" in rec.last_filter()[0]["message"]
+    finally:
+        w.close()
