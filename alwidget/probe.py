@@ -19,7 +19,7 @@ import numpy as np
 from . import _dropout
 from ._util import check_features, check_labels, fingerprint, resolve_device
 
-__all__ = ["LinearProbe"]
+__all__ = ["LinearProbe", "LOWP_MIN", "lowp_faster"]
 
 # Rows per block when streaming the pool through the device (bounded temporaries).
 _BLOCK_BYTES = 1 << 24
@@ -30,6 +30,12 @@ DROPOUT_BLOCK = 256
 #: per-point path costs little, and on digits (1.3k rows: 5 blocks) shared masks cost DropQuery
 #: 1-2 points at 20 labels (bench_efficiency, issue 12).
 SHARED_MASKS_MIN = 20_000
+#: From this many pool rows on, ``low_precision="auto"`` scores the pool with a bfloat16 copy when a
+#: one-off calibration finds that pass faster on this machine (issue 12: 34 -> 11 ms at 100k x 512 on
+#: one core of an AMX Xeon; the issue saw bf16 8x slower elsewhere). Smaller pools stay exact.
+LOWP_MIN = 20_000
+# A bf16 pass must take at most this fraction of the fp32 pass to be used.
+_LOWP_GAIN = 0.7
 # Upper bound on the augmented training matrix (rows x copies x features) in elements.
 _MAX_TRAIN_ELEMENTS = 1 << 25
 # New inputs are clipped to this many pool standard deviations so logits stay finite.
@@ -59,6 +65,57 @@ class _Pool:
             out[a:a + rows] = ((torch.from_numpy(X[a:a + rows]).to(device, torch.float64) - mean) / std).float()
         self.mean, self.std, self.X = mean, std, out
         self.n_samples, self.n_features = n, d
+        self._x16 = None
+
+    def lowp(self):
+        """The standardised pool in bfloat16 (built on first use, then kept: half the fp32 bytes)."""
+        import torch
+
+        if self._x16 is None:
+            x16 = torch.empty(self.X.shape, dtype=torch.bfloat16, device=self.X.device)
+            rows = max(1, _BLOCK_BYTES // (4 * self.n_features))
+            for a in range(0, self.n_samples, rows):
+                x16[a:a + rows] = self.X[a:a + rows]
+            self._x16 = x16
+        return self._x16
+
+
+# (device, D, C, threads) -> whether a bf16 pass beat fp32 on a block of the pool in this process.
+_LOWP_FASTER: dict = {}
+
+
+def _timed(fn, reps: int = 3) -> float:
+    import time
+
+    import torch
+
+    best = float("inf")
+    for _ in range(reps + 1):  # the first call warms up the kernel
+        t = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def lowp_faster(x, c: int) -> bool:
+    """Whether a bfloat16 linear() over rows of x is measurably faster than float32 here.
+
+    Measured once per process for each (device, D, C, torch threads) on up to 16,384 rows of x
+    (about 10 ms): reduced precision is worth it only where the hardware has fast bf16 kernels."""
+    import torch
+
+    key = (str(x.device), int(x.shape[1]), int(c), torch.get_num_threads())
+    if key not in _LOWP_FASTER:
+        xb = x[:16_384]
+        w = torch.randn((c, x.shape[1]), generator=torch.Generator().manual_seed(0)).to(x.device)
+        xh, wh = xb.to(torch.bfloat16), w.to(torch.bfloat16)
+        with torch.no_grad():
+            t32 = _timed(lambda: torch.nn.functional.linear(xb, w))
+            t16 = _timed(lambda: torch.nn.functional.linear(xh, wh))
+        _LOWP_FASTER[key] = t16 <= _LOWP_GAIN * t32
+    return _LOWP_FASTER[key]
 
 
 # A small process-wide cache so that fresh probes on the same pool (one per simulation
@@ -230,13 +287,18 @@ class LinearProbe:
         Seeds the training masks.
     max_iter, warm_iter : int
         L-BFGS iterations for a cold fit and for a warm-started refit.
+    low_precision : "auto", True or False
+        How ``predict_proba()`` scores the pool: ``"auto"`` uses a bfloat16 copy of the pool from
+        :data:`LOWP_MIN` rows on when :func:`lowp_faster` measured it faster on this machine (logits
+        within about 0.5 % of float32, probabilities within a few 1e-3; see ``proba_exact``), else
+        float32; ``True`` always uses it, ``False`` never. Other inputs (``X`` given) are float32.
 
     Classes are ids ``0..n_classes-1``. A class with no labelled row gets probability 0 and is
     never predicted (its logits are masked), so declaring classes up front is harmless.
     """
 
     def __init__(self, l2: float = 1.0, input_dropout: float = 0.1, device="auto", seed: int = 0,
-                 max_iter: int = 100, warm_iter: int = 20, n_dropout_copies: int = 4):
+                 max_iter: int = 100, warm_iter: int = 20, n_dropout_copies: int = 4, low_precision="auto"):
         if not np.isfinite(l2) or l2 < 0:
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         if not 0 <= input_dropout < 1:
@@ -244,6 +306,9 @@ class LinearProbe:
         for name, v in (("max_iter", max_iter), ("warm_iter", warm_iter), ("n_dropout_copies", n_dropout_copies)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if low_precision not in (True, False, "auto"):
+            raise ValueError(f'low_precision must be "auto", True or False, got {low_precision!r}')
+        self.low_precision = low_precision
         self.l2 = float(l2)
         self.input_dropout = float(input_dropout)
         self.seed = int(seed)
@@ -256,6 +321,7 @@ class LinearProbe:
         self._b = None  # (C,) float32 tensor
         self._seen = np.zeros(0, dtype=bool)  # (C,) classes with at least one label in the last fit
         self._proba = None  # cached pool probabilities after the last fit
+        self._proba_exact = True  # whether they came from the float32 pass
         self._train_masks = None
         self.n_iter_ = 0
 
@@ -387,32 +453,73 @@ class LinearProbe:
         """Class probabilities (N, n_classes) float32; X=None scores the pool seen in fit.
 
         Classes without labels get probability 0. Computed with a max-shifted softmax, so large
-        logits neither overflow nor produce NaN. The pool's result is cached until the next fit.
+        logits neither overflow nor produce NaN. The pool's result is cached until the next fit;
+        on big pools it may come from the bfloat16 pass (``low_precision``, ``proba_exact``).
         """
+        self._check_fitted()
+        if X is None:
+            return self.pool_proba().copy()
+        return self._score(self.transform(X), lowp=False)
+
+    def pool_proba(self) -> np.ndarray:
+        """The pool's cached probabilities, read-only and not copied (what the strategies read)."""
+        self._check_fitted()
+        if self._proba is None:
+            xs = self.transform(None)
+            lowp = self._use_lowp(xs)
+            out = self._score(self._pool.lowp() if lowp else xs, lowp)
+            out.setflags(write=False)
+            self._proba, self._proba_exact = out, not lowp
+        return self._proba
+
+    @property
+    def proba_exact(self) -> bool:
+        """False when the pool's cached probabilities came from the bfloat16 pass: rankings built
+        on them should re-score their shortlist with :meth:`exact_proba`."""
+        return self._proba is None or self._proba_exact
+
+    def exact_proba(self, rows) -> np.ndarray:
+        """Float32 probabilities of these pool rows, (len(rows), n_classes): the exact pass."""
         import torch
 
         self._check_fitted()
-        if X is None and self._proba is not None:
-            return self._proba.copy()
-        xs = self.transform(X)
+        idx = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
+        return self._score(torch.index_select(self.transform(None), 0, idx), lowp=False)
+
+    def _use_lowp(self, xs) -> bool:
+        if self.low_precision is not True and (self.low_precision is False or xs.shape[0] < LOWP_MIN):
+            return False
+        c = int(self._seen.sum())
+        return self.low_precision is True or lowp_faster(xs, 1 << max(0, c - 1).bit_length())  # C to a power of 2
+
+    def _score(self, xs, lowp: bool) -> np.ndarray:
+        """Probabilities of the rows of xs (float32, or the bfloat16 pool when lowp)."""
+        import torch
+
         n = xs.shape[0]
         out = np.zeros((n, self.n_classes), dtype=np.float32)
         cols = np.flatnonzero(self._seen)
         every = cols.size == self.n_classes
         dst = torch.from_numpy(out)
         # CPU: blocks bound the temporaries; CUDA: one block, one transfer back.
-        rows = n if xs.is_cuda else max(1, _BLOCK_BYTES // (4 * xs.shape[1]))
+        rows = n if xs.is_cuda else max(1, _BLOCK_BYTES // (xs.element_size() * xs.shape[1]))
         with torch.no_grad():
             for a in range(0, n, rows):
-                p = _softmax_(self._logits(xs[a:a + rows]))
+                p = _softmax_(self._lowp_logits(xs[a:a + rows]) if lowp else self._logits(xs[a:a + rows]))
                 if every:  # written in place, no (rows, C) numpy temporary
                     dst[a:a + rows].copy_(p)
                 else:
                     out[a:a + rows, cols] = p.cpu().numpy()
-        if X is None:
-            self._proba = out
-            return out.copy()
         return out
+
+    def _lowp_logits(self, x16):
+        """Logits of bfloat16 rows: bf16 product (fp32 accumulation, bf16 result), fp32 bias."""
+        import torch
+
+        cols = torch.from_numpy(np.flatnonzero(self._seen)).to(self.device)
+        w16 = self._W[:, cols].T.contiguous().to(torch.bfloat16)
+        z = torch.nn.functional.linear(x16, w16).float().add_(self._b[cols])
+        return torch.nan_to_num_(z, nan=0.0, posinf=3e38, neginf=-3e38)
 
     def predict(self, X=None) -> np.ndarray:
         """Most probable class id per row, (N,) int64."""

@@ -131,12 +131,28 @@ class Context:
         return self.probe
 
     def proba(self, n_classes=None) -> np.ndarray:
-        """(N, C) class probabilities of the pool from the probe."""
-        p = np.asarray(self.fitted_probe(n_classes).predict_proba())
+        """(N, C) class probabilities of the pool from the probe (read-only when the probe caches
+        them: LinearProbe.pool_proba, no copy). On big pools they may be reduced-precision
+        (``proba_exact``); rankings re-score their shortlist with :meth:`exact_proba`."""
+        probe = self.fitted_probe(n_classes)
+        p = np.asarray(probe.pool_proba() if hasattr(probe, "pool_proba") else probe.predict_proba())
         if p.ndim != 2 or p.shape[0] != self.n_samples:
             raise ValueError(f"probe scores {p.shape[0] if p.ndim else 0} rows but features have "
                              f"{self.n_samples}; pass a probe fitted on these features, or probe=None")
         return p
+
+
+    @property
+    def proba_exact(self) -> bool:
+        """Whether :meth:`proba` is the probe's float32 result (always, for probes without the flag)."""
+        return self.probe is None or bool(getattr(self.probe, "proba_exact", True))
+
+    def exact_proba(self, rows) -> np.ndarray:
+        """(len(rows), C) float32 probabilities of these pool rows, from the exact pass when the
+        pool's were reduced-precision."""
+        if not self.proba_exact and hasattr(self.probe, "exact_proba"):
+            return np.asarray(self.probe.exact_proba(rows))
+        return self.proba()[np.asarray(rows, dtype=np.int64)]
 
 
 def top_k(scores: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -28,12 +28,26 @@ def least_confidence_score(p: np.ndarray) -> np.ndarray:
     return 1.0 - p.max(1).astype(np.float64)
 
 
+def top_two(p: np.ndarray):
+    """(largest, second largest) of each row of p (C >= 2), in p's dtype; a tie gives equal values.
+
+    A running max / second max over the columns of p.T: 2x faster than a row-wise np.partition
+    on 100k x 10 (issue 12) and the same values."""
+    q = np.ascontiguousarray(p.T)
+    m1, m2, tmp = q[0].copy(), np.full(q.shape[1], -np.inf, dtype=q.dtype), np.empty(q.shape[1], dtype=q.dtype)
+    for c in range(1, q.shape[0]):
+        np.minimum(m1, q[c], out=tmp)
+        np.maximum(m2, tmp, out=m2)
+        np.maximum(m1, q[c], out=m1)
+    return m1, m2
+
+
 def margin_score(p: np.ndarray) -> np.ndarray:
     """(N,) 1 - (top-1 minus top-2 probability); 1 = a tie between two classes."""
     if p.shape[1] < 2:
         return np.zeros(p.shape[0])
-    two = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:].astype(np.float64)
-    return 1.0 - (two[:, 1] - two[:, 0])
+    m1, m2 = top_two(p)
+    return 1.0 - (m1.astype(np.float64) - m2.astype(np.float64))
 
 
 def entropy_score(p: np.ndarray) -> np.ndarray:
@@ -42,12 +56,20 @@ def entropy_score(p: np.ndarray) -> np.ndarray:
     return -(p * np.log(np.clip(p, _EPS, 1.0))).sum(1)
 
 
+def gumbel_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n,) standard Gumbel noise."""
+    u = rng.random(n)
+    return -np.log(-np.log(np.clip(u, _EPS, 1.0 - 1e-16)))
+
+
+def _keys(score: np.ndarray, beta: float, noise: np.ndarray) -> np.ndarray:
+    """beta * log(score) + noise: the top k are a sample without replacement, P ~ score ** beta."""
+    return beta * np.log(np.maximum(score, _EPS)) + noise
+
+
 def gumbel_top_k(score: np.ndarray, k: int, beta: float, rng: np.random.Generator) -> np.ndarray:
     """Indices of a sample of k without replacement, P proportional to score ** beta."""
-    u = rng.random(score.size)
-    gumbel = -np.log(-np.log(np.clip(u, _EPS, 1.0 - 1e-16)))
-    keys = beta * np.log(np.maximum(score, _EPS)) + gumbel
-    return np.argsort(-keys, kind="stable")[:k]
+    return np.argsort(-_keys(score, beta, gumbel_noise(score.size, rng)), kind="stable")[:k]
 
 
 def _proba(ctx: Context, n_classes, proba):
@@ -68,12 +90,39 @@ WORDS = {"least_confidence": "Asking about the images whose best guess the model
                          "proportion to its doubt so that the batch stays varied"}
 
 
+#: Reduced-precision pool probabilities (LinearProbe.low_precision): the top SHORTLIST * k
+#: candidates (at least SHORTLIST_MIN) by their approximate score are re-scored exactly, so the
+#: batch is the float32 ranking's whenever its top k lie in that shortlist.
+SHORTLIST = 20
+SHORTLIST_MIN = 256
+
+
+def _exact_shortlist(s, cand, k, exact_score):
+    """Scores (len(cand),) with the shortlist re-scored by exact_score(rows) and -inf elsewhere."""
+    m = min(s.size, max(SHORTLIST * k, SHORTLIST_MIN))
+    short = np.argpartition(-s, m - 1)[:m] if m < s.size else np.arange(s.size)
+    out = np.full(s.size, -np.inf)
+    out[short] = exact_score(cand[short])
+    return out
+
+
+def _scores(scorer, ctx, k, n_classes, proba):
+    """(candidates, scores): exact on the shortlist when the pool's probabilities were not."""
+    cand = ctx.candidates
+    p = _proba(ctx, n_classes, proba)
+    # Row-wise scores: on the whole pool and then indexed when most rows are candidates (no copy of p).
+    s = scorer(p)[cand] if 2 * cand.size >= p.shape[0] else scorer(p[cand])
+    if proba is None and not ctx.proba_exact and 0 < k < cand.size:
+        s = _exact_shortlist(s, cand, k, lambda rows: scorer(ctx.exact_proba(rows)))
+    return cand, s
+
+
 def _ranked(name, scorer, ctx, k, n_classes, cold_start, proba):
     if ctx.seen_classes.size < 2:
         return model_cold_start(ctx, k, name, cold_start, {"n_classes": n_classes})
-    cand = ctx.candidates
-    s = scorer(_proba(ctx, n_classes, proba)[cand])
+    cand, s = _scores(scorer, ctx, k, n_classes, proba)
     idx = top_k(s, cand, k, ctx.rng(5))
+    s = s[np.isfinite(s)]
     return idx, {"reason": WORDS[name],
                  "detail": f"{name}: the {k} highest scores of {cand.size} candidates "
                            f"(score {s.max():.3f} .. {s.min():.3f})"}
@@ -107,6 +156,11 @@ def power_margin(ctx: Context, k: int, *, beta: float = 1.0, n_classes=None, col
         return model_cold_start(ctx, k, "power_margin", cold_start, {"n_classes": n_classes})
     cand = ctx.candidates
     s = margin_score(_proba(ctx, n_classes, proba)[cand])
-    idx = cand[gumbel_top_k(s, k, float(beta), ctx.rng(6))]
+    noise = gumbel_noise(s.size, ctx.rng(6))
+    keys = _keys(s, float(beta), noise)
+    if proba is None and not ctx.proba_exact and 0 < k < cand.size:  # exact keys on the shortlist
+        keys = _exact_shortlist(keys, np.arange(cand.size), k,
+                                lambda j: _keys(margin_score(ctx.exact_proba(cand[j])), float(beta), noise[j]))
+    idx = cand[np.argsort(-keys, kind="stable")[:k]]
     return idx, {"beta": float(beta), "reason": WORDS["power_margin"],
                  "detail": f"power_margin: {k} of {cand.size} candidates sampled with P ~ margin-score^{beta:g}"}
