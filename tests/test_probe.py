@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from alwidget import probe as probe_mod
 from alwidget.probe import LinearProbe
 
 # The GPU path runs the same tests wherever CUDA is present.
@@ -261,3 +262,45 @@ def test_dropout_on_sampled_blocks_equals_those_rows_of_the_whole_pool(digits, m
     np.testing.assert_array_equal(part, whole[:, rows])
     with pytest.raises(ValueError, match="blocks="):
         probe.predict_dropout(X[:5], blocks=[0])
+
+
+# --------------------------------------------------------------------------- reduced precision (issue 12)
+
+def test_low_precision_pool_pass_is_close_to_float32_and_exact_rows_match(digits):
+    X, y = digits
+    labels = np.full(len(y), -1)
+    labels[::9] = y[::9]
+    fp = LinearProbe(seed=0, device="cpu", low_precision=False).fit(X, labels)
+    lp = LinearProbe(seed=0, device="cpu", low_precision=True).fit(X, labels)
+    assert torch.equal(fp._W, lp._W)  # training is float32 either way
+    p32, p16 = fp.predict_proba(), lp.predict_proba()
+    assert fp.proba_exact and not lp.proba_exact
+    assert np.abs(p16 - p32).max() < 0.02  # bf16 logits: about 3 significant digits
+    assert np.allclose(p16.sum(1), 1, atol=1e-5) and (p16.argmax(1) == p32.argmax(1)).mean() > 0.99
+    rows = np.array([5, 0, 1700, 33])
+    np.testing.assert_allclose(lp.exact_proba(rows), p32[rows], atol=1e-6)
+    with pytest.raises(ValueError):  # the cached pool probabilities are never modified by a caller
+        lp.pool_proba()[0, 0] = 1.0
+    lp.predict_proba()[0, 0] = 1.0  # predict_proba hands out a copy
+    assert lp.pool_proba()[0, 0] != 1.0
+
+
+def test_small_pools_stay_exact_under_auto(digits):
+    X, y = digits
+    labels = np.full(len(y), -1)
+    labels[::7] = y[::7]
+    auto = LinearProbe(seed=0, device="cpu").fit(X, labels)
+    exact = LinearProbe(seed=0, device="cpu", low_precision=False).fit(X, labels)
+    assert len(X) < probe_mod.LOWP_MIN
+    assert np.array_equal(auto.predict_proba(), exact.predict_proba()) and auto.proba_exact
+
+
+def test_lowp_calibration_runs_once_per_setting(digits, monkeypatch):
+    X, _ = digits
+    monkeypatch.setattr(probe_mod, "_LOWP_FASTER", {})
+    x = torch.from_numpy(np.tile(X, (3, 1)))
+    first = probe_mod.lowp_faster(x, 16)
+    assert isinstance(first, bool) and len(probe_mod._LOWP_FASTER) == 1
+    assert probe_mod.lowp_faster(x, 16) is first and len(probe_mod._LOWP_FASTER) == 1
+    with pytest.raises(ValueError, match="low_precision"):
+        LinearProbe(low_precision="bf16")

@@ -819,3 +819,54 @@ def test_batchbald_takes_a_copy_only_when_nothing_else_is_left():
     assert 1 not in picks and sorted(picks) == [0, 2, 3]
     picks = greedy_batchbald(P, 2, 1000, rng, first=0, groups=np.zeros(4, int))
     assert len(set(picks)) == 2  # every candidate is a copy: the batch still fills
+
+
+# --------------------------------------------------------------------------- reduced-precision pool scores (issue 12)
+
+@pytest.fixture(scope="module")
+def fashion_features(tmp_path_factory):
+    """1,000 Fashion-MNIST test images (100 per class, seeded), embedded once with the demo encoder."""
+    from alwidget import datasets, embed
+    from alwidget.images import ImageSet
+
+    ds = datasets.fashion_mnist("test", download=False)
+    rng = np.random.default_rng(1)
+    idx = np.concatenate([rng.choice(np.flatnonzero(ds.labels == c), 100, replace=False) for c in range(10)])
+    emb = embed.embed_images(ImageSet.from_arrays(ds.images[idx]), encoder=embed.DEMO_ENCODER, device="cpu",
+                             progress=False, cache_dir=tmp_path_factory.mktemp("fashion-embeddings"))
+    return emb.features, ds.labels[idx][emb.keep].astype(np.int64)
+
+
+@pytest.mark.parametrize("data", ["digits", "fashion_features"])
+def test_low_precision_scores_give_the_float32_picks(data, request):
+    """The bf16 pool pass (forced on a small pool) re-scores the shortlist exactly: the same batches
+    as float32 for every uncertainty strategy, and probabilities within 0.02 of float32."""
+    from alwidget.probe import LinearProbe
+
+    X, y = request.getfixturevalue(data)
+    worst, approx_differs = 0.0, 0
+    for per_class, seed in ((2, 0), (5, 1), (10, 2)):
+        labels = some_labels(y, per_class, seed)
+        probes = {lp: LinearProbe(seed=seed, device="cpu", low_precision=lp).fit(X, labels) for lp in (False, True)}
+        worst = max(worst, float(np.abs(probes[True].predict_proba() - probes[False].predict_proba()).max()))
+        assert not probes[True].proba_exact
+        for name in ("margin", "least_confidence", "entropy", "power_margin"):
+            for k in (1, 10, 30):
+                got = {lp: S.select(name, X, labels, k, seed=seed, probe=p) for lp, p in probes.items()}
+                assert np.array_equal(got[True], got[False]), (name, per_class, k)
+                plain = S.select(name, X, labels, k, seed=seed, proba=probes[True].predict_proba())
+                approx_differs += not np.array_equal(plain, got[False])
+    assert worst < 0.02, worst
+    assert approx_differs > 0  # ranking the bf16 scores alone would have changed some batches
+
+
+def test_margin_top_two_sweep_equals_a_sort_with_ties():
+    from alwidget.strategies.uncertainty import top_two
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.full(7, 0.3), 500).astype(np.float32)
+    p[:50, 3] = p[:50, 5] = p[:50].max(1)  # ties for the top
+    m1, m2 = top_two(p)
+    srt = np.sort(p, axis=1)
+    assert np.array_equal(m1, srt[:, -1]) and np.array_equal(m2, srt[:, -2]) and (m1[:50] == m2[:50]).all()
+    assert np.array_equal(margin_score(p), 1.0 - (srt[:, -1].astype(np.float64) - srt[:, -2]))
