@@ -276,7 +276,8 @@ def test_low_precision_pool_pass_is_close_to_float32_and_exact_rows_match(digits
     p32, p16 = fp.predict_proba(), lp.predict_proba()
     assert fp.proba_exact and not lp.proba_exact
     assert np.abs(p16 - p32).max() < 0.02  # bf16 logits: about 3 significant digits
-    assert np.allclose(p16.sum(1), 1, atol=1e-5) and (p16.argmax(1) == p32.argmax(1)).mean() > 0.99
+    assert np.allclose(p16.sum(1), 1, atol=1e-5)
+    assert np.array_equal(p16.argmax(1), p32.argmax(1))  # near ties re-scored in float32 (ARGMAX_GUARD)
     rows = np.array([5, 0, 1700, 33])
     np.testing.assert_allclose(lp.exact_proba(rows), p32[rows], atol=1e-6)
     with pytest.raises(ValueError):  # the cached pool probabilities are never modified by a caller

@@ -840,7 +840,7 @@ def fashion_features(tmp_path_factory):
 @pytest.mark.parametrize("data", ["digits", "fashion_features"])
 def test_low_precision_scores_give_the_float32_picks(data, request):
     """The bf16 pool pass (forced on a small pool) re-scores the shortlist exactly: the same batches
-    as float32 for every uncertainty strategy, and probabilities within 0.02 of float32."""
+    as float32 for every uncertainty strategy, the same argmax, and probabilities within 0.02 of float32."""
     from alwidget.probe import LinearProbe
 
     X, y = request.getfixturevalue(data)
@@ -850,6 +850,7 @@ def test_low_precision_scores_give_the_float32_picks(data, request):
         probes = {lp: LinearProbe(seed=seed, device="cpu", low_precision=lp).fit(X, labels) for lp in (False, True)}
         worst = max(worst, float(np.abs(probes[True].predict_proba() - probes[False].predict_proba()).max()))
         assert not probes[True].proba_exact
+        assert np.array_equal(probes[True].predict(), probes[False].predict())  # DropQuery's clean pass, trust
         for name in ("margin", "least_confidence", "entropy", "power_margin"):
             for k in (1, 10, 30):
                 got = {lp: S.select(name, X, labels, k, seed=seed, probe=p) for lp, p in probes.items()}
