@@ -12,6 +12,9 @@ owns the settings (``DROPOUT_BLOCK``, ``SHARED_MASKS_MIN``) and the seeded mask 
   (rows, D) x (D, passes * C) product with no (N, D) temporary: 133 -> 62 ms at N = 100k,
   D = 512, 3 passes, one thread (issue 12).
 - ``iid`` (CUDA): every mask drawn on the device.
+
+``mc_dropout_proba`` (BALD's consistent MC-dropout probabilities) lives here too and is
+re-exported by :mod:`alwidget.probe`.
 """
 from __future__ import annotations
 
@@ -87,3 +90,42 @@ def iid(xs, w, bias, n_passes: int, p: float, seed: int):
                 z = torch.nn.functional.linear(xb * keep * (1.0 / (1.0 - p)), w, bias)
                 out[t, a:a + rows] = torch.nan_to_num(z, nan=0.0).argmax(1)
     return out
+
+
+# --------------------------------------------------------------------------- MC dropout (BALD)
+
+def mc_dropout_proba(probe, rows=None, *, n_masks: int = 20, p: float = 0.5, seed: int = 0,
+                     block_bytes: int = 1 << 26):
+    """Class probabilities of pool rows under ``n_masks`` consistent input-dropout masks.
+
+    Yields ``(start, P)`` per block of ``rows`` (default: the whole pool seen in ``fit``), with P a
+    float32 torch tensor of shape (n_masks, n_block, n_seen) on ``probe.device`` over the classes
+    that had labels (``probe.seen_classes``). Mask k drops each standardised input with
+    probability ``p`` and scales the rest by 1 / (1 - p); the K masks are drawn once from
+    ``seed`` and shared by every row (consistent MC dropout: what BatchBALD's joint needs).
+    Dropout on the inputs of a linear model is a dropout on the rows of its weights,
+    W_k = diag(m_k) W / (1 - p), so each block is one (n, D) x (D, K * C) product; blocks keep
+    the (K, n, C) result under ``block_bytes``, so a 1M pool is never held as N x K x C.
+    """
+    import torch
+
+    probe._check_fitted()
+    if isinstance(n_masks, bool) or not isinstance(n_masks, (int, np.integer)) or n_masks < 1:
+        raise ValueError(f"n_masks must be a positive integer, got {n_masks!r}")
+    if not 0 <= p < 1:
+        raise ValueError(f"p must be in [0, 1), got {p!r}")
+    xs = probe.transform(None)
+    d = xs.shape[1]
+    cols = torch.from_numpy(np.flatnonzero(probe.seen_classes)).to(probe.device)
+    w, b = probe._W[:, cols], probe._b[cols]  # (D, C), (C,)
+    c = w.shape[1]
+    g = torch.Generator(device="cpu").manual_seed(int(seed))
+    masks = (torch.rand((int(n_masks), d), generator=g) >= p).float().div_(1.0 - p).to(probe.device)
+    wk = (masks[:, :, None] * w[None]).permute(1, 0, 2).reshape(d, -1)  # (D, K * C)
+    rows = np.arange(xs.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    step = max(1, int(block_bytes) // (4 * int(n_masks) * max(c, 1)))
+    with torch.no_grad():
+        for a in range(0, rows.size, step):
+            xb = xs[torch.from_numpy(rows[a:a + step]).to(probe.device)]
+            z = (xb @ wk).view(xb.shape[0], int(n_masks), c) + b
+            yield a, torch.nan_to_num(z, nan=0.0).log_softmax(-1).exp().permute(1, 0, 2)

@@ -17,9 +17,12 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _dropout
+from ._dropout import mc_dropout_proba  # noqa: F401  (public here since issue 9)
+from ._lbfgs import lbfgs as _lbfgs
+from ._lowp import lowp_faster, top_two
 from ._util import check_features, check_labels, fingerprint, resolve_device
 
-__all__ = ["LinearProbe", "LOWP_MIN", "lowp_faster"]
+__all__ = ["LOWP_MIN", "LinearProbe", "lowp_faster", "top_two"]
 
 # Rows per block when streaming the pool through the device (bounded temporaries).
 _BLOCK_BYTES = 1 << 24
@@ -34,8 +37,6 @@ SHARED_MASKS_MIN = 20_000
 #: one-off calibration finds that pass faster on this machine (issue 12: 34 -> 11 ms at 100k x 512 on
 #: one core of an AMX Xeon; the issue saw bf16 8x slower elsewhere). Smaller pools stay exact.
 LOWP_MIN = 20_000
-# A bf16 pass must take at most this fraction of the fp32 pass to be used.
-_LOWP_GAIN = 0.7
 #: After a bf16 pass, rows whose second most probable class is within this of the first are re-scored
 #: in float32, so the pool's argmax (predict, DropQuery's clean pass, the trust estimate) is the
 #: float32 one whenever the bf16 error stays under half of it (measured under 0.01 on digits and
@@ -83,44 +84,6 @@ class _Pool:
                 x16[a:a + rows] = self.X[a:a + rows]
             self._x16 = x16
         return self._x16
-
-
-# (device, D, C, threads) -> whether a bf16 pass beat fp32 on a block of the pool in this process.
-_LOWP_FASTER: dict = {}
-
-
-def _timed(fn, reps: int = 3) -> float:
-    import time
-
-    import torch
-
-    best = float("inf")
-    for _ in range(reps + 1):  # the first call warms up the kernel
-        t = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def lowp_faster(x, c: int) -> bool:
-    """Whether a bfloat16 linear() over rows of x is measurably faster than float32 here.
-
-    Measured once per process for each (device, D, C, torch threads) on up to 16,384 rows of x
-    (about 10 ms): reduced precision is worth it only where the hardware has fast bf16 kernels."""
-    import torch
-
-    key = (str(x.device), int(x.shape[1]), int(c), torch.get_num_threads())
-    if key not in _LOWP_FASTER:
-        xb = x[:16_384]
-        w = torch.randn((c, x.shape[1]), generator=torch.Generator().manual_seed(0)).to(x.device)
-        xh, wh = xb.to(torch.bfloat16), w.to(torch.bfloat16)
-        with torch.no_grad():
-            t32 = _timed(lambda: torch.nn.functional.linear(xb, w))
-            t16 = _timed(lambda: torch.nn.functional.linear(xh, wh))
-        _LOWP_FASTER[key] = t16 <= _LOWP_GAIN * t32
-    return _LOWP_FASTER[key]
 
 
 # A small process-wide cache so that fresh probes on the same pool (one per simulation
@@ -195,82 +158,6 @@ def _softmax_(z):
     columns of a probe, torch.softmax(dim=1) was 6x slower on the CPU (15 vs 2.7 ms at 100k x 10)."""
     z.sub_(z.amax(1, keepdim=True)).exp_()
     return z.div_(z.sum(1, keepdim=True))
-
-
-def _loss_grad(x, onehot, W, b, reg: float):
-    """Mean softmax cross-entropy + reg * ||W||^2 and its analytic gradient (no autograd)."""
-    import torch
-
-    z = torch.addmm(b, x, W)
-    logp = z.log_softmax(1)
-    loss = -(logp * onehot).sum() / x.shape[0] + reg * W.square().sum()
-    g = (logp.exp() - onehot) / x.shape[0]
-    return float(loss), x.T @ g + (2 * reg) * W, g.sum(0)
-
-
-def _lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: float = 1e-6,
-           ftol: float = 1e-9):
-    """Minimise mean cross-entropy(x @ W + b, y) + reg * ||W||^2 from (W0, b0) with L-BFGS.
-
-    Two-loop recursion with an Armijo backtracking line search; the objective is smooth and
-    (for reg > 0) strongly convex, so this converges like torch's or SciPy's L-BFGS. Written
-    here because the first torch.optim optimizer of a process imports torch._dynamo (seconds
-    on a small machine) and SciPy's L-BFGS-B costs milliseconds per step at this size.
-    Returns (W, b) float32 tensors on x's device and the number of iterations.
-    """
-    import torch
-
-    d, c = W0.shape
-    onehot = torch.nn.functional.one_hot(y, c).to(x.dtype)
-
-    def f(theta):
-        loss, gw, gb = _loss_grad(x, onehot, theta[:d * c].view(d, c), theta[d * c:], reg)
-        return loss, torch.cat([gw.reshape(-1), gb])
-
-    theta = torch.cat([W0.reshape(-1), b0]).float()
-    loss, g = f(theta)
-    hist: list = []  # (s, y, 1 / y.s), oldest first
-    n_iter = 0
-    while n_iter < max_iter and float(g.abs().max()) > gtol:
-        q = -g
-        alphas = []
-        for s, yv, rho in reversed(hist):
-            a = rho * float(s @ q)
-            q = q - a * yv
-            alphas.append(a)
-        if hist:
-            s, yv, rho = hist[-1]
-            q = q * (1.0 / (rho * float(yv @ yv)))  # gamma = s.y / y.y
-        else:
-            q = q * min(1.0, 1.0 / float(g.abs().sum()))
-        for (s, yv, rho), a in zip(hist, reversed(alphas)):
-            q = q + (a - rho * float(yv @ q)) * s
-        slope = float(g @ q)
-        if slope >= 0:  # lost descent (numerical noise): restart from steepest descent
-            hist.clear()
-            q = -g * min(1.0, 1.0 / float(g.abs().sum()))
-            slope = float(g @ q)
-        step = 1.0
-        for _ in range(30):
-            new = theta + step * q
-            new_loss, new_g = f(new)
-            if new_loss <= loss + 1e-4 * step * slope:
-                break
-            step *= 0.5
-        else:
-            break  # no decrease possible at float32 precision: converged
-        s, yv = new - theta, new_g - g
-        sy = float(s @ yv)
-        if sy > 1e-12:
-            hist.append((s, yv, 1.0 / sy))
-            if len(hist) > history:
-                hist.pop(0)
-        n_iter += 1
-        done = loss - new_loss <= ftol * max(1.0, abs(loss))
-        theta, loss, g = new, new_loss, new_g
-        if done:
-            break
-    return theta[:d * c].view(d, c).clone(), theta[d * c:].clone(), n_iter
 
 
 class LinearProbe:
@@ -474,7 +361,8 @@ class LinearProbe:
             lowp = self._use_lowp(xs)
             out = self._score(self._pool.lowp() if lowp else xs, lowp)
             if lowp:
-                near = np.flatnonzero((out >= out.max(1, keepdims=True) - ARGMAX_GUARD).sum(1) > 1)
+                m1, m2 = top_two(out)
+                near = np.flatnonzero(m1 - m2 <= ARGMAX_GUARD)
                 out[near] = self.exact_proba(near)
             out.setflags(write=False)
             self._proba, self._proba_exact = out, not lowp
@@ -599,42 +487,3 @@ class LinearProbe:
             self._bank = torch.cat([m, m]).to(self.device)
             self._bank_key = key
         return self._bank
-
-
-# --------------------------------------------------------------------------- MC dropout (BALD)
-
-def mc_dropout_proba(probe: LinearProbe, rows=None, *, n_masks: int = 20, p: float = 0.5, seed: int = 0,
-                     block_bytes: int = 1 << 26):
-    """Class probabilities of pool rows under ``n_masks`` consistent input-dropout masks.
-
-    Yields ``(start, P)`` per block of ``rows`` (default: the whole pool seen in ``fit``), with P a
-    float32 torch tensor of shape (n_masks, n_block, n_seen) on ``probe.device`` over the classes
-    that had labels (``probe.seen_classes``). Mask k drops each standardised input with
-    probability ``p`` and scales the rest by 1 / (1 - p); the K masks are drawn once from
-    ``seed`` and shared by every row (consistent MC dropout: what BatchBALD's joint needs).
-    Dropout on the inputs of a linear model is a dropout on the rows of its weights,
-    W_k = diag(m_k) W / (1 - p), so each block is one (n, D) x (D, K * C) product; blocks keep
-    the (K, n, C) result under ``block_bytes``, so a 1M pool is never held as N x K x C.
-    """
-    import torch
-
-    probe._check_fitted()
-    if isinstance(n_masks, bool) or not isinstance(n_masks, (int, np.integer)) or n_masks < 1:
-        raise ValueError(f"n_masks must be a positive integer, got {n_masks!r}")
-    if not 0 <= p < 1:
-        raise ValueError(f"p must be in [0, 1), got {p!r}")
-    xs = probe.transform(None)
-    d = xs.shape[1]
-    cols = torch.from_numpy(np.flatnonzero(probe.seen_classes)).to(probe.device)
-    w, b = probe._W[:, cols], probe._b[cols]  # (D, C), (C,)
-    c = w.shape[1]
-    g = torch.Generator(device="cpu").manual_seed(int(seed))
-    masks = (torch.rand((int(n_masks), d), generator=g) >= p).float().div_(1.0 - p).to(probe.device)
-    wk = (masks[:, :, None] * w[None]).permute(1, 0, 2).reshape(d, -1)  # (D, K * C)
-    rows = np.arange(xs.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
-    step = max(1, int(block_bytes) // (4 * int(n_masks) * max(c, 1)))
-    with torch.no_grad():
-        for a in range(0, rows.size, step):
-            xb = xs[torch.from_numpy(rows[a:a + step]).to(probe.device)]
-            z = (xb @ wk).view(xb.shape[0], int(n_masks), c) + b
-            yield a, torch.nan_to_num(z, nan=0.0).log_softmax(-1).exp().permute(1, 0, 2)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from alwidget import _lowp
 from alwidget import probe as probe_mod
 from alwidget.probe import LinearProbe
 
@@ -298,10 +299,10 @@ def test_small_pools_stay_exact_under_auto(digits):
 
 def test_lowp_calibration_runs_once_per_setting(digits, monkeypatch):
     X, _ = digits
-    monkeypatch.setattr(probe_mod, "_LOWP_FASTER", {})
+    monkeypatch.setattr(_lowp, "_LOWP_FASTER", {})
     x = torch.from_numpy(np.tile(X, (3, 1)))
     first = probe_mod.lowp_faster(x, 16)
-    assert isinstance(first, bool) and len(probe_mod._LOWP_FASTER) == 1
-    assert probe_mod.lowp_faster(x, 16) is first and len(probe_mod._LOWP_FASTER) == 1
+    assert isinstance(first, bool) and len(_lowp._LOWP_FASTER) == 1
+    assert probe_mod.lowp_faster(x, 16) is first and len(_lowp._LOWP_FASTER) == 1
     with pytest.raises(ValueError, match="low_precision"):
         LinearProbe(low_precision="bf16")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..probe import top_two
 from ._common import Context, model_cold_start, register, top_k
 
 _EPS = 1e-12
@@ -26,20 +27,6 @@ _EPS = 1e-12
 def least_confidence_score(p: np.ndarray) -> np.ndarray:
     """(N,) 1 - max probability."""
     return 1.0 - p.max(1).astype(np.float64)
-
-
-def top_two(p: np.ndarray):
-    """(largest, second largest) of each row of p (C >= 2), in p's dtype; a tie gives equal values.
-
-    A running max / second max over the columns of p.T: 2x faster than a row-wise np.partition
-    on 100k x 10 (issue 12) and the same values."""
-    q = np.ascontiguousarray(p.T)
-    m1, m2, tmp = q[0].copy(), np.full(q.shape[1], -np.inf, dtype=q.dtype), np.empty(q.shape[1], dtype=q.dtype)
-    for c in range(1, q.shape[0]):
-        np.minimum(m1, q[c], out=tmp)
-        np.maximum(m2, tmp, out=m2)
-        np.maximum(m1, q[c], out=m1)
-    return m1, m2
 
 
 def margin_score(p: np.ndarray) -> np.ndarray:

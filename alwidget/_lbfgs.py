@@ -1,0 +1,80 @@
+"""Full-batch L-BFGS for the probe's softmax regression (analytic gradients, torch tensors)."""
+from __future__ import annotations
+
+__all__ = ["lbfgs"]
+
+
+def _loss_grad(x, onehot, W, b, reg: float):
+    """Mean softmax cross-entropy + reg * ||W||^2 and its analytic gradient (no autograd)."""
+    import torch
+
+    z = torch.addmm(b, x, W)
+    logp = z.log_softmax(1)
+    loss = -(logp * onehot).sum() / x.shape[0] + reg * W.square().sum()
+    g = (logp.exp() - onehot) / x.shape[0]
+    return float(loss), x.T @ g + (2 * reg) * W, g.sum(0)
+
+
+def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: float = 1e-6,
+           ftol: float = 1e-9):
+    """Minimise mean cross-entropy(x @ W + b, y) + reg * ||W||^2 from (W0, b0) with L-BFGS.
+
+    Two-loop recursion with an Armijo backtracking line search; the objective is smooth and
+    (for reg > 0) strongly convex, so this converges like torch's or SciPy's L-BFGS. Written
+    here because the first torch.optim optimizer of a process imports torch._dynamo (seconds
+    on a small machine) and SciPy's L-BFGS-B costs milliseconds per step at this size.
+    Returns (W, b) float32 tensors on x's device and the number of iterations.
+    """
+    import torch
+
+    d, c = W0.shape
+    onehot = torch.nn.functional.one_hot(y, c).to(x.dtype)
+
+    def f(theta):
+        loss, gw, gb = _loss_grad(x, onehot, theta[:d * c].view(d, c), theta[d * c:], reg)
+        return loss, torch.cat([gw.reshape(-1), gb])
+
+    theta = torch.cat([W0.reshape(-1), b0]).float()
+    loss, g = f(theta)
+    hist: list = []  # (s, y, 1 / y.s), oldest first
+    n_iter = 0
+    while n_iter < max_iter and float(g.abs().max()) > gtol:
+        q = -g
+        alphas = []
+        for s, yv, rho in reversed(hist):
+            a = rho * float(s @ q)
+            q = q - a * yv
+            alphas.append(a)
+        if hist:
+            s, yv, rho = hist[-1]
+            q = q * (1.0 / (rho * float(yv @ yv)))  # gamma = s.y / y.y
+        else:
+            q = q * min(1.0, 1.0 / float(g.abs().sum()))
+        for (s, yv, rho), a in zip(hist, reversed(alphas)):
+            q = q + (a - rho * float(yv @ q)) * s
+        slope = float(g @ q)
+        if slope >= 0:  # lost descent (numerical noise): restart from steepest descent
+            hist.clear()
+            q = -g * min(1.0, 1.0 / float(g.abs().sum()))
+            slope = float(g @ q)
+        step = 1.0
+        for _ in range(30):
+            new = theta + step * q
+            new_loss, new_g = f(new)
+            if new_loss <= loss + 1e-4 * step * slope:
+                break
+            step *= 0.5
+        else:
+            break  # no decrease possible at float32 precision: converged
+        s, yv = new - theta, new_g - g
+        sy = float(s @ yv)
+        if sy > 1e-12:
+            hist.append((s, yv, 1.0 / sy))
+            if len(hist) > history:
+                hist.pop(0)
+        n_iter += 1
+        done = loss - new_loss <= ftol * max(1.0, abs(loss))
+        theta, loss, g = new, new_loss, new_g
+        if done:
+            break
+    return theta[:d * c].view(d, c).clone(), theta[d * c:].clone(), n_iter
