@@ -105,6 +105,8 @@ def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir)
             break
     status = s.status
     n_threads = getattr(s, "n_threads", None)
+    # Which pool pass the probe used in the last round (bf16 where calibrated faster, from LOWP_MIN rows).
+    precision = "fp32" if getattr(s.probe, "proba_exact", True) else "bf16"
     s.close()
     del s
     gc.collect()
@@ -112,7 +114,7 @@ def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir)
     return {"tool": "ours", "strategy": strategy, "init_s": t_init, "setup_s": t_setup, "warmup_wait_s": t_warm,
             "ack": C.percentiles(ack), "total": C.percentiles(total), "n_timed": len(total),
             "active": used, "retrain_ms_p50": float(np.nanmedian(retrain)), "select_ms_p50": float(np.nanmedian(select)),
-            "n_threads": n_threads, "status": {k: v for k, v in status.items() if isinstance(v, (str, int, float, bool))},
+            "n_threads": n_threads, "precision": precision, "status": {k: v for k, v in status.items() if isinstance(v, (str, int, float, bool))},
             "times_ms": [t * 1000 for t in total]}
 
 
@@ -223,7 +225,8 @@ def main(argv=None) -> int:
             results.append(r)
             print(f"  ours/{strat:<9} setup {r['setup_s']:.2f} s | label ack p50 {r['ack']['p50']:.1f} ms | "
                   f"label->next batch p50 {r['total']['p50']:.0f} ms, p95 {r['total']['p95']:.0f} ms "
-                  f"(retrain+rescore {r['retrain_ms_p50']:.0f} / select {r['select_ms_p50']:.0f} ms) "
+                  f"(retrain+rescore {r['retrain_ms_p50']:.0f} / select {r['select_ms_p50']:.0f} ms, "
+                  f"{r['precision']} pool pass) "
                   f"| active: {'/'.join(r['active'])}", flush=True)
         if not args.no_peer:
             for fn in (run_skactiveml, run_sklearn):
@@ -245,6 +248,7 @@ def main(argv=None) -> int:
                          "p50": C.fmt(r["total"]["p50"], 0), "p95": C.fmt(r["total"]["p95"], 0),
                          "split": (f"{r['retrain_ms_p50']:.0f} / {r['select_ms_p50']:.0f}"
                                    if r["tool"] == "ours" else None),
+                         "precision": r.get("precision"),
                          "speed": speed})
         del X, y
         gc.collect()
@@ -252,7 +256,7 @@ def main(argv=None) -> int:
     cols = [("n", "N"), ("tool", "tool"), ("what", "strategy (active during timing)"),
             ("setup", "setup (s)"), ("ack", "label ack p50 (ms)"),
             ("p50", "label→next batch p50 (ms)"), ("p95", "p95 (ms)"),
-            ("split", "retrain+rescore / select p50 (ms)")]
+            ("split", "retrain+rescore / select p50 (ms)"), ("precision", "pool pass")]
     if not args.no_peer:
         cols.append(("speed", "speed-up vs scikit-activeml (p50)"))
     settings = (f"synthetic Gaussian-mixture embeddings (D = {args.dim}, C = {args.classes}, rows L2-normalised, "
@@ -263,6 +267,9 @@ def main(argv=None) -> int:
              "(probe retrain + pool rescore + batch selection in the session's worker thread) and next_batch().",
              "setup: ours = Session construction + first batch from zero labels, with alwidget's in-process "
              "geometry and pool caches cleared before each strategy; peers = first query after the warm-up labels.",
+             "pool pass: the precision of our probe's rescore in the last round (bf16 from 20k rows where a one-off "
+             "calibration found it faster on this machine; the uncertainty strategies re-score their shortlist in "
+             "fp32, so their picks are fp32's).",
              "ours (margin) runs the peers' own strategy (margin sampling) through the Session: the like-for-like "
              "row; auto and dropquery do more work per label (dropout passes, k-means on the candidates).",
              "scikit-activeml: UncertaintySampling(margin_sampling).query with SklearnClassifier("

@@ -135,7 +135,7 @@ class Context:
         them: LinearProbe.pool_proba, no copy). On big pools they may be reduced-precision
         (``proba_exact``); rankings re-score their shortlist with :meth:`exact_proba`."""
         probe = self.fitted_probe(n_classes)
-        p = np.asarray(probe.pool_proba() if hasattr(probe, "pool_proba") else probe.predict_proba())
+        p = np.asarray(probe.pool_proba() if _is_linear_probe(probe) else probe.predict_proba())
         if p.ndim != 2 or p.shape[0] != self.n_samples:
             raise ValueError(f"probe scores {p.shape[0] if p.ndim else 0} rows but features have "
                              f"{self.n_samples}; pass a probe fitted on these features, or probe=None")
@@ -145,14 +145,22 @@ class Context:
     @property
     def proba_exact(self) -> bool:
         """Whether :meth:`proba` is the probe's float32 result (always, for probes without the flag)."""
-        return self.probe is None or bool(getattr(self.probe, "proba_exact", True))
+        return not _is_linear_probe(self.probe) or self.probe.proba_exact
 
     def exact_proba(self, rows) -> np.ndarray:
         """(len(rows), C) float32 probabilities of these pool rows, from the exact pass when the
         pool's were reduced-precision."""
-        if not self.proba_exact and hasattr(self.probe, "exact_proba"):
+        if not self.proba_exact:
             return np.asarray(self.probe.exact_proba(rows))
         return self.proba()[np.asarray(rows, dtype=np.int64)]
+
+
+def _is_linear_probe(probe) -> bool:
+    """A LinearProbe itself (wrappers such as AnchorAL's subpool probe delegate attributes to one
+    fitted on another pool, so hasattr() would read the wrong rows)."""
+    from ..probe import LinearProbe
+
+    return isinstance(probe, LinearProbe)
 
 
 def top_k(scores: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
