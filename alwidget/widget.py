@@ -20,14 +20,15 @@ from . import widget_sources
 from ._coalesce import Coalescer
 from ._util import check_features
 from .items import row_items, user_items
-from .mapstate import FLAG_SKIPPED, FLAG_TEST, FLAG_UNSURE, MapState, fit_square
+from .mapstate import FLAG_SKIPPED, FLAG_TEST, FLAG_UNSURE
 from .session import SKIP_COOLDOWN, Session
 from .store import StoreMismatchError
 from .storefile import default_store_path
 from .widget_find import FIND_HANDLERS, Finder, FindMixin
 from .widget_intents import Intents
 from .widget_status import status_dict
-from .widget_trust import TrustView
+from .widget_projection import ProjectionMixin
+from .widget_trust import TrustMixin, TrustView
 
 __all__ = ["Labeller", "default_store_path"]
 
@@ -118,7 +119,7 @@ def _label_state(session):
     return label, flags.astype(np.uint8)
 
 
-class Labeller(FindMixin, anywidget.AnyWidget):
+class Labeller(FindMixin, TrustMixin, ProjectionMixin, anywidget.AnyWidget):
     """Label a set of images (or any feature vectors) on an interactive map with active learning.
 
     Parameters
@@ -190,22 +191,6 @@ class Labeller(FindMixin, anywidget.AnyWidget):
         self._update_recent()
         self.refresh_status()
 
-    def _start_map(self, X, coords, projection, seed):
-        from . import project
-
-        with self._send_lock:  # UMAP's on_done may fire before this returns (a cached map)
-            kind, xy = ("given", coords) if coords is not None else ("preview", None)
-            if xy is None and projection == "preview":
-                xy = project.preview(X, seed=seed)
-            elif xy is None:  # the preview now, UMAP swapped in by _on_umap_done
-                self._umap_running = True
-                self._projection = project.ProjectionJob(X, seed=seed, on_done=self._on_umap_done,
-                                                         on_error=self._on_umap_error,
-                                                         on_progress=self._on_umap_progress)
-                early = self._umap_early  # set when on_done ran inside ProjectionJob()
-                kind, xy = ("preview", self._projection.preview) if early is None else ("umap", early)
-            self._coords_kind, self.state = kind, MapState(*fit_square(xy))
-
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_folder(cls, path, classes=None, encoder=None, store=None, **kwargs) -> "Labeller":
@@ -260,32 +245,6 @@ class Labeller(FindMixin, anywidget.AnyWidget):
 
         df = self.to_dataframe()
         return export_dataframe(df if df["label"].notna().any() else df.iloc[:0], path)
-
-    def set_coords(self, coords, kind: str = "given"):
-        """Replace the map coordinates ((n_samples, 2)); the browser keeps zoom and pan."""
-        coords = np.asarray(coords, dtype=np.float64)
-        n = self._features.shape[0]
-        if coords.shape != (n, 2) or not np.isfinite(coords).all():
-            raise ValueError(f"coords must be a finite array of shape ({n}, 2), got shape {coords.shape}")
-        with self._send_lock:
-            self.state.set_coords(*fit_square(coords))
-            self._coords_kind = kind
-            self.emit_all(self.state.arrays_message(["x", "y"]))
-        self.refresh_status()
-
-    def check_model(self, on: bool = True, *, every: int = 5) -> None:
-        """Start (or stop) checking the model: 1 test request per `every` training labels.
-
-        Test requests come in the batch like any other image (marked "test"); their labels
-        measure the model and never train it. The estimate shows in the status line from 10 test
-        labels on (see `Session.check_model`, `Session.accuracy_estimate`).
-        """
-        self._trust.check_model(on, every)
-
-    def trust_panel(self):
-        """A plotly FigureWidget: estimated accuracy ± interval over labels, κ over checkpoints and
-        training labels per class; it follows the session (redrawn at most once a second)."""
-        return self._trust.panel()
 
     def close(self):
         """Close the widget and its Session (the store already holds every label)."""
@@ -410,25 +369,6 @@ class Labeller(FindMixin, anywidget.AnyWidget):
             self.refresh_status(busy=False)  # the Session still counts itself busy while it calls us
         except Exception as exc:
             self.set_error(f"updating the map failed: {type(exc).__name__}: {exc}")
-
-    def _on_umap_done(self, coords):
-        self._umap_running = False
-        with self._send_lock:
-            if self.state is None:  # still in the constructor: it takes these coordinates
-                self._umap_early = coords
-                return
-        if not self._closed:
-            self.set_coords(coords, kind="umap")
-
-    def _on_umap_error(self, exc):
-        self._umap_running = False
-        if not self._closed and self.state is not None:
-            self.set_error(f"UMAP failed, the map keeps the preview: {type(exc).__name__}: {exc}")
-
-    def _on_umap_progress(self, fraction, message):
-        if fraction - self._umap_progress >= 0.1 and not self._closed and self.state is not None:
-            self._umap_progress = fraction  # a status message per 10% is plenty
-            self.refresh_status()
 
     @traitlets.validate("color_by")
     def _valid_color_by(self, proposal):

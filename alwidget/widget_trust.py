@@ -20,7 +20,7 @@ from . import trust
 from .mapstate import FLAG_TEST
 from .monitor import TEST_EVERY
 
-__all__ = ["RECHECK_DEFAULT", "RECHECK_MAX", "TrustView", "estimate_words", "recheck_state", "stop_words",
+__all__ = ["RECHECK_DEFAULT", "RECHECK_MAX", "TrustMixin", "TrustView", "estimate_words", "recheck_state", "stop_words",
            "training_counts"]
 
 RECHECK_DEFAULT = 20  # cards the Re-check button asks for
@@ -264,3 +264,21 @@ class TrustView:
             throttle.cancel()
             self.host.session.unsubscribe(subscriber)
         self._panels.clear()
+
+
+class TrustMixin:
+    """The Labeller's model-check API (uses its ``_trust``: a :class:`TrustView`)."""
+
+    def check_model(self, on: bool = True, *, every: int = 5) -> None:
+        """Start (or stop) checking the model: 1 test request per `every` training labels.
+
+        Test requests come in the batch like any other image (marked "test"); their labels
+        measure the model and never train it. The estimate shows in the status line from 10 test
+        labels on (see `Session.check_model`, `Session.accuracy_estimate`).
+        """
+        self._trust.check_model(on, every)
+
+    def trust_panel(self):
+        """A plotly FigureWidget: estimated accuracy ± interval over labels, κ over checkpoints and
+        training labels per class; it follows the session (redrawn at most once a second)."""
+        return self._trust.panel()

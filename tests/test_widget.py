@@ -400,6 +400,7 @@ def test_export_and_dataframe(digits, tmp_path):
 
 
 def test_new_coordinates_travel_without_a_reset(digits, tmp_path):
+    """alwidget.widget_projection (the Labeller's coordinates), like the preview/UMAP test below."""
     w, rec = make(digits, tmp_path, coords=np.c_[np.arange(N), np.zeros(N)])
     assert w.status["coords"] == "given"
     w.set_coords(np.random.default_rng(0).normal(size=(N, 2)), kind="umap")

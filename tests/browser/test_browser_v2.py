@@ -16,7 +16,7 @@ import pytest
 
 from widgetpage import (
     ROOT, batch_of, canvas_box, dense_spot, dismiss_dialogs, drag_path, inside_square, move_off_map, on_canvas,
-    root_data, root_sel, screen_positions, settle, square_around, stable_positions, state, store_labels, store_state,
+    root_data, root_sel, screen_positions, settle, show_map, square_around, stable_positions, state, store_labels, store_state,
     wait_for, wait_store,
 )
 
@@ -44,7 +44,7 @@ def v2(request, lab):
     out = "\n".join(lab.cell_texts(page))
     m = re.search(r"PID (\d+) STORE (\S+)", out)
     assert m, out
-    page.locator(FIRST).scroll_into_view_if_needed()
+    show_map(page)
     settle(page)
     from alwidget import datasets
 

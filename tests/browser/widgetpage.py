@@ -99,7 +99,9 @@ def screen_positions(page, nth: int = 0) -> np.ndarray:
 
 
 def stable_positions(page, nth: int = 0, timeout_s: float = 15) -> np.ndarray:
-    """Screen positions once they stop changing (a resize, a refit or a scroll moves every point)."""
+    """Screen positions once they stop changing (a resize, a refit or a scroll moves every point),
+    with the map scrolled into view first (points to click must be on screen)."""
+    show_map(page, nth)
     last = screen_positions(page, nth)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
