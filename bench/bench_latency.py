@@ -267,9 +267,9 @@ def main(argv=None) -> int:
              "(probe retrain + pool rescore + batch selection in the session's worker thread) and next_batch().",
              "setup: ours = Session construction + first batch from zero labels, with alwidget's in-process "
              "geometry and pool caches cleared before each strategy; peers = first query after the warm-up labels.",
-             "pool pass: the precision of our probe's rescore in the last round (bf16 from 20k rows where a one-off "
-             "calibration found it faster on this machine; the uncertainty strategies re-score their shortlist in "
-             "fp32, so their picks are fp32's).",
+             ("pool pass: the precision of our probe's rescore in the last round (bf16 from 20k rows where a one-off "
+              "calibration found it faster on this machine; the uncertainty strategies re-score their shortlist in "
+              "fp32, so their picks are fp32's)."),
              "ours (margin) runs the peers' own strategy (margin sampling) through the Session: the like-for-like "
              "row; auto and dropquery do more work per label (dropout passes, k-means on the candidates).",
              "scikit-activeml: UncertaintySampling(margin_sampling).query with SklearnClassifier("
