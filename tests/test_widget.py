@@ -550,10 +550,11 @@ def test_malformed_requests_get_sentences_not_exception_text(digits):
 
 def test_running_the_cell_twice_leaves_one_live_widget(digits, capsys):
     X, _, _ = digits
-    first = Labeller(X, classes=CLASSES, coords=X[:, :2], name="twice")
+    name = f"twice-{time.time_ns()}"  # the default store, new to this run (a reused cache folder keeps old ones)
+    first = Labeller(X, classes=CLASSES, coords=X[:, :2], name=name)
     first.emit = Recorder()
     first.handle_message({"type": "label", "indices": [3], "class": "one"})
-    second = Labeller(X, classes=CLASSES, coords=X[:, :2], name="twice")  # the cell, run again
+    second = Labeller(X, classes=CLASSES, coords=X[:, :2], name=name)  # the cell, run again
     second.emit = Recorder()
     assert first.session.closed and first.status["closed"]
     assert "newer session" in first.status["error"]
