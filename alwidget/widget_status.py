@@ -127,6 +127,7 @@ def status_dict(st: dict, m, classes: list, *, coords: str, umap_running: bool, 
         "strategy": strategy_shown, "strategy_name": setting, "reason": reason,
         "last_retrain": model_detail, "busy": busy, "coords": coords, "error": error,
         "has_model": bool(has_model), "guess": guess, "can_accept": can_accept, "accept_reason": accept_reason,
+        "n_open": int(n_open),
         "text": " · ".join(parts), "details": " · ".join(details),
         "store": store or ":memory:", "closed_reason": closed_reason or "", "closed": bool(closed_reason),
     }

@@ -19,6 +19,7 @@ import numpy as np
 from . import trust
 from .mapstate import FLAG_TEST
 from .monitor import TEST_EVERY
+from .widget_status import accept_state
 
 __all__ = ["RECHECK_DEFAULT", "RECHECK_MAX", "TrustMixin", "TrustView", "estimate_words", "recheck_state", "stop_words",
            "training_counts"]
@@ -168,6 +169,11 @@ class TrustView:
                  "recheck_reason": f"model check unavailable: {type(exc).__name__}: {exc}"}
         words = [w for w in (t["text"], t["stop_text"]) if w]
         out = dict(status, trust=t)
+        if t["tests"] and "n_open" in status:  # accepting predictions leaves the test requests out
+            named = [c for c, k in status.get("counts", {}).items() if k]
+            out["n_open"] = max(0, status["n_open"] - len(t["tests"]))
+            out["can_accept"], out["accept_reason"] = accept_state(status["n_label_classes"], status["has_model"],
+                                                                   out["n_open"], named)
         if words and not status.get("closed_reason"):
             out["text"] = " · ".join([status.get("text", "")] + words) if status.get("text") else " · ".join(words)
         return out

@@ -134,6 +134,9 @@ def test_accepting_the_batch_as_predicted_never_answers_a_test_request(digits, t
     w.session.wait()
     tests = set(w.status["trust"]["tests"])
     assert tests, "a test request is open in the batch"
+    n_open = int(((w.state.label[w.state.batch] < 0) & (w.state.flags[w.state.batch] == 0)).sum())
+    assert w.status["n_open"] == n_open - len(tests)  # the accept button's count leaves them out too
+    assert f"the {n_open - len(tests)} open image(s)" in w.status["accept_reason"]
     w.handle_message({"type": "propose_batch", "request": 9})
     reply = rec.of("proposal")[-1]
     assert reply["items"] and not {it["index"] for it in reply["items"]} & tests
