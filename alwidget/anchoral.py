@@ -161,10 +161,15 @@ class RowsProbe:
     ``predict_proba()``, ``predict()``, ``predict_dropout()`` and ``transform()`` with ``X=None``
     answer for ``rows`` only (in that order); everything else is the wrapped probe's."""
 
+    #: The strategies' Context reads ``proba_exact`` / ``exact_proba`` of this wrapper itself (they
+    #: answer for its rows), so a reduced-precision pool pass still gets its exact shortlist re-score.
+    exact_rows = True
+
     def __init__(self, probe, rows):
         self._probe = probe
         self._rows = np.asarray(rows, dtype=np.int64)
         self._proba = None
+        self._exact = True
 
     def __getattr__(self, name):
         return getattr(self._probe, name)
@@ -180,10 +185,29 @@ class RowsProbe:
     def predict_proba(self, X=None) -> np.ndarray:
         if X is not None:
             return self._probe.predict_proba(X)
+        return self._rows_proba().copy()
+
+    def _rows_proba(self) -> np.ndarray:
         if self._proba is None:
             cached = getattr(self._probe, "_proba", None)  # the pool's scores, when computed already
-            self._proba = cached[self._rows] if cached is not None else self._score_rows()
-        return self._proba.copy()
+            if cached is not None:  # possibly the pool's bf16 pass
+                self._proba, self._exact = cached[self._rows], bool(getattr(self._probe, "proba_exact", True))
+            else:
+                self._proba, self._exact = self._score_rows(), True
+        return self._proba
+
+    @property
+    def proba_exact(self) -> bool:
+        """Whether predict_proba() is float32-exact on these rows."""
+        self._rows_proba()
+        return self._exact
+
+    def exact_proba(self, rows) -> np.ndarray:
+        """Float32 probabilities of positions ``rows`` of this wrapper (rows of the wrapped pool)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.proba_exact:
+            return self._rows_proba()[rows]
+        return np.asarray(self._probe.exact_proba(self._rows[rows]))
 
     def _score_rows(self) -> np.ndarray:
         """Class probabilities of the rows only (the pool is not scored)."""

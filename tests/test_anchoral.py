@@ -156,3 +156,33 @@ def test_a_session_on_a_huge_pool_selects_from_subpools(digits, monkeypatch):
             s.label(i, str(y[i]))
         s.wait(timeout=120)
         assert "anchoral" not in s.status["strategy_info"]
+
+
+def test_a_reduced_precision_pool_keeps_the_float32_picks_on_the_subpool(digits, monkeypatch):
+    """The whole-pool probe's bf16 pass (forced) read through the subpool wrapper: the shortlist is
+    re-scored exactly on the wrapped rows, so AnchorAL's margin batches equal the float32 ones
+    (ranking the bf16 scores alone changed 18 of these 45 batches when this was written)."""
+    X, y = digits
+    sp = dict(per_class=4, n_neighbors=15, size=300, tail=30)
+    approx_differs = 0
+    for per_class in (2, 5, 10):
+        for seed in range(3):
+            labels = labelled(y, per_class)
+            probes = {lp: LinearProbe(seed=seed, device="cpu", low_precision=lp).fit(X, labels) for lp in (False, True)}
+            probes[True].predict_proba()  # the pool pass, in bf16
+            assert not probes[True].proba_exact
+            rows = np.flatnonzero(labels < 0)[:400]
+            wrapped = A.RowsProbe(probes[True], rows)
+            assert not wrapped.proba_exact
+            np.testing.assert_allclose(wrapped.exact_proba([0, 5]), probes[False].predict_proba()[rows[[0, 5]]],
+                                       atol=1e-5)
+            for k in (10, 30):
+                got = {lp: A.select("margin", X, labels, k, seed=seed, probe=p, min_pool=0, subpool_params=sp)
+                       for lp, p in probes.items()}
+                assert np.array_equal(got[True], got[False]), (per_class, seed, k)
+                with monkeypatch.context() as m:  # the wrapper not trusted: bf16 margins ranked alone
+                    m.setattr(A.RowsProbe, "exact_rows", False)
+                    plain = A.select("margin", X, labels, k, seed=seed, probe=probes[True], min_pool=0,
+                                     subpool_params=sp)
+                approx_differs += not np.array_equal(plain, got[False])
+    assert approx_differs > 0

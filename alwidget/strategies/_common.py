@@ -145,7 +145,8 @@ class Context:
     @property
     def proba_exact(self) -> bool:
         """Whether :meth:`proba` is the probe's float32 result (always, for probes without the flag)."""
-        return not _is_linear_probe(self.probe) or self.probe.proba_exact
+        p = self.probe
+        return not (_is_linear_probe(p) or getattr(type(p), "exact_rows", False)) or p.proba_exact
 
     def exact_proba(self, rows) -> np.ndarray:
         """(len(rows), C) float32 probabilities of these pool rows, from the exact pass when the
@@ -157,7 +158,8 @@ class Context:
 
 def _is_linear_probe(probe) -> bool:
     """A LinearProbe itself (wrappers such as AnchorAL's subpool probe delegate attributes to one
-    fitted on another pool, so hasattr() would read the wrong rows)."""
+    fitted on another pool, so hasattr() would read the wrong rows; a wrapper that answers for its
+    own rows says so with a class attribute ``exact_rows = True``)."""
     from ..probe import LinearProbe
 
     return isinstance(probe, LinearProbe)
