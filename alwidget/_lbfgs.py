@@ -1,7 +1,8 @@
-"""Full-batch L-BFGS for the probe's softmax regression (analytic gradients, torch tensors)."""
+"""Full-batch L-BFGS: the loop for any smooth f (numpy arrays or torch tensors), and the probe's
+softmax regression on it (analytic gradients, torch tensors)."""
 from __future__ import annotations
 
-__all__ = ["lbfgs"]
+__all__ = ["lbfgs", "minimize"]
 
 
 def _loss_grad(x, onehot, W, b, reg: float):
@@ -34,11 +35,21 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
         loss, gw, gb = _loss_grad(x, onehot, theta[:d * c].view(d, c), theta[d * c:], reg)
         return loss, torch.cat([gw.reshape(-1), gb])
 
-    theta = torch.cat([W0.reshape(-1), b0]).float()
+    theta, n_iter = minimize(f, torch.cat([W0.reshape(-1), b0]).float(), max_iter, history, gtol, ftol)
+    return theta[:d * c].view(d, c).clone(), theta[d * c:].clone(), n_iter
+
+
+def minimize(f, theta, max_iter: int, history: int = 10, gtol: float = 1e-6, ftol: float = 1e-9):
+    """Minimise a smooth ``f(theta) -> (loss, grad)`` from ``theta`` with L-BFGS; (theta, n_iter).
+
+    ``theta`` is a 1-D numpy array or torch tensor (the gradient of the same kind); two-loop
+    recursion with an Armijo backtracking line search, stopping at max|grad| <= gtol, a relative
+    decrease below ftol, or when no step decreases the loss at the working precision.
+    """
     loss, g = f(theta)
     hist: list = []  # (s, y, 1 / y.s), oldest first
     n_iter = 0
-    while n_iter < max_iter and float(g.abs().max()) > gtol:
+    while n_iter < max_iter and float(abs(g).max()) > gtol:
         q = -g
         alphas = []
         for s, yv, rho in reversed(hist):
@@ -49,13 +60,13 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
             s, yv, rho = hist[-1]
             q = q * (1.0 / (rho * float(yv @ yv)))  # gamma = s.y / y.y
         else:
-            q = q * min(1.0, 1.0 / float(g.abs().sum()))
+            q = q * min(1.0, 1.0 / float(abs(g).sum()))
         for (s, yv, rho), a in zip(hist, reversed(alphas)):
             q = q + (a - rho * float(yv @ q)) * s
         slope = float(g @ q)
         if slope >= 0:  # lost descent (numerical noise): restart from steepest descent
             hist.clear()
-            q = -g * min(1.0, 1.0 / float(g.abs().sum()))
+            q = -g * min(1.0, 1.0 / float(abs(g).sum()))
             slope = float(g @ q)
         step = 1.0
         for _ in range(30):
@@ -65,7 +76,7 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
                 break
             step *= 0.5
         else:
-            break  # no decrease possible at float32 precision: converged
+            break  # no decrease possible at this precision: converged
         s, yv = new - theta, new_g - g
         sy = float(s @ yv)
         if sy > 1e-12:
@@ -77,4 +88,4 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
         theta, loss, g = new, new_loss, new_g
         if done:
             break
-    return theta[:d * c].view(d, c).clone(), theta[d * c:].clone(), n_iter
+    return theta, n_iter

@@ -38,6 +38,7 @@ import threading
 
 import numpy as np
 
+from ._lbfgs import minimize
 from ._util import check_labels
 from .probe import LinearProbe, _get_pool
 from .balance import BALANCE_FACTOR, balanced_select, pcb_order  # noqa: F401  (re-exported)
@@ -158,51 +159,6 @@ def prior_test(pz: np.ndarray, y: np.ndarray, has_text: np.ndarray, alpha: float
     return {"n": n, "correct": correct, "p_value": p, "useful": p <= alpha}
 
 
-def lbfgs(f, theta, max_iter: int, history: int = 10, gtol: float = 1e-6, ftol: float = 1e-10):
-    """Minimise a smooth f(theta) -> (loss, grad) from theta (float64 numpy) with L-BFGS.
-
-    Two-loop recursion and Armijo backtracking. Written out because SciPy's L-BFGS-B spent
-    more time in its own bookkeeping than in this loss (about 3 ms a step at C x D = 12,800).
-    """
-    loss, g = f(theta)
-    hist: list = []  # (s, y, 1 / y.s), oldest first
-    for _ in range(int(max_iter)):
-        if np.abs(g).max() <= gtol:
-            break
-        q = -g
-        alphas = []
-        for s, yv, rho in reversed(hist):
-            a = rho * (s @ q)
-            q = q - a * yv
-            alphas.append(a)
-        q = q * ((1.0 / (hist[-1][2] * (hist[-1][1] @ hist[-1][1]))) if hist else min(1.0, 1.0 / np.abs(g).sum()))
-        for (s, yv, rho), a in zip(hist, reversed(alphas)):
-            q = q + (a - rho * (yv @ q)) * s
-        slope = g @ q
-        if slope >= 0:  # lost descent to rounding: restart from steepest descent
-            hist.clear()
-            q, slope = -g, -(g @ g)
-        step = 1.0
-        for _ in range(30):
-            new = theta + step * q
-            new_loss, new_g = f(new)
-            if new_loss <= loss + 1e-4 * step * slope:
-                break
-            step *= 0.5
-        else:
-            break
-        s, yv = new - theta, new_g - g
-        if s @ yv > 1e-12:
-            hist.append((s, yv, 1.0 / (s @ yv)))
-            if len(hist) > history:
-                hist.pop(0)
-        done = loss - new_loss <= ftol * max(1.0, abs(loss))
-        theta, loss, g = new, new_loss, new_g
-        if done:
-            break
-    return theta
-
-
 def fit_prototypes(x, y, W0, T, lam, scale: float, max_iter: int) -> np.ndarray:
     """Minimise mean CE(scale * cos(x, w_c)) + (1/C) sum_c lam_c ||w_c - t_c||^2 from W0 (L-BFGS).
 
@@ -226,7 +182,7 @@ def fit_prototypes(x, y, W0, T, lam, scale: float, max_iter: int) -> np.ndarray:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):  # tiny vector ops: a BLAS pool's spin-waits cost more than they save
-        W = lbfgs(f, W0.ravel().astype(np.float64), max_iter).reshape(W0.shape)
+        W = minimize(f, W0.ravel().astype(np.float64), max_iter, ftol=1e-10)[0].reshape(W0.shape)
     return W if np.isfinite(W).all() else W0
 
 
