@@ -110,12 +110,7 @@ def knn_graph(X, k: int, *, exclude_self: bool = True, ef_search: int = EF_SEARC
         faiss.omp_set_num_threads(old)
     index.hnsw.efSearch = int(max(ef_search, k + 1))
     kq = k + 1 if exclude_self else k
-    sq = np.empty((n, kq), np.float32)
-    idx = np.empty((n, kq), np.int64)
-    for a in range(0, n, _QUERY_BLOCK):
-        sq[a:a + _QUERY_BLOCK], idx[a:a + _QUERY_BLOCK] = index.search(X[a:a + _QUERY_BLOCK], kq)
-        if progress is not None:
-            progress(min(n, a + _QUERY_BLOCK), n)
+    sq, idx = search_blocks(index, X, kq, progress)
     if exclude_self:
         # Self to the end (wherever ties put it; when it was not found, the last column goes).
         is_self = idx == np.arange(n)[:, None]
@@ -150,3 +145,16 @@ def recall(approx_idx, exact_idx) -> float:
         return 1.0
     hits = sum(np.intersect1d(a[i], e[i]).size for i in range(e.shape[0]))
     return float(hits) / float(e.size)
+
+
+def search_blocks(index, X, kq: int, progress=None):
+    """(squared distances (n, kq) float32, indices (n, kq) int64) of every row of X in a faiss
+    index, searched in blocks of _QUERY_BLOCK rows (bounded memory, progress per block)."""
+    n = X.shape[0]
+    sq = np.empty((n, kq), np.float32)
+    idx = np.empty((n, kq), np.int64)
+    for a in range(0, n, _QUERY_BLOCK):
+        sq[a:a + _QUERY_BLOCK], idx[a:a + _QUERY_BLOCK] = index.search(X[a:a + _QUERY_BLOCK], kq)
+        if progress is not None:
+            progress(min(n, a + _QUERY_BLOCK), n)
+    return sq, idx

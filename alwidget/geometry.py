@@ -44,8 +44,6 @@ TYPICALITY_SHORTLIST = 256
 # 1.5 s with 0.3 % more inertia (bench/bench_selection.py, issue 12). Pools up to this size
 # are clustered exactly as before.
 KMEANS_TRAIN_MAX = 32_768
-# Query rows per faiss search call (progress granularity; no effect on the result).
-_KNN_BLOCK = 8192
 
 
 # --------------------------------------------------------------------------- threads
@@ -134,12 +132,7 @@ def knn(X, k: int, *, exclude_self: bool = True, backend=None, device=None, prog
 
         index = faiss.IndexFlatL2(X.shape[1])
         index.add(X)
-        sq = np.empty((n, kq), np.float32)
-        idx = np.empty((n, kq), np.int64)
-        for a in range(0, n, _KNN_BLOCK):
-            sq[a:a + _KNN_BLOCK], idx[a:a + _KNN_BLOCK] = index.search(X[a:a + _KNN_BLOCK], kq)
-            if progress is not None:
-                progress(min(n, a + _KNN_BLOCK), n)
+        sq, idx = ann.search_blocks(index, X, kq, progress)
     else:
         import torch
 
