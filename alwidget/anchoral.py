@@ -41,12 +41,14 @@ TAIL = 1_000
 
 def anchors(X, labels, per_class: int = PER_CLASS, seed: int = 0) -> np.ndarray:
     """Sorted anchor rows: per labelled class, ``per_class`` of its labelled rows by k-means++
-    seeding on the rows of X (unit rows: cosine); all of them when the class has fewer."""
+    seeding on the rows of X (unit rows: cosine); all of them when the class has fewer, so a
+    rare class anchors as many neighbourhoods as it has labels, up to ``per_class``."""
     labels = np.asarray(labels)
     rng = np.random.default_rng([int(seed), 41])
+    lab = np.flatnonzero(labels >= 0)  # one pass over the pool, then only the labelled rows
     out = []
-    for c in np.unique(labels[labels >= 0]):
-        rows = np.flatnonzero(labels == c)
+    for c in np.unique(labels[lab]):
+        rows = lab[labels[lab] == c]
         if rows.size <= per_class:
             out.append(rows)
             continue
@@ -68,17 +70,24 @@ _MARGIN = 64
 
 
 def _search(geo, rows, k):
-    """(sims (A, k), idx (A, k), -1 = none) of the rows' nearest pool rows by inner product."""
+    """(sims (A, k), idx (A, k), -1 = none) of the rows' nearest pool rows by inner product,
+    best first (ties by index); sims exact (the IVF index keeps fp16 rows, re-scored here)."""
     X = geo.X
-    if geo.n_samples >= IVF_MIN and ann.available():
-        with geo.lock:
-            memo = geo.scratch("anchoral_ivf")
-            if "index" not in memo:
-                # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes).
-                memo["index"] = ann.IVFIndex(X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0)
-            index = memo["index"]
-        return index.search(X[rows], k)
-    return knn_query(X, X[rows], k, metric="inner")
+    if geo.n_samples < IVF_MIN or not ann.available():
+        return knn_query(X, X[rows], k, metric="inner")
+    with geo.lock:
+        memo = geo.scratch("anchoral_ivf")
+        if "index" not in memo:
+            # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes). fp16 rows:
+            # the scan of the probed cells is memory-bound (BENCHMARKS.md, section 7).
+            memo["index"] = ann.IVFIndex(X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0,
+                                         codec="fp16")
+        index = memo["index"]
+    _, idx = index.search(X[rows], k)
+    sims = np.einsum("ad,akd->ak", X[rows], X[np.maximum(idx, 0)])
+    sims[idx < 0] = -np.inf
+    order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), -sims), axis=1)  # ties by index
+    return np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
 
 
 def _neighbours(geo, anchor_rows, taken, n_neighbors):
@@ -120,11 +129,14 @@ def _neighbours(geo, anchor_rows, taken, n_neighbors):
 
 
 def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_neighbors: int = N_NEIGHBORS,
-            size: int = SIZE, tail: int = TAIL, seed: int = 0):
+            size: int = SIZE, tail: int = TAIL, balanced: bool = True, seed: int = 0):
     """(rows, info): the round's subpool (sorted int64; never labelled or excluded rows).
 
-    At most ``size`` retrieved rows (best score first) plus ``tail`` random other candidates;
-    deterministic for the same features, labels, exclusions and seed. ``info``: ``anchors``,
+    At most ``size`` retrieved rows plus ``tail`` random other candidates; with ``balanced``
+    each labelled class first gets ``size // classes`` of its anchors' neighbours (best score
+    first), the rest by score, so a rare class's neighbourhood is never crowded out by the
+    denser classes' (whose neighbours score higher); else the ``size`` best scores (the paper).
+    Deterministic for the same features, labels, exclusions and seed. ``info``: ``anchors``,
     ``retrieved`` (distinct rows the anchors found), ``subpool``, ``tail``, ``approximate``.
     """
     labels = np.asarray(labels)
@@ -133,26 +145,48 @@ def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_nei
     taken = labels >= 0
     if exclude is not None:
         ex = np.asarray(exclude)
-        taken = taken | (ex if ex.dtype == bool else np.isin(np.arange(n), ex))
+        if ex.dtype == bool:
+            taken = taken | ex
+        else:  # indices: no (N,) isin
+            taken[ex.astype(np.int64)] = True
     a = anchors(geo.X, labels, per_class, seed)
-    picked = np.zeros(0, np.int64)
-    found = 0
+    picked, found = np.zeros(0, np.int64), 0
     if a.size:
         sims, idx = _neighbours(geo, a, taken, int(n_neighbors))
-        ok = idx >= 0
-        rows, inv = np.unique(idx[ok], return_inverse=True)
-        found = rows.size
-        score = np.bincount(inv, weights=sims[ok], minlength=rows.size) / np.bincount(inv, minlength=rows.size)
-        best = np.lexsort((rows, -score))[: int(size)]  # ties by index
-        picked = rows[best]
-    free = np.flatnonzero(~taken)
-    rest = np.setdiff1d(free, picked, assume_unique=True)
+        picked, found = _assemble(sims, idx, labels[a] if balanced else np.zeros(a.size, np.int64), int(size))
+    rest = ~taken
+    rest[picked] = False
+    rest = np.flatnonzero(rest)
     t = min(int(tail), rest.size)
     extra = np.random.default_rng([int(seed), 43]).choice(rest, t, replace=False) if t else np.zeros(0, np.int64)
     out = np.sort(np.concatenate([picked, extra]).astype(np.int64))
     info = {"anchors": int(a.size), "retrieved": int(found), "subpool": int(out.size), "tail": int(t),
             "approximate": bool(n >= IVF_MIN and ann.available())}
     return out, info
+
+
+def _assemble(sims, idx, group, size: int):
+    """(rows, n_found): at most ``size`` of the rows the anchors retrieved (``idx`` (A, k), -1 =
+    none). Score = mean similarity over the anchors that found a row; each anchor group (its
+    class) first gets ``size // groups`` of its rows by score, then the best of the rest."""
+    ok = idx >= 0
+    g = np.broadcast_to(np.asarray(group)[:, None], idx.shape)[ok]
+    rows, inv = np.unique(idx[ok], return_inverse=True)
+    score = np.bincount(inv, weights=sims[ok], minlength=rows.size) / np.bincount(inv, minlength=rows.size)
+    order = np.lexsort((rows, -score))  # best first, ties by index
+    if rows.size <= size:
+        return rows, rows.size
+    rank = np.empty(rows.size, np.int64)
+    rank[order] = np.arange(rows.size)
+    groups = np.unique(g)
+    quota = size // groups.size
+    chosen = np.zeros(rows.size, bool)
+    for c in groups:
+        mine = np.unique(rank[inv[g == c]])  # this group's rows, as global ranks, best first
+        chosen[order[mine[:quota]]] = True
+    fill = order[~chosen[order]][: size - int(chosen.sum())]
+    chosen[fill] = True
+    return rows[chosen], rows.size
 
 
 class RowsProbe:
@@ -225,16 +259,42 @@ class RowsProbe:
         return self.predict_proba(X).argmax(1).astype(np.int64)
 
     def predict_dropout(self, X=None, n_passes: int = 3, p: float = 0.75, seed: int = 0, rows=None, blocks=None):
+        """(n_passes, rows) class ids under input dropout, as the wrapped probe's. On the CPU the
+        masks are shared per block of ``DROPOUT_BLOCK`` of our rows (the probe's own path from
+        ``SHARED_MASKS_MIN`` rows): its fixed mask bank is reused, where the per-point path would
+        draw a bank of 4096 x D numbers for every new seed, every round (31 -> 6 ms at 8.4k rows)."""
+        import torch
+
+        from .probe import DROPOUT_BLOCK
+
         if X is not None:
             return self._probe.predict_dropout(X, n_passes=n_passes, p=p, seed=seed)
         if blocks is not None:  # blocks of our rows (DropQuery on a big subpool): gathered rows
-            from .probe import DROPOUT_BLOCK
-
             b = np.asarray(blocks, dtype=np.int64)
             rows = (b[:, None] * DROPOUT_BLOCK + np.arange(DROPOUT_BLOCK)[None, :]).ravel()
             rows = rows[rows < self._rows.size]
         r = self._rows if rows is None else self._rows[np.asarray(rows, dtype=np.int64)]
-        return self._probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed, rows=r)
+        pool = self._probe.transform(None)
+        if pool.is_cuda or isinstance(n_passes, bool) or not isinstance(n_passes, (int, np.integer)) \
+                or n_passes < 1 or not 0 <= p < 1:  # i.i.d. masks on the device; the probe rejects bad input
+            return self._probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed, rows=r)
+        xs = torch.index_select(pool, 0, torch.from_numpy(r))
+        cols = torch.from_numpy(np.flatnonzero(self._probe.seen_classes))
+        w, bias = self._probe._W[:, cols].T.contiguous(), self._probe._b[cols]
+        return cols[self._probe._dropout_blocks(xs, w, bias, int(n_passes), float(p), int(seed))].numpy()
+
+
+def _rows_of(features, rows, backend=None) -> np.ndarray:
+    """The subpool's feature rows, with their Geometry taken from the pool's unit rows (cached for
+    ``strategies.select``): no validation, hash or normalisation of a fresh array every round
+    (about 20 ms at 1M; the rows are bitwise the ones normalising them would give)."""
+    import hashlib
+
+    geo = Geometry.of(features, backend=backend)
+    X = geo.raw[rows]
+    key = hashlib.blake2b(rows.astype("<i8").tobytes(), digest_size=16, key=geo.fingerprint.encode()[:64])
+    Geometry.adopt(X, geo.X[rows], "rows:" + key.hexdigest(), backend=backend)
+    return X
 
 
 def _runs_on_subpool(name: str, labels, params: dict) -> bool:
@@ -279,7 +339,7 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, ex
     rseed = round_seed(seed, labels)
     sub, sinfo = subpool(features, labels, exclude=exclude, seed=rseed, **(subpool_params or {}))
     rows = np.union1d(sub, np.flatnonzero(labels >= 0))
-    X = np.asarray(features)[rows]
+    X = _rows_of(features, rows, params.get("backend"))
     idx, info = strategies.select(name, X, labels[rows], k, seed=seed, probe=RowsProbe(probe, rows),
                                   return_info=True, **params)
     info = dict(info, anchoral=sinfo)

@@ -293,10 +293,10 @@ class Geometry:
     _lock = threading.Lock()
     cache_size = 4
 
-    def __init__(self, features: np.ndarray, fp: str | None = None, backend=None, device=None):
+    def __init__(self, features: np.ndarray, fp: str | None = None, backend=None, device=None, X=None):
         self.raw = features
         self.fingerprint = fp or fingerprint(features)
-        self.X = normalize(features)
+        self.X = normalize(features) if X is None else X
         self.n_samples, self.n_features = self.X.shape
         self.backend, self.device = backend, device
         self._lock = threading.RLock()
@@ -348,6 +348,22 @@ class Geometry:
                 return geo
         geo = cls(check_features(features) if arr is None else arr, fp, backend, device)
         with cls._lock:
+            cls._cache[key] = geo
+            while len(cls._cache) > cls.cache_size:
+                cls._cache.popitem(last=False)
+        return geo
+
+    @classmethod
+    def adopt(cls, features, X: np.ndarray, fp: str, backend=None, device=None) -> "Geometry":
+        """Cache a Geometry for ``features`` whose unit rows ``X`` and a unique key ``fp`` are
+        known (rows of a feature set seen before: AnchorAL's subpool), so that :meth:`of` finds it
+        by identity without validating, hashing or normalising ``features`` again."""
+        geo = cls(features, fp, backend, device, X=X)
+        key = (fp, BACKEND if backend is None else backend, None if device is None else str(device))
+        with cls._lock:
+            cls._ids[id(features)] = (weakref.ref(features), fp)
+            for k in [k for k, (r, _) in cls._ids.items() if r() is None] if len(cls._ids) > 64 else ():
+                del cls._ids[k]
             cls._cache[key] = geo
             while len(cls._cache) > cls.cache_size:
                 cls._cache.popitem(last=False)

@@ -37,17 +37,25 @@ def test_anchors_are_labelled_rows_at_most_per_class(digits):
     assert few.size == 30  # all of them when a class has fewer
 
 
-def brute_subpool(Xu, labels, taken, anchors_, k, size):
+def brute_subpool(Xu, labels, taken, anchors_, k, size, balanced=True):
+    """The retrieved part by brute force: per anchor its k nearest free rows, score = mean
+    similarity; each anchor class its size // classes best rows first, then the best others."""
     free = np.flatnonzero(~taken)
-    sums, cnt = {}, {}
+    sums, cnt, by_class = {}, {}, {}
     for a in anchors_:
         s = Xu[free] @ Xu[a]
         for j in np.lexsort((free, -s))[:k]:
             sums[free[j]] = sums.get(free[j], 0.0) + s[j]
             cnt[free[j]] = cnt.get(free[j], 0) + 1
-    rows = np.array(sorted(sums))
-    score = np.array([sums[r] / cnt[r] for r in rows])
-    return np.sort(rows[np.lexsort((rows, -score))[:size]])
+            by_class.setdefault(labels[a] if balanced else 0, set()).add(free[j])
+    ranked = sorted(sums, key=lambda r: (-sums[r] / cnt[r], r))
+    if len(ranked) <= size:
+        return np.sort(ranked)
+    out = set()
+    for c, rows in by_class.items():
+        out |= set([r for r in ranked if r in rows][: size // len(by_class)])
+    out |= set([r for r in ranked if r not in out][: size - len(out)])
+    return np.sort(list(out))
 
 
 def test_subpool_is_the_best_scored_neighbours_plus_a_random_tail(digits):
@@ -62,8 +70,14 @@ def test_subpool_is_the_best_scored_neighbours_plus_a_random_tail(digits):
     taken = labels >= 0
     taken[excl] = True
     a = A.anchors(Xu, labels, 3, 5)
-    want = brute_subpool(Xu, labels, taken, a, 20, 300)
-    assert np.isin(want, sub).all()  # the retrieved part, exactly
+    retrieved = {}
+    for balanced in (True, False):
+        want = brute_subpool(Xu, labels, taken, a, 20, 300, balanced)
+        retrieved[balanced], _ = A.subpool(X, labels, exclude=excl, per_class=3, n_neighbors=20, size=300, tail=0,
+                                           seed=5, balanced=balanced)
+        np.testing.assert_array_equal(retrieved[balanced], want)  # the retrieved part, exactly
+    assert not np.array_equal(retrieved[True], retrieved[False])  # the quotas changed something here
+    assert np.isin(retrieved[True], sub).all()  # the default: class quotas, plus the tail
     again, _ = A.subpool(X, labels, exclude=excl, per_class=3, n_neighbors=20, size=300, tail=50, seed=5)
     np.testing.assert_array_equal(sub, again)
     other, _ = A.subpool(X, labels, exclude=excl, per_class=3, n_neighbors=20, size=300, tail=50, seed=6)
@@ -128,7 +142,16 @@ def test_rows_probe_reads_the_whole_pool_probe_on_its_rows(digits):
     np.testing.assert_allclose(rp.predict_proba(), probe.predict_proba()[rows], atol=1e-6)
     np.testing.assert_array_equal(rp.predict(), probe.predict()[rows])
     np.testing.assert_allclose(rp.transform().numpy(), probe.transform().numpy()[rows])
-    np.testing.assert_array_equal(rp.predict_dropout(seed=2), probe.predict_dropout(seed=2, rows=rows))
+    drops = rp.predict_dropout(seed=2)  # masks shared per block of our rows (the probe's big-pool path)
+    assert drops.shape == (3, rows.size) and np.isin(drops, np.flatnonzero(probe.seen_classes)).all()
+    np.testing.assert_array_equal(drops, rp.predict_dropout(seed=2))
+    assert not np.array_equal(drops, rp.predict_dropout(seed=3))
+    np.testing.assert_array_equal(rp.predict_dropout(p=0.0, n_passes=2), np.stack([rp.predict()] * 2))
+    flips = (drops != rp.predict()).mean()  # as often as the per-point masks flip a prediction
+    per_point = (probe.predict_dropout(seed=2, rows=rows) != probe.predict()[rows]).mean()
+    assert 0.5 * per_point <= flips <= 2 * per_point
+    with pytest.raises(ValueError, match="n_passes"):
+        rp.predict_dropout(n_passes=0)
     assert rp.n_classes == probe.n_classes and rp.is_fitted
     blk = rp.predict_dropout(seed=2, blocks=[0, 1])  # DropQuery's block sample, on the wrapped rows
     assert blk.shape == (3, rows.size)  # 299 rows: a full block of 256 and 43

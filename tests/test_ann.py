@@ -70,6 +70,19 @@ def test_ivf_index_queries_recall(fmnist_pixels):
         ann.IVFIndex(X, metric="cosine")
 
 
+def test_ivf_index_with_half_precision_rows_finds_the_same_neighbours(fmnist_pixels):
+    X = fmnist_pixels
+    q = X[::50]
+    flat = ann.IVFIndex(X, metric="inner", seed=0).search(q, 20)
+    v, i = ann.IVFIndex(X, metric="inner", seed=0, codec="fp16").search(q, 20)
+    ve, ie = knn_query(X, q, 20, metric="inner")
+    assert ann.recall(i, ie) >= 0.9 and ann.recall(i, flat[1]) >= 0.95
+    exact = np.einsum("qd,qkd->qk", q, X[i])  # the values carry only fp16 rounding
+    np.testing.assert_allclose(v, exact, atol=5e-3)
+    with pytest.raises(ValueError, match="codec"):
+        ann.IVFIndex(X, metric="inner", codec="pq")
+
+
 def test_geometry_knn_goes_approximate_from_the_threshold(fmnist_pixels, monkeypatch):
     X = fmnist_pixels
     geo = Geometry.of(X, backend="faiss")
