@@ -285,15 +285,17 @@ class RowsProbe:
 
 
 def _rows_of(features, rows, backend=None) -> np.ndarray:
-    """The subpool's feature rows, with their Geometry taken from the pool's unit rows (cached for
-    ``strategies.select``): no validation, hash or normalisation of a fresh array every round
-    (about 20 ms at 1M; the rows are bitwise the ones normalising them would give)."""
+    """The subpool's features: the pool's unit rows at ``rows`` (one gather), with their Geometry
+    cached for ``strategies.select`` so that a fresh array is not validated, hashed and normalised
+    every round (about 20 ms at 1M). Strategies read features only through the Geometry and the
+    probe (the subpool's probe answers for its rows by index), and BALD's duplicate check, for
+    which identical unit rows are the same image."""
     import hashlib
 
     geo = Geometry.of(features, backend=backend)
-    X = geo.raw[rows]
+    X = geo.X[rows]
     key = hashlib.blake2b(rows.astype("<i8").tobytes(), digest_size=16, key=geo.fingerprint.encode()[:64])
-    Geometry.adopt(X, geo.X[rows], "rows:" + key.hexdigest(), backend=backend)
+    Geometry.adopt(X, X, "rows:" + key.hexdigest(), backend=backend)
     return X
 
 

@@ -11,7 +11,8 @@ Part 2, label efficiency on a long-tailed pool. EfficientNet-Lite0 features of t
 Fashion-MNIST subset of ``efficiency_data`` (1280-d), split 70/30 stratified; in the pool one
 class (``--minority``) keeps 1 % of its rows. Both arms start from the same labels (2 per
 class, 1 of the minority) and buy batches of B = 10 up to ``--budget`` labels with margin
-sampling; AnchorAL uses a subpool scaled to the pool (``--size`` rows + ``--tail``). Reported:
+sampling; AnchorAL uses a subpool scaled to the pool (``--size`` rows + ``--tail``), with its
+default class quotas and, as a third arm, the paper's plain top ``--size`` scores. Reported:
 minority items found, macro-F1 of the probe on the test split, time per round.
 
     .venv/bin/python bench/bench_anchoral.py                    # 200k, 500k, 1M + the long tail
@@ -89,6 +90,9 @@ def long_tail_pool(minority: int, seed: int = 0, features: str = "effnet"):
     return Xp[keep], yp[keep], Xt, yt
 
 
+ARMS = ("full pool", "AnchorAL", "AnchorAL, top-S")
+
+
 def efficiency(args, seed: int) -> list[dict]:
     from sklearn.metrics import f1_score
 
@@ -105,7 +109,7 @@ def efficiency(args, seed: int) -> list[dict]:
         start[pick] = c
     sp = dict(size=args.size, tail=args.tail)
     out = []
-    for arm in ("full pool", "AnchorAL"):
+    for arm in ARMS:
         labels = start.copy()
         probe = LinearProbe(seed=seed)
         times = []
@@ -115,8 +119,9 @@ def efficiency(args, seed: int) -> list[dict]:
             t = time.perf_counter()
             if arm == "full pool":
                 idx = anchoral.select("margin", Xp, labels, 10, seed=seed, probe=probe, min_pool=10**12)
-            else:
-                idx = anchoral.select("margin", Xp, labels, 10, seed=seed, probe=probe, min_pool=0, subpool_params=sp)
+            else:  # the default (class quotas in the subpool) and the paper's top-S
+                idx = anchoral.select("margin", Xp, labels, 10, seed=seed, probe=probe, min_pool=0,
+                                      subpool_params=dict(sp, balanced=arm == "AnchorAL"))
             times.append(time.perf_counter() - t)
             labels[idx] = yp[idx]
         probe.fit(Xp, labels, n_classes=10)
@@ -124,7 +129,7 @@ def efficiency(args, seed: int) -> list[dict]:
         found = int(((labels >= 0) & (yp == args.minority)).sum())
         out.append({"seed": seed, "arm": arm, "minority_found": found, "minority_in_pool": n_min,
                     "macro_f1": f1, "round_ms": 1e3 * np.median(times), "labels": int((labels >= 0).sum())})
-        print(f"  seed {seed} {arm:9s}: minority {found}/{n_min}, macro-F1 {f1:.3f}, "
+        print(f"  seed {seed} {arm:15s}: minority {found}/{n_min}, macro-F1 {f1:.3f}, "
               f"round {out[-1]['round_ms']:.1f} ms", flush=True)
         Geometry.clear_cache()
     return out
@@ -158,12 +163,13 @@ def main(argv=None) -> int:
             ("anchoral_ms", "AnchorAL, ms/round"), ("speedup", "speed-up"), ("subpool", "subpool rows"),
             ("index_s", "IVF index, s (once)")]
     summary = []
-    for arm in ("full pool", "AnchorAL"):
+    for arm in ARMS:
         r = [e for e in eff_rows if e["arm"] == arm]
-        summary.append({"arm": arm, "found": f"{np.mean([e['minority_found'] for e in r]):.1f} / "
-                                             f"{r[0]['minority_in_pool']}",
-                        "f1": f"{np.mean([e['macro_f1'] for e in r]):.3f}",
-                        "ms": np.mean([e["round_ms"] for e in r])})
+        if not r:
+            continue
+        found, f1 = [e["minority_found"] for e in r], [e["macro_f1"] for e in r]
+        summary.append({"arm": arm, "found": f"{np.mean(found):.1f} ± {np.std(found):.1f} / {r[0]['minority_in_pool']}",
+                        "f1": f"{np.mean(f1):.3f} ± {np.std(f1):.3f}", "ms": np.mean([e["round_ms"] for e in r])})
     path = C.write_results(
         args.out, title="AnchorAL subpools vs the whole pool",
         settings=f"N {args.n}, strategies {args.strategies}, {args.rounds} rounds; long tail: fmnist features, "
@@ -171,7 +177,7 @@ def main(argv=None) -> int:
                  f"{args.seeds} seeds; one thread",
         info=info, records=speed_rows + eff_rows,
         tables=[("Scoring + selection per round (probe fitted on the whole pool for both)", C.markdown_table(speed_rows, cols)),
-                ("Long-tailed Fashion-MNIST: minority items found and macro-F1 after the budget (mean over seeds)",
+                ("Long-tailed Fashion-MNIST: minority items found and macro-F1 after the budget (mean ± sd over seeds)",
                  C.markdown_table(summary, [("arm", "arm"), ("found", "minority found"), ("f1", "macro-F1"),
                                             ("ms", "ms/round")]))])
     print(f"wrote {path}")
