@@ -209,3 +209,70 @@ def test_a_reduced_precision_pool_keeps_the_float32_picks_on_the_subpool(digits,
                                      subpool_params=sp)
                 approx_differs += not np.array_equal(plain, got[False])
     assert approx_differs > 0
+
+
+def test_a_rare_class_anchors_its_labels_and_keeps_its_neighbourhood(digits):
+    """Per-class anchors: every labelled row of a class with fewer than per_class labels is an
+    anchor; with class quotas its anchors' neighbours all reach the subpool even where the other
+    classes' neighbours score higher (the paper's top-S drops some of them here)."""
+    X, y = digits
+    labels = labelled(y, 12)
+    rare = 8
+    labels[np.flatnonzero(labels == rare)[1:]] = -1  # one label of class 8, 12 of the others
+    Xu = normalize(X)
+    a = A.anchors(Xu, labels, per_class=10, seed=0)
+    assert np.flatnonzero(labels == rare)[0] in a and np.bincount(labels[a]).max() == 10
+    kept = {}
+    for balanced in (True, False):
+        sub, info = A.subpool(X, labels, per_class=10, n_neighbors=30, size=400, tail=20, seed=0, balanced=balanced)
+        assert info["tail"] == 20 and info["retrieved"] > 400  # the quota binds; the random tail stays
+        taken = labels >= 0
+        s = Xu[~taken] @ Xu[np.flatnonzero(labels == rare)[0]]
+        near = np.flatnonzero(~taken)[np.lexsort((np.flatnonzero(~taken), -s))[:30]]  # the rare anchor's 30
+        kept[balanced] = np.isin(near, sub).mean()
+    assert kept[True] == 1.0 and kept[False] < 1.0
+
+
+@pytest.mark.parametrize("name", ["margin", "dropquery", "badge"])
+def test_the_subpool_geometry_is_the_pools_rows_not_a_new_hash(digits, monkeypatch, name):
+    """After the pool's first round, a round neither hashes nor normalises a feature array (the
+    subpool's Geometry is the pool's unit rows), and its picks equal strategies.select run on
+    the subpool's rows from scratch (a fresh Geometry, validated, hashed and normalised)."""
+    from alwidget import geometry
+
+    X, y = digits
+    labels = labelled(y, 6)
+    probe = LinearProbe(seed=0).fit(X, labels)
+    sp = dict(per_class=4, n_neighbors=15, size=200, tail=20)
+    A.select(name, X, labels, 10, seed=1, probe=probe, min_pool=0, subpool_params=sp)  # the pool's Geometry
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("hashed or normalised a feature array")
+
+    with monkeypatch.context() as m:
+        m.setattr(geometry, "fingerprint", forbidden)
+        m.setattr(geometry, "normalize", forbidden)
+        got = A.select(name, X, labels, 10, seed=2, probe=probe, min_pool=0, subpool_params=sp)
+    sub, _ = A.subpool(X, labels, seed=S.round_seed(2, labels), **sp)
+    rows = np.union1d(sub, np.flatnonzero(labels >= 0))
+    np.testing.assert_array_equal(Geometry.of(A._rows_of(X, rows)).X, normalize(X[rows]))  # bitwise
+    Geometry.clear_cache()
+    ref = S.select(name, np.array(X[rows]), labels[rows], 10, seed=2, probe=A.RowsProbe(probe, rows))
+    np.testing.assert_array_equal(got, rows[ref])
+
+
+def test_same_seed_and_labels_give_the_same_picks_with_a_new_ivf_index(digits, monkeypatch):
+    pytest.importorskip("faiss")
+    X, y = digits
+    monkeypatch.setattr(A, "IVF_MIN", 100)  # the approximate path on digits
+    labels = labelled(y, 6)
+    probe = LinearProbe(seed=0).fit(X, labels)
+    sp = dict(per_class=4, n_neighbors=15, size=200, tail=20)
+    picks = []
+    for _ in range(2):
+        Geometry.clear_cache()  # a new index, new neighbour lists
+        idx, info = A.select("dropquery", X, labels, 10, seed=4, probe=probe, min_pool=0, subpool_params=sp,
+                             return_info=True)
+        assert info["anchoral"]["approximate"]
+        picks.append(idx)
+    np.testing.assert_array_equal(*picks)
