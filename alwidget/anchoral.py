@@ -4,15 +4,21 @@ Each round, for pools of at least :data:`SUBPOOL_MIN` rows (a setting; ``min_poo
 
 1. Anchors: per labelled class, at most ``per_class`` (50) of its labelled items, chosen by
    k-means++ seeding on the class's unit embeddings (spread over the class), re-drawn every
-   round from the round's seed, which keeps exploring.
+   round from the round's seed, which keeps exploring. A class with fewer labels (a rare one)
+   anchors all of them.
 2. Each anchor retrieves its ``n_neighbors`` (50) nearest *unlabelled*, not excluded items by
-   cosine similarity (exact below :data:`IVF_MIN` rows; above, a faiss IVF index built once per
-   feature set, :class:`alwidget.ann.IVFIndex`, when faiss is installed).
-3. Score = 1 - mean cosine distance to the anchors that retrieved the item; the ``size``
-   (10,000) best form the subpool, plus ``tail`` (1,000) unlabelled items drawn at random from
-   the rest (our addition: regions far from every label can still surface).
+   cosine similarity (exact below :data:`IVF_MIN` rows; above, a faiss IVF index with fp16 rows
+   built once per feature set, :class:`alwidget.ann.IVFIndex`, when faiss is installed; the rows
+   found are re-scored exactly). Each anchor's list is searched once and filtered by later labels.
+3. Score = 1 - mean cosine distance to the anchors that retrieved the item. The subpool holds
+   ``size`` (10,000) of them: first each anchor class's ``size // classes`` best, so a rare
+   class's neighbourhood is not crowded out by denser classes (whose neighbours score higher),
+   then the best of the rest (``balanced=False``: the paper's plain top ``size``); plus ``tail``
+   (1,000) unlabelled items drawn at random from the rest (our addition: regions far from every
+   label can still surface).
 4. The strategy runs on the subpool and the labelled items only. Its probe is the one fitted on
-   the whole pool (pool statistics never come from the subpool), read on the subpool's rows.
+   the whole pool (pool statistics never come from the subpool), read on the subpool's rows; its
+   features and Geometry are the pool's unit rows there (no new hash or normalisation per round).
 
 Strategies without a model (TypiClust, ProbCover, random, Coreset: they need pool-level
 densities and distances) and the cold start of the model-based ones (fewer than 2 labelled
