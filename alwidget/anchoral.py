@@ -199,7 +199,8 @@ class RowsProbe:
     """A probe fitted on the whole pool, read on some of its rows (the subpool + labelled).
 
     ``predict_proba()``, ``predict()``, ``predict_dropout()`` and ``transform()`` with ``X=None``
-    answer for ``rows`` only (in that order); everything else is the wrapped probe's."""
+    answer for ``rows`` only (in that order); everything else is the wrapped probe's. A view for
+    one selection call: it keeps the rows' scores and standardised features once gathered."""
 
     #: The strategies' Context reads ``proba_exact`` / ``exact_proba`` of this wrapper itself (they
     #: answer for its rows), so a reduced-precision pool pass still gets its exact shortlist re-score.
@@ -210,6 +211,7 @@ class RowsProbe:
         self._rows = np.asarray(rows, dtype=np.int64)
         self._proba = None
         self._exact = True
+        self._xs = None  # our rows of the pool's standardised tensor, gathered once per call
 
     def __getattr__(self, name):
         return getattr(self._probe, name)
@@ -219,8 +221,10 @@ class RowsProbe:
 
         if X is not None:
             return self._probe.transform(X)
-        pool = self._probe.transform(None)
-        return torch.index_select(pool, 0, torch.from_numpy(self._rows).to(pool.device))
+        if self._xs is None:  # read-only, like the probe's own pool tensor
+            pool = self._probe.transform(None)
+            self._xs = torch.index_select(pool, 0, torch.from_numpy(self._rows).to(pool.device))
+        return self._xs
 
     def predict_proba(self, X=None) -> np.ndarray:
         if X is not None:
@@ -284,7 +288,7 @@ class RowsProbe:
         if pool.is_cuda or isinstance(n_passes, bool) or not isinstance(n_passes, (int, np.integer)) \
                 or n_passes < 1 or not 0 <= p < 1:  # i.i.d. masks on the device; the probe rejects bad input
             return self._probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed, rows=r)
-        xs = torch.index_select(pool, 0, torch.from_numpy(r))
+        xs = self.transform(None) if rows is None else torch.index_select(pool, 0, torch.from_numpy(r))
         cols = torch.from_numpy(np.flatnonzero(self._probe.seen_classes))
         w, bias = self._probe._W[:, cols].T.contiguous(), self._probe._b[cols]
         return cols[self._probe._dropout_blocks(xs, w, bias, int(n_passes), float(p), int(seed))].numpy()
