@@ -42,6 +42,15 @@ LOWP_MIN = 20_000
 #: float32 one whenever the bf16 error stays under half of it (measured under 0.01 on digits and
 #: Fashion-MNIST features).
 ARGMAX_GUARD = 0.05
+# A bound on |bf16 logit - float32 logit| per row and class (issue 12, the 1M Session profile: the
+# probability guard alone sent a third of a 1M pool to the exact pass at 30 labels): the product's
+# error from the rows' and weights' rounding (Cauchy-Schwarz on the measured rounding errors, see
+# _product_error_coefficients) plus the bf16 result's rounding, <= u = 2^-8 relative (K_OUT). A row
+# whose top-two bf16 logit gap exceeds twice its largest class bound has float32's argmax (the gap
+# cannot close), so rows within the probability guard but outside this bound are not re-scored.
+_U16 = 2.0 ** -8
+_K_OUT = _U16 / (1 - _U16) + 2.0 ** -23
+_GAP_FLOOR = 1e-4  # logits: keeps float32 probabilities of the top two apart too
 # Upper bound on the augmented training matrix (rows x copies x features) in elements.
 _MAX_TRAIN_ELEMENTS = 1 << 25
 # New inputs are clipped to this many pool standard deviations so logits stay finite.
@@ -72,6 +81,8 @@ class _Pool:
         self.mean, self.std, self.X = mean, std, out
         self.n_samples, self.n_features = n, d
         self._x16 = None
+        # (2, N) float32: L2 norms of the standardised rows and of their bf16 rounding error (with lowp())
+        self.row_norms = None
 
     def lowp(self):
         """The standardised pool in bfloat16 (built on first use, then kept: half the fp32 bytes)."""
@@ -79,10 +90,14 @@ class _Pool:
 
         if self._x16 is None:
             x16 = torch.empty(self.X.shape, dtype=torch.bfloat16, device=self.X.device)
+            norms = torch.empty((2, self.n_samples), dtype=torch.float32, device=self.X.device)
             rows = max(1, _BLOCK_BYTES // (4 * self.n_features))
             for a in range(0, self.n_samples, rows):
-                x16[a:a + rows] = self.X[a:a + rows]
-            self._x16 = x16
+                x = self.X[a:a + rows]
+                x16[a:a + rows] = x
+                norms[0, a:a + rows] = torch.linalg.vector_norm(x, dim=1)
+                norms[1, a:a + rows] = torch.linalg.vector_norm(x - x16[a:a + rows].float(), dim=1)
+            self._x16, self.row_norms = x16, norms
         return self._x16
 
 
@@ -153,6 +168,19 @@ def clear_pool_cache() -> None:
         _ID_CACHE.clear()
 
 
+def _product_error_coefficients(w, w16, d: int):
+    """(A, B): |x~ . w~_c - x . w_c| <= A ||x|| + B ||x - x~|| for every class c, x~ and w~ the bf16
+    roundings, with fp32 accumulation of d terms in both products (error <= d 2^-24 sum |.|).
+
+    |x~.w~ - x.w| <= ||x~|| ||w~ - w|| + ||x~ - x|| ||w||, and ||x~|| <= ||x|| + ||x - x~||."""
+    import torch
+
+    w1 = float(torch.linalg.vector_norm(w, dim=1).max())
+    wd = float(torch.linalg.vector_norm(w16.float() - w, dim=1).max())
+    g = 2 * d * 2.0 ** -24 / (1 - d * 2.0 ** -24) * (w1 + wd)
+    return wd + g, wd + w1 + g
+
+
 def _softmax_(z):
     """Row softmax of a (n, C) tensor, in place and max-shifted (never overflows). For the few
     columns of a probe, torch.softmax(dim=1) was 6x slower on the CPU (15 vs 2.7 ms at 100k x 10)."""
@@ -216,6 +244,7 @@ class LinearProbe:
         self._proba_exact = True  # whether they came from the float32 pass
         self._train_masks = None
         self.n_iter_ = 0
+        self.n_rescored_ = 0  # rows the last bfloat16 pool pass re-scored in float32
 
     # -- state -----------------------------------------------------------------
     @property
@@ -351,7 +380,7 @@ class LinearProbe:
         self._check_fitted()
         if X is None:
             return self.pool_proba().copy()
-        return self._score(self.transform(X), lowp=False)
+        return self._score(self.transform(X))
 
     def pool_proba(self) -> np.ndarray:
         """The pool's cached probabilities, read-only and not copied (what the strategies read)."""
@@ -359,11 +388,7 @@ class LinearProbe:
         if self._proba is None:
             xs = self.transform(None)
             lowp = self._use_lowp(xs)
-            out = self._score(self._pool.lowp() if lowp else xs, lowp)
-            if lowp:
-                m1, m2 = top_two(out)
-                near = np.flatnonzero(m1 - m2 <= ARGMAX_GUARD)
-                out[near] = self.exact_proba(near)
+            out = self._score_lowp() if lowp else self._score(xs)
             out.setflags(write=False)
             self._proba, self._proba_exact = out, not lowp
         return self._proba
@@ -380,7 +405,7 @@ class LinearProbe:
 
         self._check_fitted()
         idx = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
-        return self._score(torch.index_select(self.transform(None), 0, idx), lowp=False)
+        return self._score(torch.index_select(self.transform(None), 0, idx))
 
     def _use_lowp(self, xs) -> bool:
         if self.low_precision is not True and (self.low_precision is False or xs.shape[0] < LOWP_MIN):
@@ -388,8 +413,8 @@ class LinearProbe:
         c = int(self._seen.sum())
         return self.low_precision is True or lowp_faster(xs, 1 << max(0, c - 1).bit_length())  # C to a power of 2
 
-    def _score(self, xs, lowp: bool) -> np.ndarray:
-        """Probabilities of the rows of xs (float32, or the bfloat16 pool when lowp)."""
+    def _score(self, xs) -> np.ndarray:
+        """Float32 probabilities of the rows of xs (a float32 tensor on the device)."""
         import torch
 
         n = xs.shape[0]
@@ -401,21 +426,68 @@ class LinearProbe:
         rows = n if xs.is_cuda else max(1, _BLOCK_BYTES // (xs.element_size() * xs.shape[1]))
         with torch.no_grad():
             for a in range(0, n, rows):
-                p = _softmax_(self._lowp_logits(xs[a:a + rows]) if lowp else self._logits(xs[a:a + rows]))
+                p = _softmax_(self._logits(xs[a:a + rows]))
                 if every:  # written in place, no (rows, C) numpy temporary
                     dst[a:a + rows].copy_(p)
                 else:
                     out[a:a + rows, cols] = p.cpu().numpy()
         return out
 
-    def _lowp_logits(self, x16):
-        """Logits of bfloat16 rows: bf16 product (fp32 accumulation, bf16 result), fp32 bias."""
+    def _score_lowp(self) -> np.ndarray:
+        """The pool's probabilities from the bfloat16 pass, near ties re-scored in float32.
+
+        One pass over the pool block by block; within a block, the rows that are within both
+        ARGMAX_GUARD (probabilities) and the bf16 error bound (logits, see _K_OUT) are re-scored from
+        the block's float32 rows while it is in cache, as exact_proba would (no pool-wide gather).
+        """
         import torch
 
-        cols = torch.from_numpy(np.flatnonzero(self._seen)).to(self.device)
-        w16 = self._W[:, cols].T.contiguous().to(torch.bfloat16)
-        z = torch.nn.functional.linear(x16, w16).float().add_(self._b[cols])
-        return torch.nan_to_num_(z, nan=0.0, posinf=3e38, neginf=-3e38)
+        pool, n = self._pool, self._pool.n_samples
+        x16, xs, norms = pool.lowp(), pool.X, pool.row_norms
+        out = np.zeros((n, self.n_classes), dtype=np.float32)
+        cols_np = np.flatnonzero(self._seen)
+        every, dst = cols_np.size == self.n_classes, torch.from_numpy(out)
+        cols = torch.from_numpy(cols_np).to(self.device)
+        w, b = self._W[:, cols].T.contiguous(), self._b[cols]
+        w16 = w.to(torch.bfloat16)
+        # cuBLAS may reduce bf16 products in bf16 (split-K): the bound then does not hold.
+        bounded = not (x16.is_cuda and torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction)
+        coef = _product_error_coefficients(w, w16, pool.n_features)
+        b_abs = float(b.abs().max())
+        rows = n if x16.is_cuda else max(1, _BLOCK_BYTES // (x16.element_size() * x16.shape[1]))
+        self.n_rescored_ = 0
+        with torch.no_grad():
+            for a in range(0, n, rows):
+                z = torch.nn.functional.linear(x16[a:a + rows], w16).float().add_(b)
+                z = torch.nan_to_num_(z, nan=0.0, posinf=3e38, neginf=-3e38)
+                near = self._near_ties(z, norms[:, a:a + rows], coef, b_abs, bounded)
+                p = _softmax_(z)
+                if near.numel():
+                    p[near] = _softmax_(self._logits(xs[a:a + rows].index_select(0, near)))
+                    self.n_rescored_ += int(near.numel())
+                if every:
+                    dst[a:a + rows].copy_(p)
+                else:
+                    out[a:a + rows, cols_np] = p.cpu().numpy()
+        return out
+
+    @staticmethod
+    def _near_ties(z, norms, coef, b_abs: float, bounded: bool):
+        """Rows (indices into the block) of bf16 logits z whose argmax may differ from float32's."""
+        import torch
+
+        if z.shape[1] < 2:
+            return torch.zeros(0, dtype=torch.int64, device=z.device)
+        top = z.topk(2, dim=1).values
+        gap = top[:, 0] - top[:, 1]
+        # probability gap p1 - p2 = (1 - exp(-gap)) / sum_c exp(z_c - z_max)
+        pgap = -torch.expm1(-gap) / (z - top[:, :1]).exp_().sum(1)
+        near = pgap <= ARGMAX_GUARD
+        if bounded:
+            prod = coef[0] * norms[0] + coef[1] * norms[1]
+            bound = 2 * (prod + _K_OUT * (z.abs().amax(1) + b_abs)) + _GAP_FLOOR
+            near &= gap <= bound
+        return near.nonzero().flatten()
 
     def predict(self, X=None) -> np.ndarray:
         """Most probable class id per row, (N,) int64."""

@@ -287,6 +287,68 @@ def test_low_precision_pool_pass_is_close_to_float32_and_exact_rows_match(digits
     assert lp.pool_proba()[0, 0] != 1.0
 
 
+def _bf16_and_fp32_logits(probe):
+    cols = torch.from_numpy(np.flatnonzero(probe._seen))
+    w, b = probe._W[:, cols].T.contiguous(), probe._b[cols]
+    pool = probe._pool
+    z16 = torch.nn.functional.linear(pool.lowp(), w.to(torch.bfloat16)).float() + b
+    z32 = torch.nn.functional.linear(pool.X, w, b)
+    return w, b, z16, z32
+
+
+@pytest.mark.parametrize("n_labels", [10, 60, 400])
+def test_bf16_logit_error_bound_holds_on_every_row_and_class(digits, n_labels):
+    X, y = digits
+    probe = LinearProbe(seed=0, device="cpu", low_precision=True).fit(X, _partial(y, n_labels))
+    w, b, z16, z32 = _bf16_and_fp32_logits(probe)
+    a, c = probe_mod._product_error_coefficients(w, w.to(torch.bfloat16), X.shape[1])
+    norms = probe._pool.row_norms
+    assert torch.all(norms[1] > 0) and torch.all(norms[1] < norms[0] * 2.0 ** -7)  # rounding error <= u
+    per_class = a * norms[0] + c * norms[1] + probe_mod._K_OUT * (z16.abs().amax(1) + b.abs().max())
+    assert torch.all((z16 - z32).abs() <= per_class[:, None])
+
+
+def test_bf16_pass_rescores_only_rows_the_bound_cannot_settle(digits, monkeypatch):
+    X, y = digits
+    labels = _partial(y, 30)
+    fp = LinearProbe(seed=0, device="cpu", low_precision=False).fit(X, labels)
+    p32 = fp.predict_proba()
+    monkeypatch.setattr(probe_mod, "ARGMAX_GUARD", 1.0)  # every row is a near tie by probability
+    lp = LinearProbe(seed=0, device="cpu", low_precision=True).fit(X, labels)
+    p16 = lp.predict_proba()
+    assert np.array_equal(p16.argmax(1), p32.argmax(1))  # float32's argmax on every row
+    assert 0 < lp.n_rescored_ < len(y) // 2  # the logit bound settles most rows by itself
+    _, _, z16, _ = _bf16_and_fp32_logits(lp)
+    top = z16.topk(2, 1).values
+    rescored = np.flatnonzero(np.abs(p16 - p32).max(1) < 1e-6)
+    wide = np.flatnonzero((top[:, 0] - top[:, 1]).numpy() > 1.0)  # far above the bound: not re-scored
+    assert wide.size and not np.isin(wide, rescored).any() and np.abs(p16[wide] - p32[wide]).max() > 0
+    monkeypatch.setattr(probe_mod, "ARGMAX_GUARD", -1.0)  # no probability near ties: nothing re-scored
+    none = LinearProbe(seed=0, device="cpu", low_precision=True).fit(X, labels)
+    none.pool_proba()
+    assert none.n_rescored_ == 0
+
+
+def test_bf16_near_ties_without_the_bound_follow_the_probability_guard():
+    z = torch.tensor([[2.0, 1.97, 0.0], [3.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
+    norms = torch.ones((2, 3))
+    rows = LinearProbe._near_ties(z, norms, (0.0, 0.0), 0.0, bounded=False)
+    assert rows.tolist() == [0, 2]  # p-gaps 0.015 and 0 are within ARGMAX_GUARD, row 1's is not
+    assert LinearProbe._near_ties(z, norms, (0.0, 0.0), 0.0, bounded=True).tolist() == [2]  # gap 0.03 > 2 K_OUT 2
+    assert LinearProbe._near_ties(z[:, :1], norms, (0.0, 0.0), 0.0, bounded=True).numel() == 0
+
+
+def test_bf16_pass_with_classes_not_yet_labelled(digits):
+    X, y = digits
+    labels = _partial(y, 40)
+    labels[np.isin(labels, [8, 9])] = -1
+    lp = LinearProbe(seed=0, device="cpu", low_precision=True).fit(X, labels, n_classes=12)
+    fp = LinearProbe(seed=0, device="cpu", low_precision=False).fit(X, labels, n_classes=12)
+    p16, p32 = lp.predict_proba(), fp.predict_proba()
+    assert p16.shape == (len(y), 12) and not p16[:, 8:].any()
+    assert np.array_equal(p16.argmax(1), p32.argmax(1)) and np.abs(p16 - p32).max() < 0.02
+
+
 def test_small_pools_stay_exact_under_auto(digits):
     X, y = digits
     labels = np.full(len(y), -1)
