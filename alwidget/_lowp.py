@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["lowp_faster", "top_two"]
+__all__ = ["lowp_faster", "near_ties", "product_error_coefficients", "top_two"]
+
+# A bound on |bf16 logit - float32 logit| per row and class (issue 12, the 1M Session profile: the
+# probability guard alone sent a third of a 1M pool to the exact pass at 30 labels): the product's
+# error from the rows' and weights' rounding (Cauchy-Schwarz on the measured rounding errors, see
+# product_error_coefficients) plus the bf16 result's rounding, <= u = 2^-8 relative (K_OUT). A row
+# whose top-two bf16 logit gap exceeds twice its largest class bound has float32's argmax (the gap
+# cannot close), so rows within the probability guard but outside this bound are not re-scored.
+_U16 = 2.0 ** -8
+_K_OUT = _U16 / (1 - _U16) + 2.0 ** -23
+_GAP_FLOOR = 1e-4  # logits: keeps float32 probabilities of the top two apart too
 
 # A bf16 pass must take at most this fraction of the fp32 pass to be used.
 _LOWP_GAIN = 0.7
@@ -63,3 +73,38 @@ def top_two(p: np.ndarray):
         np.maximum(m2, tmp, out=m2)
         np.maximum(m1, q[c], out=m1)
     return m1, m2
+
+
+def product_error_coefficients(w, w16, d: int):
+    """(A, B): |x~ . w~_c - x . w_c| <= A ||x|| + B ||x - x~|| for every class c, x~ and w~ the bf16
+    roundings, with fp32 accumulation of d terms in both products (error <= d 2^-24 sum |.|).
+
+    |x~.w~ - x.w| <= ||x~|| ||w~ - w|| + ||x~ - x|| ||w||, and ||x~|| <= ||x|| + ||x - x~||."""
+    import torch
+
+    w1 = float(torch.linalg.vector_norm(w, dim=1).max())
+    wd = float(torch.linalg.vector_norm(w16.float() - w, dim=1).max())
+    g = 2 * d * 2.0 ** -24 / (1 - d * 2.0 ** -24) * (w1 + wd)
+    return wd + g, wd + w1 + g
+
+
+def near_ties(z, norms, coef, b_abs: float, guard: float, bounded: bool = True):
+    """Rows (indices into z) of bf16 logits z (n, C) whose argmax may differ from float32's.
+
+    A row is a near tie when its probability gap is within ``guard`` and, if ``bounded``, its top-two
+    logit gap is within twice the error bound (``norms``: (2, n) row and rounding-error norms,
+    ``coef`` from :func:`product_error_coefficients`, ``b_abs`` the largest |bias|)."""
+    import torch
+
+    if z.shape[1] < 2:
+        return torch.zeros(0, dtype=torch.int64, device=z.device)
+    top = z.topk(2, dim=1).values
+    gap = top[:, 0] - top[:, 1]
+    # probability gap p1 - p2 = (1 - exp(-gap)) / sum_c exp(z_c - z_max)
+    pgap = -torch.expm1(-gap) / (z - top[:, :1]).exp_().sum(1)
+    near = pgap <= guard
+    if bounded:
+        prod = coef[0] * norms[0] + coef[1] * norms[1]
+        bound = 2 * (prod + _K_OUT * (z.abs().amax(1) + b_abs)) + _GAP_FLOOR
+        near &= gap <= bound
+    return near.nonzero().flatten()

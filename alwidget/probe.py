@@ -19,7 +19,7 @@ import numpy as np
 from . import _dropout
 from ._dropout import mc_dropout_proba  # noqa: F401  (public here since issue 9)
 from ._lbfgs import lbfgs as _lbfgs
-from ._lowp import lowp_faster, top_two
+from ._lowp import lowp_faster, near_ties, product_error_coefficients, top_two
 from ._util import check_features, check_labels, fingerprint, resolve_device
 
 __all__ = ["LOWP_MIN", "LinearProbe", "lowp_faster", "top_two"]
@@ -40,17 +40,9 @@ LOWP_MIN = 20_000
 #: After a bf16 pass, rows whose second most probable class is within this of the first are re-scored
 #: in float32, so the pool's argmax (predict, DropQuery's clean pass, the trust estimate) is the
 #: float32 one whenever the bf16 error stays under half of it (measured under 0.01 on digits and
-#: Fashion-MNIST features).
+#: Fashion-MNIST features). Of those, only the rows whose logit gap is within the bf16 error bound of
+#: :func:`_lowp.near_ties` are re-scored (the others provably keep float32's argmax).
 ARGMAX_GUARD = 0.05
-# A bound on |bf16 logit - float32 logit| per row and class (issue 12, the 1M Session profile: the
-# probability guard alone sent a third of a 1M pool to the exact pass at 30 labels): the product's
-# error from the rows' and weights' rounding (Cauchy-Schwarz on the measured rounding errors, see
-# _product_error_coefficients) plus the bf16 result's rounding, <= u = 2^-8 relative (K_OUT). A row
-# whose top-two bf16 logit gap exceeds twice its largest class bound has float32's argmax (the gap
-# cannot close), so rows within the probability guard but outside this bound are not re-scored.
-_U16 = 2.0 ** -8
-_K_OUT = _U16 / (1 - _U16) + 2.0 ** -23
-_GAP_FLOOR = 1e-4  # logits: keeps float32 probabilities of the top two apart too
 # Upper bound on the augmented training matrix (rows x copies x features) in elements.
 _MAX_TRAIN_ELEMENTS = 1 << 25
 # New inputs are clipped to this many pool standard deviations so logits stay finite.
@@ -166,19 +158,6 @@ def clear_pool_cache() -> None:
     with _LOCK:
         _POOL_CACHE.clear()
         _ID_CACHE.clear()
-
-
-def _product_error_coefficients(w, w16, d: int):
-    """(A, B): |x~ . w~_c - x . w_c| <= A ||x|| + B ||x - x~|| for every class c, x~ and w~ the bf16
-    roundings, with fp32 accumulation of d terms in both products (error <= d 2^-24 sum |.|).
-
-    |x~.w~ - x.w| <= ||x~|| ||w~ - w|| + ||x~ - x|| ||w||, and ||x~|| <= ||x|| + ||x - x~||."""
-    import torch
-
-    w1 = float(torch.linalg.vector_norm(w, dim=1).max())
-    wd = float(torch.linalg.vector_norm(w16.float() - w, dim=1).max())
-    g = 2 * d * 2.0 ** -24 / (1 - d * 2.0 ** -24) * (w1 + wd)
-    return wd + g, wd + w1 + g
 
 
 def _softmax_(z):
@@ -437,7 +416,7 @@ class LinearProbe:
         """The pool's probabilities from the bfloat16 pass, near ties re-scored in float32.
 
         One pass over the pool block by block; within a block, the rows that are within both
-        ARGMAX_GUARD (probabilities) and the bf16 error bound (logits, see _K_OUT) are re-scored from
+        ARGMAX_GUARD (probabilities) and the bf16 error bound (logits, :func:`_lowp.near_ties`) are re-scored from
         the block's float32 rows while it is in cache, as exact_proba would (no pool-wide gather).
         """
         import torch
@@ -452,7 +431,7 @@ class LinearProbe:
         w16 = w.to(torch.bfloat16)
         # cuBLAS may reduce bf16 products in bf16 (split-K): the bound then does not hold.
         bounded = not (x16.is_cuda and torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction)
-        coef = _product_error_coefficients(w, w16, pool.n_features)
+        coef = product_error_coefficients(w, w16, pool.n_features)
         b_abs = float(b.abs().max())
         rows = n if x16.is_cuda else max(1, _BLOCK_BYTES // (x16.element_size() * x16.shape[1]))
         self.n_rescored_ = 0
@@ -460,7 +439,7 @@ class LinearProbe:
             for a in range(0, n, rows):
                 z = torch.nn.functional.linear(x16[a:a + rows], w16).float().add_(b)
                 z = torch.nan_to_num_(z, nan=0.0, posinf=3e38, neginf=-3e38)
-                near = self._near_ties(z, norms[:, a:a + rows], coef, b_abs, bounded)
+                near = near_ties(z, norms[:, a:a + rows], coef, b_abs, ARGMAX_GUARD, bounded)
                 p = _softmax_(z)
                 if near.numel():
                     p[near] = _softmax_(self._logits(xs[a:a + rows].index_select(0, near)))
@@ -470,24 +449,6 @@ class LinearProbe:
                 else:
                     out[a:a + rows, cols_np] = p.cpu().numpy()
         return out
-
-    @staticmethod
-    def _near_ties(z, norms, coef, b_abs: float, bounded: bool):
-        """Rows (indices into the block) of bf16 logits z whose argmax may differ from float32's."""
-        import torch
-
-        if z.shape[1] < 2:
-            return torch.zeros(0, dtype=torch.int64, device=z.device)
-        top = z.topk(2, dim=1).values
-        gap = top[:, 0] - top[:, 1]
-        # probability gap p1 - p2 = (1 - exp(-gap)) / sum_c exp(z_c - z_max)
-        pgap = -torch.expm1(-gap) / (z - top[:, :1]).exp_().sum(1)
-        near = pgap <= ARGMAX_GUARD
-        if bounded:
-            prod = coef[0] * norms[0] + coef[1] * norms[1]
-            bound = 2 * (prod + _K_OUT * (z.abs().amax(1) + b_abs)) + _GAP_FLOOR
-            near &= gap <= bound
-        return near.nonzero().flatten()
 
     def predict(self, X=None) -> np.ndarray:
         """Most probable class id per row, (N,) int64."""

@@ -301,10 +301,10 @@ def test_bf16_logit_error_bound_holds_on_every_row_and_class(digits, n_labels):
     X, y = digits
     probe = LinearProbe(seed=0, device="cpu", low_precision=True).fit(X, _partial(y, n_labels))
     w, b, z16, z32 = _bf16_and_fp32_logits(probe)
-    a, c = probe_mod._product_error_coefficients(w, w.to(torch.bfloat16), X.shape[1])
+    a, c = _lowp.product_error_coefficients(w, w.to(torch.bfloat16), X.shape[1])
     norms = probe._pool.row_norms
     assert torch.all(norms[1] > 0) and torch.all(norms[1] < norms[0] * 2.0 ** -7)  # rounding error <= u
-    per_class = a * norms[0] + c * norms[1] + probe_mod._K_OUT * (z16.abs().amax(1) + b.abs().max())
+    per_class = a * norms[0] + c * norms[1] + _lowp._K_OUT * (z16.abs().amax(1) + b.abs().max())
     assert torch.all((z16 - z32).abs() <= per_class[:, None])
 
 
@@ -332,10 +332,10 @@ def test_bf16_pass_rescores_only_rows_the_bound_cannot_settle(digits, monkeypatc
 def test_bf16_near_ties_without_the_bound_follow_the_probability_guard():
     z = torch.tensor([[2.0, 1.97, 0.0], [3.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
     norms = torch.ones((2, 3))
-    rows = LinearProbe._near_ties(z, norms, (0.0, 0.0), 0.0, bounded=False)
+    rows = _lowp.near_ties(z, norms, (0.0, 0.0), 0.0, 0.05, bounded=False)
     assert rows.tolist() == [0, 2]  # p-gaps 0.015 and 0 are within ARGMAX_GUARD, row 1's is not
-    assert LinearProbe._near_ties(z, norms, (0.0, 0.0), 0.0, bounded=True).tolist() == [2]  # gap 0.03 > 2 K_OUT 2
-    assert LinearProbe._near_ties(z[:, :1], norms, (0.0, 0.0), 0.0, bounded=True).numel() == 0
+    assert _lowp.near_ties(z, norms, (0.0, 0.0), 0.0, 0.05, bounded=True).tolist() == [2]  # gap 0.03 > 2 K_OUT 2
+    assert _lowp.near_ties(z[:, :1], norms, (0.0, 0.0), 0.0, 0.05).numel() == 0
 
 
 def test_bf16_pass_with_classes_not_yet_labelled(digits):
