@@ -161,7 +161,7 @@ class Learner:
             t0 = time.perf_counter()
             if (labels >= 0).any():
                 self.probe.fit(self.features, labels, n_classes=max(s["n_classes"], int(labels.max()) + 1))
-                proba = self.probe.predict_proba()
+                proba = self.probe.pool_proba()  # read-only, not copied: Session.predict_proba() copies
             t1 = time.perf_counter()
             if self._closed:
                 return None
