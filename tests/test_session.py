@@ -117,6 +117,19 @@ def test_new_classes_can_appear_any_time(session, digits):
     assert s.status["counts"] == {"zero": 3, "one": 3, "two": 1, "three": 0}
 
 
+def test_predict_proba_hands_out_copies_of_the_probes_scores(session, digits):
+    X, y = digits
+    s = session
+    s.label_many(np.flatnonzero(y == 0)[:3], "zero")
+    s.label_many(np.flatnonzero(y == 1)[:3], "one")
+    s.wait(timeout=60)
+    first = s.predict_proba()
+    assert first.flags.writeable  # the published scores are the probe's read-only cache, never the caller's
+    np.testing.assert_array_equal(first, s.probe.pool_proba())
+    first[:] = 0
+    assert s.predict_proba().sum() > 0 and s.probe.pool_proba().sum() > 0
+
+
 def test_declared_classes_keep_their_ids(digits):
     X, _ = digits
     with Session(X, classes=["a", "b", "c"], strategy="random", device="cpu") as s:
