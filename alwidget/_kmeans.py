@@ -88,3 +88,25 @@ def _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid):
                 cent[empty] = xt[far]
         assign, _ = _assign_torch(_to_torch(X, dev), cent)
         return assign.cpu().numpy().astype(np.int64), cent.cpu().numpy().astype(np.float32)
+
+
+def pca_project(X: np.ndarray, dims: int, seed: int = 0, fit_max: int = 20_000) -> np.ndarray:
+    """(N, dims) float32 coordinates of the centred rows of X on their top ``dims`` principal axes.
+
+    The axes come from the covariance of a seeded sample of at most ``fit_max`` rows (float64
+    eigendecomposition, so the result is deterministic); each axis's sign is fixed (largest
+    |loading| positive) so that the coordinates do not depend on the eigensolver's sign choice.
+    """
+    n, d = X.shape
+    dims = int(min(dims, d))
+    fit = X if n <= fit_max else X[np.sort(np.random.default_rng([int(seed), 31]).choice(n, fit_max, replace=False))]
+    mean = fit.mean(0, dtype=np.float64)
+    fc = (fit - mean).astype(np.float32)
+    _, vecs = np.linalg.eigh((fc.T @ fc).astype(np.float64))
+    axes = vecs[:, ::-1][:, :dims]
+    axes *= np.where(axes[np.abs(axes).argmax(0), np.arange(dims)] < 0, -1.0, 1.0)
+    out = np.empty((n, dims), np.float32)
+    axes32, mean32 = axes.astype(np.float32), mean.astype(np.float32)
+    for a in range(0, n, 65536):  # bounded temporaries on big pools
+        out[a:a + 65536] = (X[a:a + 65536] - mean32) @ axes32
+    return out
