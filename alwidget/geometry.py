@@ -499,10 +499,11 @@ class Geometry:
             self._mind = (centres, base)
             return base.copy()
 
-    def sq_dist_to(self, rows) -> np.ndarray:
-        """(N, len(rows)) float32 squared distances from every row to the given rows, >= 0."""
+    def sq_dist_to(self, rows, among=None) -> np.ndarray:
+        """(N, len(rows)) float32 squared distances from every row (or the rows ``among``) to the given rows, >= 0."""
         rows = np.asarray(rows, dtype=np.int64)
         if self._sqn is None:
             self._sqn = np.einsum("ij,ij->i", self.X, self.X)
-        d = self._sqn[:, None] - 2.0 * (self.X @ self.X[rows].T) + self._sqn[rows][None, :]
+        a = slice(None) if among is None else np.asarray(among, dtype=np.int64)
+        d = self._sqn[a, None] - 2.0 * (self.X[a] @ self.X[rows].T) + self._sqn[rows][None, :]
         return np.maximum(d, 0.0, out=d).astype(np.float32, copy=False)

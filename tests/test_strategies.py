@@ -527,6 +527,36 @@ def test_coreset_equals_naive_k_centre():
     np.testing.assert_array_equal(cold, naive_k_centre(Geometry.of(X).X, np.full(150, -1), 20, first=cold[0]))
 
 
+def dense_k_centre(geo, min_sq, available, k):
+    """Farthest-first with every row's distance to every pick (the lazy version's reference)."""
+    picks, score = [], np.where(available, min_sq, -1.0)
+    for _ in range(k):
+        v = int(score.argmax())
+        picks.append(v)
+        score[v] = -1.0
+        np.minimum(score, geo.sq_dist_to([v])[:, 0], out=score, where=score >= 0)
+    return np.array(picks)
+
+
+@pytest.mark.parametrize("block", [1, 3, 64, 5000])
+def test_lazy_k_centre_greedy_equals_the_dense_one(digits, monkeypatch, block):
+    from alwidget.strategies import coreset
+
+    monkeypatch.setattr(coreset, "REFRESH_BLOCK", block)
+    X, y = digits
+    X = np.vstack([X, X[:40]])  # exact duplicates: ties go to the lowest index in both
+    geo = Geometry.of(X)
+    rng = np.random.default_rng(1)
+    lab = rng.choice(len(X), 15, replace=False)
+    for _ in range(4):
+        avail = np.ones(len(X), bool)
+        avail[lab] = False
+        ms = geo.min_sq_dist(lab)
+        got = coreset.k_center_greedy(geo, ms, avail.copy(), 25)
+        np.testing.assert_array_equal(got, dense_k_centre(geo, ms, avail, 25))
+        lab = np.concatenate([lab, got])
+
+
 # --------------------------------------------------------------------------- BADGE
 
 def explicit_embeddings(a, x):
