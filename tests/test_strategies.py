@@ -278,9 +278,14 @@ def test_typiclust_picks_the_most_typical_point_of_each_cluster():
         assert typ[list(members).index(pick)] == pytest.approx(typ.max(), rel=1e-5)
 
 
-def test_typiclust_clusters_reduced_dims_deterministically(digits):
+def test_typiclust_clusters_reduced_dims_deterministically(digits, monkeypatch):
+    from alwidget.strategies import typiclust
+
     X, y = digits
     labels = some_labels(y, 2)
+    small = S.select("typiclust", X, labels, 10, seed=0, kmeans_dims=16, return_info=True)
+    assert "PCA" not in small[1]["detail"]  # N K D under KMEANS_FULL_WORK: the full features
+    monkeypatch.setattr(typiclust, "KMEANS_FULL_WORK", 0)
     idx, info = S.select("typiclust", X, labels, 10, seed=0, kmeans_dims=16, return_info=True)
     assert "on 16 PCA dims" in info["detail"]
     check_batch(idx, labels, 10)

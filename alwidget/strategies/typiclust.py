@@ -18,11 +18,13 @@ per ladder step serves every L in between from the geometry cache, and typicalit
 computed lazily, once per cluster that is actually visited, and cached with the clustering.
 Pass ``ladder=False`` for K = L + B exactly.
 
-Fast clustering. Above :data:`KMEANS_DIMS` features, k-means runs on the top
-:data:`KMEANS_DIMS` PCA coordinates (computed once per feature set); typicality stays in the
-full features. On the 1280-d EfficientNet features of Fashion-MNIST (10k rows, K = 64) that
-was 8x faster (457 -> 56 ms) with the same full-space inertia and cluster purity, and a new
-K costs a session one k-means per ladder step. ``kmeans_dims=None`` clusters the full features.
+Fast clustering. When a Lloyd iteration would cost more than :data:`KMEANS_FULL_WORK`
+multiply-adds (N K D) and there are more than :data:`KMEANS_DIMS` features, k-means runs on
+the top :data:`KMEANS_DIMS` PCA coordinates (computed once per feature set); typicality stays
+in the full features. On the 1280-d EfficientNet features of Fashion-MNIST (10k rows, K = 64)
+that was 8x faster (457 -> 56 ms) with the same full-space inertia and cluster purity. Smaller
+problems (the first rounds: K = 10 or 20 on a few thousand rows) keep the full features, where
+k-means is cheap anyway. ``kmeans_dims=None`` always clusters the full features.
 
 Avoided defects of the reference code: clustering is seeded; the kNN of a cluster is
 computed once (not per pick); size-1 clusters get typicality 0 instead of NaN; exactly B
@@ -38,8 +40,10 @@ from ._common import Context, register
 
 # Cluster counts tried in order: exact up to 8, then m * 2**e for m in 4..7 (steps <= 25 %).
 K_LADDER = sorted({*range(1, 9), *(m << e for e in range(1, 20) for m in (4, 5, 6, 7))})
-#: PCA dims k-means runs on when the features have more (see the module docstring).
+#: PCA dims k-means runs on when the features have more and the clustering is big (module docstring).
 KMEANS_DIMS = 128
+#: N * K * D from which k-means runs on the PCA coordinates (about 0.15 s of full-space k-means here).
+KMEANS_FULL_WORK = 1 << 28
 
 
 def ladder_up(k: int) -> int:
@@ -60,6 +64,8 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
     want = min(labelled.size + k, int(max_clusters))
     K = min(ladder_up(want) if ladder else want, int(max_clusters), n)
     dims = _check_dims(kmeans_dims)
+    if dims is not None and (dims >= geo.n_features or n * K * geo.n_features <= KMEANS_FULL_WORK):
+        dims = None  # nothing to reduce, or cheap enough in full
     assign, _ = geo.kmeans(K, ctx.geometry_seed, dims)
     sizes = np.bincount(assign, minlength=K)
     held = np.bincount(assign[labelled], minlength=K)
@@ -83,7 +89,7 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
     info = {"n_clusters": int(K), "n_clusters_wanted": int(want),
             "reason": "Picking the most typical image of each group of similar images, groups with "
                       "the fewest labels first"}
-    space = "" if dims is None or dims >= geo.n_features else f" (on {dims} PCA dims)"
+    space = "" if dims is None else f" (on {dims} PCA dims)"
     detail = (f"typiclust: {labelled.size} labels + {k} asked -> {K} k-means clusters{space}, "
               f"most typical point of the least-labelled clusters")
     short = k - len(picks)
