@@ -170,6 +170,7 @@ def run_peer(data, strategy, budgets, seed, batch):
 def time_rounds(X, y, strategy, *, peer: bool, rounds: int, batch: int = 10, seed: int = 0):
     """Median seconds of one round after 2 labels per class and one untimed warm-up round."""
     from alwidget import strategies
+    from alwidget._util import default_threads, limit_threads
     from alwidget.probe import LinearProbe
 
     labels = np.full(len(y), -1, np.int64)
@@ -190,8 +191,9 @@ def time_rounds(X, y, strategy, *, peer: bool, rounds: int, batch: int = 10, see
         needs_model = REGISTRY[name].needs_model or name == "auto"
 
         def pick(X, labels, k):  # the model's refit counts where the strategy needs one, as for the peer
-            if needs_model:
-                probe.fit(X, labels, n_classes=int(y.max()) + 1)
+            if needs_model:  # with the thread cap a Session's retrain runs under (select applies its own)
+                with limit_threads(default_threads()):
+                    probe.fit(X, labels, n_classes=int(y.max()) + 1)
             return strategies.select(name, X, labels, k, seed=seed, probe=probe if needs_model else None, **params)
     times = []
     for r in range(rounds + 1):
