@@ -26,6 +26,7 @@ COVER_SAMPLE = 3000
 COVER_UNIVERSE = 10_000
 MAX_COVER_EDGES = 10_000_000
 _BISECT_STEPS = 22
+_STATES_KEPT = 256  # resumable greedy states per feature set (about 50 KB each)
 _GRAPHS_KEPT = 2
 
 
@@ -155,6 +156,10 @@ def _covers(memo: dict, srt, order, mid: float, target: float, b: int) -> bool:
     else:
         state = None
     reached, state, fails_at = _greedy_until(srt, order, np.float32(mid * mid), need, b, state)
+    if not reached and len(memo) % _STATES_KEPT == 0:  # bound the memory: older states restart
+        for r, (needed, f, st) in list(memo.items()):
+            if st is not None:
+                memo[r] = (needed, f, None)
     memo[mid] = (state[0], fails_at, None) if reached else (None, fails_at, state)
     return reached
 
