@@ -205,17 +205,19 @@ def time_rounds(X, y, strategy, *, peer: bool, rounds: int, batch: int = 10, see
     return float(np.median(times))
 
 
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms" if seconds < 0.01 else f"{seconds * 1e3:.0f} ms"
+
+
 def timing_table(strategies, rounds, with_peer):
     X, y = ED.load("fmnist")  # all 10k rows
     rows = []
     for s in strategies:
         ours = time_rounds(X, y, s, peer=False, rounds=rounds)
         peer = time_rounds(X, y, s, peer=True, rounds=max(2, rounds // 2)) if with_peer and s in PEER else None
-        rows.append({"strategy": s, "ours": f"{ours * 1e3:.0f} ms",
-                     "peer": "-" if peer is None else f"{peer * 1e3:.0f} ms",
+        rows.append({"strategy": s, "ours": _ms(ours), "peer": "-" if peer is None else _ms(peer),
                      "ratio": "-" if peer is None else f"{peer / ours:.1f}x" + (" ✅" if peer / ours >= 10 else " ❌")})
-        print(f"  time {s:<12} ours {ours * 1e3:.0f} ms" + ("" if peer is None else f", peer {peer * 1e3:.0f} ms"),
-              flush=True)
+        print(f"  time {s:<12} ours {_ms(ours)}" + ("" if peer is None else f", peer {_ms(peer)}"), flush=True)
     return rows
 
 
