@@ -178,7 +178,11 @@ def budget_delta(geo, budget: int, target: float, seed: int = 0) -> dict:
             return memo[key]
         rows, srt, order = sample_sorted(geo, seed)
         b = int(max(1, min(int(budget), rows.size // 8)))
-        seen = geo.scratch("probcover_radius_greedy").setdefault((float(target), int(seed)), {})
+        radii = geo.scratch("probcover_radius_greedy")  # (target, seed) -> {radius: outcome}
+        seen = radii.setdefault((float(target), int(seed)), {})
+        radii.move_to_end((float(target), int(seed)))
+        while len(radii) > 4:
+            radii.popitem(last=False)
         lo, hi = 0.0, float(np.sqrt(srt[:, -1].max())) * 1.001 + 1e-6  # at hi one ball covers everything
         for _ in range(_BISECT_STEPS):
             mid = 0.5 * (lo + hi)
