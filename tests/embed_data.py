@@ -34,6 +34,23 @@ def tiny_arch(tmp_path_factory):
     return TINY
 
 
+TINY_CLIP = "alwidget-test-clip-ViT"  # the search tests' model: 1 layer, 32 wide, random weights
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A tiny OpenCLIP (1-layer ViT and text tower, 32-d) as an encoder spec, random weights: no download."""
+    import open_clip
+
+    cfg = {"embed_dim": 32,
+           "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    path = tmp_path_factory.mktemp("oc_clip") / f"{TINY_CLIP}.json"
+    path.write_text(json.dumps(cfg))
+    open_clip.add_model_config(path)
+    return f"openclip:{TINY_CLIP}/random"
+
+
 @pytest.fixture(scope="module")
 def demo_images():
     """A few real Fashion-MNIST images from the shipped subset: 4 each of 3 classes."""

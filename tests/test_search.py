@@ -2,11 +2,11 @@
 brute force, near-duplicate groups on a pool with planted copies, outliers and filters."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import pytest
+from embed_data import TINY_CLIP
 
 from alwidget import datasets, embed, search
 from alwidget.geometry import knn_query
@@ -18,29 +18,13 @@ from alwidget.session import Session
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TINY = "alwidget-test-search-ViT"
-SPEC = f"openclip:{TINY}/random"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny OpenCLIP (1-layer ViT and text tower, 32-d), random weights: no download."""
-    import open_clip
-
-    cfg = {"embed_dim": 32,
-           "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    path = tmp_path_factory.mktemp("oc") / f"{TINY}.json"
-    path.write_text(json.dumps(cfg))
-    open_clip.add_model_config(path)
-    return SPEC
-
-
-@pytest.fixture(scope="module")
-def clip_pool(tiny):
+def clip_pool(tiny_clip):
     """The shipped demo images (1,000) embedded with the tiny OpenCLIP."""
     ds = datasets.demo()
-    return embed.embed_images(ImageSet.from_arrays(ds.images), tiny, device="cpu", progress=False).features
+    return embed.embed_images(ImageSet.from_arrays(ds.images), tiny_clip, device="cpu", progress=False).features
 
 
 def unit(rng, n, d):
@@ -55,23 +39,23 @@ def brute_top(X, q, k, exclude=()):
 
 
 # ------------------------------------------------------------------------------ text
-def test_text_search_ranks_by_cosine_with_the_same_checkpoint(tiny, clip_pool):
+def test_text_search_ranks_by_cosine_with_the_same_checkpoint(tiny_clip, clip_pool):
     X = clip_pool
-    res = search_text(X, "a photo of a red dress", tiny, k=25)
+    res = search_text(X, "a photo of a red dress", tiny_clip, k=25)
     assert len(res) == 25 and res.indices.dtype == np.int64 and res.query == "a photo of a red dress"
     assert np.all(np.diff(res.scores) <= 0)
-    t = embed.encode_text(["a photo of a red dress"], encoder=tiny, device="cpu")[0]
+    t = embed.encode_text(["a photo of a red dress"], encoder=tiny_clip, device="cpu")[0]
     ref, s = brute_top(X, t, 25)
     np.testing.assert_array_equal(res.indices, ref)
     np.testing.assert_allclose(res.scores, s[ref], atol=1e-5)
     assert '"a photo of a red dress"' in res.message and "25 items" in res.message
-    other = search_text(X, "a photo of a sneaker", tiny, k=25)
+    other = search_text(X, "a photo of a sneaker", tiny_clip, k=25)
     assert not np.array_equal(other.indices, res.indices)
-    excl = search_text(X, "a photo of a red dress", tiny, k=25, exclude=res.indices[:5])
+    excl = search_text(X, "a photo of a red dress", tiny_clip, k=25, exclude=res.indices[:5])
     np.testing.assert_array_equal(excl.indices[:20], res.indices[5:])
 
 
-def test_text_search_is_disabled_with_a_sentence_without_a_text_tower(tiny, clip_pool, tmp_path, monkeypatch):
+def test_text_search_is_disabled_with_a_sentence_without_a_text_tower(tiny_clip, clip_pool, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -83,20 +67,20 @@ def test_text_search_is_disabled_with_a_sentence_without_a_text_tower(tiny, clip
     with pytest.raises(TextSearchUnavailable, match="without a text encoder"):
         search_text(X, "a dress", None)
     with pytest.raises(ValueError, match="non-empty"):
-        search_text(X, "   ", tiny)
+        search_text(X, "   ", tiny_clip)
     with pytest.raises(ValueError, match="same OpenCLIP checkpoint"):
-        search_text(np.ones((10, 8), np.float32), "a dress", tiny)
+        search_text(np.ones((10, 8), np.float32), "a dress", tiny_clip)
     with pytest.raises(TextSearchUnavailable, match="not in the local cache"):  # weights unavailable offline
         search_text(X, "a dress", "openclip:ViT-B-32/laion2b_s34b_b79k")
 
 
-def test_session_entry_points(tiny, clip_pool):
+def test_session_entry_points(tiny_clip, clip_pool):
     X = clip_pool
-    with Session(X, text_encoder=tiny) as s:
+    with Session(X, text_encoder=tiny_clip) as s:
         ok, sentence = text_search_status(s)
-        assert ok and TINY in sentence
+        assert ok and TINY_CLIP in sentence
         res = search_session(s, "a bag", k=10)
-        np.testing.assert_array_equal(res.indices, search_text(X, "a bag", tiny, k=10).indices)
+        np.testing.assert_array_equal(res.indices, search_text(X, "a bag", tiny_clip, k=10).indices)
         s.label_many(res.indices[:3], "bag")
         fresh = search_session(s, "a bag", k=10, unlabelled_only=True)
         assert not np.isin(fresh.indices, res.indices[:3]).any()

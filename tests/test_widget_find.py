@@ -3,7 +3,6 @@
 what the kernel sent back (`found`, `filter`, `ack`) against the engine, and what reached the store."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -22,8 +21,6 @@ from alwidget.widget import Labeller
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TINY = "alwidget-test-findui-ViT"
-SPEC = f"openclip:{TINY}/random"
 CLASSES = ["zero", "one", "two"]
 
 
@@ -73,39 +70,25 @@ def make(X, **kw):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny OpenCLIP (1-layer ViT and text tower, 32-d), random weights: no download."""
-    import open_clip
-
-    cfg = {"embed_dim": 32,
-           "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    path = tmp_path_factory.mktemp("oc") / f"{TINY}.json"
-    path.write_text(json.dumps(cfg))
-    open_clip.add_model_config(path)
-    return SPEC
-
-
-@pytest.fixture(scope="module")
-def clip_demo(tiny):
+def clip_demo(tiny_clip):
     """300 of the shipped demo images, embedded with the tiny OpenCLIP."""
     ds = datasets.demo()
     images = ImageSet.from_arrays(ds.images[:300])
-    X = embed.embed_images(images, tiny, device="cpu", progress=False).features
+    X = embed.embed_images(images, tiny_clip, device="cpu", progress=False).features
     return X, images, list(ds.class_names)
 
 
 # ------------------------------------------------------------------------------ text search
-def test_the_search_box_round_trips_and_its_results_label_at_once(tiny, clip_demo):
+def test_the_search_box_round_trips_and_its_results_label_at_once(tiny_clip, clip_demo):
     X, images, names = clip_demo
-    w, rec = make(X, images=images, classes=names, text_encoder=tiny)
+    w, rec = make(X, images=images, classes=names, text_encoder=tiny_clip)
     try:
         assert w.find_state["text_search"] is True
         w.handle_message({"type": "search", "text": "a photo of a bag", "k": 12, "request": 7})
         content, idx, scores = rec.last_found()
         assert rec.ack(7)["ok"] and content["request"] == 7 and content["source"] == "search"
         assert content["open"] is True and content["count"] == 12 and "a photo of a bag" in content["message"]
-        want = search_text(X, "a photo of a bag", tiny, k=12)
+        want = search_text(X, "a photo of a bag", tiny_clip, k=12)
         np.testing.assert_array_equal(idx, want.indices)
         assert np.all(np.diff(scores) <= 1e-6)  # ranked by cosine, best first
         assert w.find_state["results"]["count"] == 12
@@ -264,9 +247,9 @@ def test_a_view_opened_later_gets_the_filter_and_the_highlight_back(digits):
 
 
 # ------------------------------------------------------------------------------ zero-shot start
-def test_the_map_shows_the_zero_shot_guess_before_any_label(tiny, clip_demo):
+def test_the_map_shows_the_zero_shot_guess_before_any_label(tiny_clip, clip_demo):
     X, images, names = clip_demo
-    w, _ = make(X, images=images, classes=names, text_encoder=tiny, text_prior=True)
+    w, _ = make(X, images=images, classes=names, text_encoder=tiny_clip, text_prior=True)
     try:
         assert (w.state.pred >= 0).all()
         np.testing.assert_array_equal(w.state.pred, w.session.prior.zero_shot(X, names).argmax(1))
@@ -277,7 +260,7 @@ def test_the_map_shows_the_zero_shot_guess_before_any_label(tiny, clip_demo):
         assert mask[0] and sentence.startswith(f"{int(mask.sum())} of {len(X)}")
     finally:
         w.close()
-    w, _ = make(X, images=images, classes=names, text_encoder=tiny)  # no prior: no colours yet
+    w, _ = make(X, images=images, classes=names, text_encoder=tiny_clip)  # no prior: no colours yet
     try:
         assert (w.state.pred < 0).all() and not w.status["guess"]
     finally:
