@@ -25,7 +25,7 @@ import numpy as np
 
 from . import ann
 from ._kmeans import _TILE_BYTES, _assign_torch, _cluster_sums, _kmeans_torch, _rows_per_tile, _sq_dists, _to_torch  # noqa: F401
-from ._kmeans import pca_project
+from ._kmeans import _mean_k_smallest, _positions, pca_project
 from ._util import check_features, default_threads, fingerprint, limit_threads, resolve_device
 
 __all__ = ["BACKEND", "Geometry", "default_threads", "kmeans", "knn", "normalize", "threads"]
@@ -243,35 +243,6 @@ def kmeans(X, n_clusters: int, *, seed: int = 0, n_iter: int = 20, backend=None,
         _, assign = km.index.search(X, 1)
         return assign[:, 0].astype(np.int64), np.asarray(km.centroids, dtype=np.float32)
     return _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid)
-
-
-# --------------------------------------------------------------------------- typicality helpers
-
-def _positions(n: int, sub: np.ndarray) -> np.ndarray:
-    """(n,) position of each row in ``sub`` or -1 (rows of A that are also columns of B)."""
-    pos = np.full(n, -1, np.int64)
-    pos[sub] = np.arange(sub.size)
-    return pos
-
-
-def _mean_k_smallest(A: np.ndarray, B: np.ndarray, k: int, self_col=None) -> np.ndarray:
-    """(len(A),) float64 mean of the k smallest distances from each row of A to the rows of B.
-
-    ``self_col[i]`` (or -1) is the column of B that is row i of A itself, left out."""
-    a_sq = np.einsum("ij,ij->i", A, A)
-    b_sq = np.einsum("ij,ij->i", B, B)
-    out = np.empty(A.shape[0])
-    step = _rows_per_tile(B.shape[0])
-    for a in range(0, A.shape[0], step):
-        d = a_sq[a:a + step, None] - 2.0 * (A[a:a + step] @ B.T) + b_sq[None, :]
-        np.maximum(d, 0.0, out=d)
-        if self_col is not None:
-            sc = np.asarray(self_col[a:a + step])
-            r = np.flatnonzero(sc >= 0)
-            d[r, sc[r]] = np.inf
-        part = np.partition(d, k - 1, axis=1)[:, :k]
-        out[a:a + step] = np.sqrt(part.astype(np.float64)).mean(1)
-    return out
 
 
 # --------------------------------------------------------------------------- the cache

@@ -194,7 +194,7 @@ def test_pca_project_matches_the_principal_axes_with_fixed_signs(blobs):
     Z = pca_project(X, 3)
     assert Z.shape == (len(X), 3) and Z.dtype == np.float32
     Xc = X.astype(np.float64) - X.mean(0)
-    _, sv, vt = np.linalg.svd(Xc, full_matrices=False)
+    vt = np.linalg.svd(Xc, full_matrices=False)[2]
     ref = Xc @ vt[:3].T
     ref *= np.sign(vt[:3][np.arange(3), np.abs(vt[:3]).argmax(1)])  # largest loading positive
     np.testing.assert_allclose(Z, ref, atol=1e-5)
