@@ -278,6 +278,33 @@ def test_typiclust_picks_the_most_typical_point_of_each_cluster():
         assert typ[list(members).index(pick)] == pytest.approx(typ.max(), rel=1e-5)
 
 
+def test_typiclust_clusters_reduced_dims_deterministically(digits, monkeypatch):
+    from alwidget.strategies import typiclust
+
+    X, y = digits
+    labels = some_labels(y, 2)
+    small = S.select("typiclust", X, labels, 10, seed=0, kmeans_dims=16, return_info=True)
+    assert "PCA" not in small[1]["detail"]  # N K D under KMEANS_FULL_WORK: the full features
+    monkeypatch.setattr(typiclust, "KMEANS_FULL_WORK", 0)
+    idx, info = S.select("typiclust", X, labels, 10, seed=0, kmeans_dims=16, return_info=True)
+    assert "on 16 PCA dims" in info["detail"]
+    check_batch(idx, labels, 10)
+    Geometry.clear_cache()  # a fresh cache (the same pure function of features, labels and seed)
+    np.testing.assert_array_equal(S.select("typiclust", X.copy(), labels, 10, seed=0, kmeans_dims=16), idx)
+    # digits has 64 features, under the default KMEANS_DIMS: the full features, as kmeans_dims=None
+    full = S.select("typiclust", X, labels, 10, seed=0, kmeans_dims=None, return_info=True)
+    assert "PCA" not in full[1]["detail"]
+    np.testing.assert_array_equal(S.select("typiclust", X, labels, 10, seed=0), full[0])
+    np.testing.assert_array_equal(S.select("typiclust", X, labels, 10, seed=0, kmeans_dims=64), full[0])
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "16"])
+def test_typiclust_rejects_bad_kmeans_dims(digits, bad):
+    X, y = digits
+    with pytest.raises(ValueError, match="kmeans_dims"):
+        S.select("typiclust", X, some_labels(y, 1), 5, kmeans_dims=bad)
+
+
 def test_typiclust_visits_clusters_with_fewest_labels_first():
     rng = np.random.default_rng(5)
     centres = rng.standard_normal((4, 5)) * 6
@@ -366,6 +393,50 @@ def test_budget_delta_is_the_smallest_radius_reaching_the_coverage(digits):
     # More labels, smaller balls: the rule shrinks delta as the budget grows.
     ds = [_cover.budget_delta(geo, b, 0.5)["delta"] for b in (5, 10, 20, 40)]
     assert ds == sorted(ds, reverse=True)
+
+
+def dense_budget_delta(geo, b, target):
+    """The bisection of _cover.budget_delta with the dense greedy at every step (the reference)."""
+    from alwidget.strategies import _cover
+
+    rows, d2 = _cover.sample_sq_dists(geo)
+    b = max(1, min(b, rows.size // 8))
+    lo, hi = 0.0, float(np.sqrt(d2.max())) * 1.001 + 1e-6
+    for _ in range(_cover._BISECT_STEPS):
+        mid = 0.5 * (lo + hi)
+        if _cover.greedy_coverage(d2 < np.float32(mid * mid), b) >= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi, float((d2 < np.float32(hi * hi)).mean())
+
+
+@pytest.mark.parametrize("budgets,kept", [((5, 8, 12, 20, 40, 56), 256), ((56, 20, 5, 40, 8, 12), 256),
+                                          ((5, 8, 12, 20, 40, 56), 1)])
+def test_budget_delta_equals_the_dense_bisection_whatever_the_order_of_budgets(digits, monkeypatch, budgets, kept):
+    # Sorted rows, resumed greedy states (or restarted ones, when dropped) and the per-radius memo
+    # give exactly the dense result, whether budgets grow (a session) or come in any order.
+    from alwidget.strategies import _cover
+
+    monkeypatch.setattr(_cover, "_STATES_KEPT", kept)
+    X, _ = digits
+    geo = Geometry.of(X[:700])
+    for target in (0.5, 0.8):
+        for b in budgets:
+            got = _cover.budget_delta(geo, b, target)
+            assert (got["delta"], got["pair_fraction"]) == dense_budget_delta(geo, b, target)
+
+
+def test_counts_below_is_a_searchsorted_per_row():
+    from alwidget.strategies._cover import _counts_below
+
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 3, 8, 100):
+        srt = np.sort(rng.random((20, m)).astype(np.float32), 1)
+        srt[0] = 0.5  # ties
+        for t in (0.0, 0.3, 0.5, 2.0):
+            want = [np.searchsorted(r, np.float32(t), "left") for r in srt]
+            np.testing.assert_array_equal(_counts_below(srt, np.float32(t)), want)
 
 
 def test_probcover_on_a_universe_sample_of_a_large_pool(digits, monkeypatch):
@@ -461,6 +532,36 @@ def test_coreset_equals_naive_k_centre():
     np.testing.assert_array_equal(idx, naive_k_centre(Geometry.of(X).X, labels, 20))
     cold = S.select("coreset", X, np.full(150, -1), 20, seed=4)
     np.testing.assert_array_equal(cold, naive_k_centre(Geometry.of(X).X, np.full(150, -1), 20, first=cold[0]))
+
+
+def dense_k_centre(geo, min_sq, available, k):
+    """Farthest-first with every row's distance to every pick (the lazy version's reference)."""
+    picks, score = [], np.where(available, min_sq, -1.0)
+    for _ in range(k):
+        v = int(score.argmax())
+        picks.append(v)
+        score[v] = -1.0
+        np.minimum(score, geo.sq_dist_to([v])[:, 0], out=score, where=score >= 0)
+    return np.array(picks)
+
+
+@pytest.mark.parametrize("block", [1, 3, 64, 5000])
+def test_lazy_k_centre_greedy_equals_the_dense_one(digits, monkeypatch, block):
+    from alwidget.strategies import coreset
+
+    monkeypatch.setattr(coreset, "REFRESH_BLOCK", block)
+    X, y = digits
+    X = np.vstack([X, X[:40]])  # exact duplicates: ties go to the lowest index in both
+    geo = Geometry.of(X)
+    rng = np.random.default_rng(1)
+    lab = rng.choice(len(X), 15, replace=False)
+    for _ in range(4):
+        avail = np.ones(len(X), bool)
+        avail[lab] = False
+        ms = geo.min_sq_dist(lab)
+        got = coreset.k_center_greedy(geo, ms, avail.copy(), 25)
+        np.testing.assert_array_equal(got, dense_k_centre(geo, ms, avail, 25))
+        lab = np.concatenate([lab, got])
 
 
 # --------------------------------------------------------------------------- BADGE
