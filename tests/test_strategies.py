@@ -368,6 +368,33 @@ def test_budget_delta_is_the_smallest_radius_reaching_the_coverage(digits):
     assert ds == sorted(ds, reverse=True)
 
 
+def test_probcover_coverage_target_grows_with_the_budget_from_20_labels(digits):
+    from alwidget.strategies import probcover as P
+
+    # 0.5 up to 20 labels, then the uncovered share shrinks as (20 / b) ** growth, at most 95 %.
+    assert [P.coverage_target(b, 0.5, P.GROWTH) for b in (1, 10, 20)] == [0.5] * 3
+    grown = [P.coverage_target(b, 0.5, P.GROWTH) for b in (40, 56, 112, 224, 10**6)]
+    assert grown == sorted(grown) and grown[-1] == P.MAX_TARGET
+    assert grown[0] == pytest.approx(1 - 0.5 * 0.5 ** P.GROWTH)
+    assert P.coverage_target(224, 0.5, 0.0) == 0.5  # growth 0: the constant target
+    with pytest.raises(ValueError, match="growth"):
+        P.coverage_target(56, 0.5, -1.0)
+    X, y = digits
+    labels = some_labels(y, 5)  # 50 labels: b = L + B = 60 -> 64 on the ladder
+    a, info = S.select("probcover", X, labels, 10, seed=2, return_info=True)
+    b, again = S.select("probcover", X, labels, 10, seed=2, return_info=True)
+    np.testing.assert_array_equal(a, b)  # same labels, same target, same batch
+    assert info["coverage_target"] == pytest.approx(P.coverage_target(64, 0.5, P.GROWTH))
+    assert info["coverage_target"] > 0.75
+    _, const = S.select("probcover", X, labels, 10, seed=2, return_info=True, growth=0.0)
+    assert const["coverage_target"] == 0.5
+    # The grown target keeps larger balls, which cover more of the pool after the batch.
+    assert info["delta"] > const["delta"] and info["covered_after"] > const["covered_after"] + 0.15
+    assert f"cover {info['coverage_target']:.0%}" in info["detail"]
+    _, first = S.select("probcover", X, np.full(len(y), -1), 10, seed=2, return_info=True)
+    assert first["coverage_target"] == 0.5  # the first rounds are unchanged
+
+
 def test_probcover_on_a_universe_sample_of_a_large_pool(digits, monkeypatch):
     from alwidget.strategies import _cover
 
