@@ -665,6 +665,29 @@ def test_auto_phases_are_deterministic_and_the_reason_names_the_switch(digits):
     assert info["strategy"] == "typiclust"
 
 
+def test_auto_cold_start_by_the_neighbour_ratio_is_deterministic_and_named(digits):
+    X, y = digits
+    geo = Geometry.of(X)
+    r = auto_mod.neighbour_ratio(geo)
+    assert r == auto_mod.neighbour_ratio(geo) and 0.25 < r < 0.4  # digits pixels: tight groups
+    kw = dict(cold_start="auto", n_classes=10, return_info=True)
+    a, info = S.select("auto", X, np.full(len(y), -1), 10, **kw)
+    b, again = S.select("auto", X, np.full(len(y), -1), 10, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert info["strategy"] == "probcover" and info["neighbour_ratio"] == pytest.approx(r)
+    assert "ProbCover: look-alikes are close here" in info["reason"] and f"{r:.2f}" in info["reason"]
+    assert f"neighbour ratio {r:.2f} vs {auto_mod.TIGHT_RATIO:g}" in info["detail"]
+    _, info = S.select("auto", X, np.full(len(y), -1), 10, tight_ratio=0.2, **kw)
+    assert info["strategy"] == "typiclust" and "TypiClust: look-alikes are loose here" in info["reason"]
+    mid = some_labels(y, 3)  # past the cold start the reason names the switch from the chosen start
+    _, info = S.select("auto", X, mid, 5, min_per_class=2, late_per_class=5, **kw)
+    assert info["strategy"] == "dropquery" and "switched from ProbCover to DropQuery" in info["reason"]
+    # A pool without structure (Gaussian noise): the nearest neighbour is nearly as far as any image.
+    noise = np.random.default_rng(0).standard_normal((600, 64)).astype(np.float32)
+    _, info = S.select("auto", noise, np.full(600, -1), 5, **kw)
+    assert info["strategy"] == "typiclust" and info["neighbour_ratio"] > 0.6
+
+
 def test_auto_defaults_follow_the_measured_thresholds(digits):
     X, y = digits
     t1, t2 = auto_mod.MIN_LABELS_PER_CLASS, auto_mod.LATE_LABELS_PER_CLASS

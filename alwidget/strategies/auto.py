@@ -26,12 +26,19 @@ and a ProbCover start is 7 points behind on Fashion-MNIST.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ._common import COLD_START_WORDS, REGISTRY, Context, call, check_cold_start, register
 
 #: Labels per class from which auto leaves cold start for ``then``; measured (module docstring).
 MIN_LABELS_PER_CLASS = 5.0
 #: Labels per class from which auto runs ``late``; measured (module docstring).
 LATE_LABELS_PER_CLASS = 10.0
+
+#: cold_start="auto": ProbCover when the pool's neighbour ratio is below this, else TypiClust; measured.
+TIGHT_RATIO = 0.45
+#: Rows whose distances to the whole pool give the ratio's two medians.
+_RATIO_SAMPLE = 400
 
 PHASES = ("cold start", "uncertainty with diversity", "hardest cases")
 _WORDS = {"dropquery": "asking about images the model is unsure of, spread over the map",
@@ -44,6 +51,33 @@ _WORDS = {"dropquery": "asking about images the model is unsure of, spread over 
           "batchbald": "asking about a batch on which the model's plausible versions disagree most"}
 
 
+def neighbour_ratio(geo, seed: int = 0) -> float:
+    """Median distance to the nearest other row over the median distance between two random rows.
+
+    Near 0: tight groups of look-alikes (ProbCover's balls hold many images of one kind); near 1:
+    no structure. Measured from a seeded sample of rows against the whole pool; cached per pool."""
+    with geo.lock:
+        memo = geo.scratch("auto_neighbour_ratio")
+        if seed not in memo:
+            n = geo.n_samples
+            rows = np.arange(n) if n <= _RATIO_SAMPLE else \
+                np.sort(np.random.default_rng([int(seed), 31]).choice(n, _RATIO_SAMPLE, replace=False))
+            d2 = geo.sq_dist_to(rows)  # (N, m)
+            d2[rows, np.arange(rows.size)] = np.inf  # a row is not its own neighbour
+            nn = np.sqrt(d2.min(0))
+            pair = np.sqrt(d2[np.isfinite(d2)])
+            memo[seed] = float(np.median(nn) / max(float(np.median(pair)), 1e-12))
+        return memo[seed]
+
+
+def pick_cold_start(ctx: Context, cold_start: str, tight_ratio: float):
+    """(cold start strategy, the ratio or None): 'auto' picks ProbCover on tight pools, else TypiClust."""
+    if cold_start != "auto":
+        return cold_start, None
+    r = neighbour_ratio(ctx.geometry, ctx.geometry_seed)
+    return ("probcover" if r < tight_ratio else "typiclust"), r
+
+
 def _check_threshold(name, v):
     if not v >= 0:  # inf allowed: never switch
         raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -52,10 +86,11 @@ def _check_threshold(name, v):
 @register("auto", summary="typical images first, then uncertain ones spread over the map, then the hardest cases")
 def auto(ctx: Context, k: int, *, cold_start: str = "typiclust", min_per_class: float = MIN_LABELS_PER_CLASS,
          then: str = "dropquery", late: str = "margin", late_per_class: float = LATE_LABELS_PER_CLASS,
-         n_classes=None, **params):
+         n_classes=None, tight_ratio: float = TIGHT_RATIO, **params):
     """Pick the phase from the labels so far and run its strategy; see the module docstring."""
-    if cold_start not in ("typiclust", "probcover"):
-        raise ValueError(f"cold_start must be 'typiclust' or 'probcover', got {cold_start!r}")
+    if cold_start not in ("typiclust", "probcover", "auto"):
+        raise ValueError(f"cold_start must be 'typiclust', 'probcover' or 'auto', got {cold_start!r}")
+    cold_start, ratio = pick_cold_start(ctx, cold_start, float(tight_ratio))
     check_cold_start(cold_start)
     for name, v in (("then", then), ("late", late)):
         if v not in _WORDS:
@@ -75,7 +110,12 @@ def auto(ctx: Context, k: int, *, cold_start: str = "typiclust", min_per_class: 
     info["detail"] = (f"auto phase {phase}, {PHASES[phase]} ({L} labels, {per:.1f} per class; switches at "
                       f"{min_per_class:g} and {late_per_class:g} per class): " + info.get("detail", name))
     info["reason"] = _reason(phase, name, cold_start, L, seen, C, n_classes, min_per_class, late_per_class)
+    if ratio is not None and phase == 0:
+        info["reason"] += _ratio_words(cold_start, ratio)
+        info["detail"] += f"; cold start {cold_start}: neighbour ratio {ratio:.2f} vs {float(tight_ratio):g}"
     info["labels_per_class"] = per
+    if ratio is not None:
+        info["neighbour_ratio"] = ratio
     info["phase"] = phase
     return idx, info
 
@@ -102,9 +142,16 @@ def _reason(phase, name, cold_start, L, seen, C, n_classes, t1, t2) -> str:
     return f"{base} (auto switched to {_NAMES[name]} at {t2:g} labels per class; {L / C:.1f} now)"
 
 
+def _ratio_words(cold_start, ratio) -> str:
+    """Why this cold start, in plain words, from the pool's neighbour ratio."""
+    how = "close" if cold_start == "probcover" else "loose"
+    return (f" ({_NAMES[cold_start]}: look-alikes are {how} here, an image's nearest neighbour is at "
+            f"{ratio:.2f} of the typical distance between two images)")
+
+
 def auto_params() -> set:
     """Every parameter auto accepts (its own plus those of the strategies it runs)."""
-    out = {"cold_start", "min_per_class", "then", "late", "late_per_class", "n_classes"}
+    out = {"cold_start", "min_per_class", "then", "late", "late_per_class", "n_classes", "tight_ratio"}
     for name in ("typiclust", "probcover", *_WORDS):
         out |= REGISTRY[name].params or set()
     return out
