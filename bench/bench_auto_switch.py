@@ -100,8 +100,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", type=C.parse_names, default=SETS)
     ap.add_argument("--budgets", type=C.parse_ints, default=[10, 20, 30, 50, 70, 100, 150, 200])
     ap.add_argument("--cold", type=C.parse_names, default=["typiclust", "probcover"], help="cold starts in the grid")
+    ap.add_argument("--pairs", default=None, help="(t1, t2) pairs instead of PAIRS, e.g. '3:3,5:5,5:10'")
     ap.add_argument("--fixed", type=C.parse_names, default=FIXED, help="the fixed strategies to compare with")
-    ap.add_argument("--reuse", default=None, help="a bench_efficiency .json: its runs of these strategies (same "
+    ap.add_argument("--reuse", default=None, help="bench_efficiency .json files (comma-separated; later ones win): their runs of these strategies (same "
                     "protocol and seeds) are read instead of rerun; 'auto' there stands for " + OLD_DEFAULT)
     ap.add_argument("--reuse-strategies", type=C.parse_names, default=["typiclust", "dropquery", "margin", "badge",
                                                                         "auto"], help="which of them to read")
@@ -110,7 +111,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.dataset, args.seeds, args.budgets = ["digits"], 2, [10, 20, 30, 50]
     seeds = list(range(args.seeds))
-    pols = policies(PAIRS, args.cold)
+    pairs = [tuple(float(v) for v in p.split(":")) for p in args.pairs.split(",")] if args.pairs else PAIRS
+    pols = policies(pairs, args.cold)
     FIXED[:] = args.fixed
     info = C.machine_info()
     print(C.machine_line(info), flush=True)
@@ -121,7 +123,9 @@ def main(argv=None) -> int:
         data = (X, Xt, y, yt, E.SharedLR(X))
         ratios[ds] = neighbour_ratio(X)
         print(f"{ds}: neighbour ratio {ratios[ds]:.3f}", flush=True)
-        old = reused(args.reuse, args.reuse_strategies, ds, args.budgets, seeds) if args.reuse else {}
+        old = {}
+        for path in (args.reuse.split(",") if args.reuse else []):
+            old.update(reused(path, args.reuse_strategies, ds, args.budgets, seeds))
         for spec in FIXED + pols:
             recs = old[spec] if spec in old else run(spec, data, args.budgets, seeds)
             for r in recs:
@@ -131,7 +135,7 @@ def main(argv=None) -> int:
                 means[(ds, spec, b)] = float(np.mean([r["lr"] for r in recs if r["n_labels"] == b]))
             print(f"{ds:<10} {spec:<64}" + " ".join(f"{means[(ds, spec, b)]:.3f}" for b in args.budgets), flush=True)
     if set(args.cold) >= {"typiclust", "probcover"}:
-        pols += ratio_policies(means, ratios, args.dataset, args.budgets, PAIRS, RATIO_CUTS)
+        pols += ratio_policies(means, ratios, args.dataset, args.budgets, pairs, RATIO_CUTS)
     return report(args, info, means, records, pols, seeds, t0, ratios)
 
 

@@ -64,7 +64,7 @@ def test_contract_exact_k_unique_unlabelled_deterministic(digits, name):
     b = S.select(name, X, labels, 12, seed=1)
     np.testing.assert_array_equal(a, b)
     if name == "auto":
-        assert info["strategy"] in ("typiclust", "dropquery")
+        assert info["strategy"] in ("typiclust", "probcover", "dropquery", "margin")
     else:  # batchbald runs PowerBALD for batches over 10 and says so
         assert info.get("requested", info["strategy"]) == name
 
@@ -77,6 +77,9 @@ def test_cold_start_no_labels(digits, name):
     check_batch(idx, labels, 10)
     if name in ("random", "typiclust", "probcover", "coreset"):
         assert info["strategy"] == name  # these need no model: no fallback
+    elif name == "auto":  # its own cold start, chosen from the pool's shape (digits: tight groups)
+        assert info["strategy"] == "probcover"
+        assert "look-alikes" in info["reason"] and "two classes" in info["reason"]
     else:
         assert info["strategy"] == "typiclust"
         assert "typical" in info["reason"] and "two classes" in info["reason"]  # what it does, and until when
@@ -638,7 +641,7 @@ def test_dropquery_kmeans_on_a_candidate_sample_still_picks_candidates(digits):
 def test_auto_phases_are_deterministic_and_the_reason_names_the_switch(digits):
     X, y = digits
     t1, t2 = 2, 5
-    kw = dict(n_classes=10, min_per_class=t1, late_per_class=t2, return_info=True)
+    kw = dict(n_classes=10, min_per_class=t1, late_per_class=t2, return_info=True, cold_start="typiclust")
     _, info = S.select("auto", X, np.full(len(y), -1), 5, **kw)
     assert info["strategy"] == "typiclust" and info["phase"] == 0
     assert "typical" in info["reason"] and "two classes" in info["reason"] and "cold start" in info["detail"]
@@ -661,7 +664,7 @@ def test_auto_phases_are_deterministic_and_the_reason_names_the_switch(digits):
     # Undeclared classes count as the classes labelled so far; a probcover cold start says so.
     _, info = S.select("auto", X, few, 5, return_info=True, min_per_class=t1, cold_start="probcover")
     assert info["strategy"] == "probcover" and "look-alikes" in info["reason"]
-    _, info = S.select("auto", X, mid, 5, return_info=True, min_per_class=float("inf"))
+    _, info = S.select("auto", X, mid, 5, return_info=True, min_per_class=float("inf"), cold_start="typiclust")
     assert info["strategy"] == "typiclust"
 
 
@@ -695,8 +698,14 @@ def test_auto_defaults_follow_the_measured_thresholds(digits):
     _, info = S.select("auto", X, some_labels(y, max(n - 1, 0)) if n > 1 else np.full(len(y), -1), 5,
                        return_info=True, n_classes=10)
     assert info["phase"] == 0
-    _, info = S.select("auto", X, some_labels(y, n), 5, return_info=True, n_classes=10)
+    assert info["strategy"] == "probcover"  # digits pixels: tight groups (neighbour ratio 0.32 < 0.45)
+    a, info = S.select("auto", X, some_labels(y, n), 5, return_info=True, n_classes=10)
     assert info["phase"] == (1 if n < t2 else 2)
+    assert t1 == t2 == 5 and info["strategy"] == "margin"  # no DropQuery phase by default
+    assert "switched from ProbCover to margin sampling at 5 labels per class" in info["reason"]
+    b, again = S.select("auto", X, some_labels(y, n), 5, return_info=True, n_classes=10)
+    np.testing.assert_array_equal(a, b)
+    assert again["reason"] == info["reason"]
     with pytest.raises(ValueError, match="late must be"):
         S.select("auto", X, some_labels(y, 1), 5, late="random")
 

@@ -1,28 +1,36 @@
-"""auto: the default strategy, three phases by labels per class (rule measured, see below).
+"""auto: the default strategy; a cold start chosen from the pool's shape, then margin (rule measured, see below).
 
-In plain words: auto first picks typical images of groups of look-alikes (TypiClust) until it
-has about 5 labels per class; then it asks about images the model is unsure of, spread over
-the map (DropQuery), until about 10 per class; after that it asks about the images the model
-finds hardest to tell between two classes (margin). The status line says which phase runs.
+In plain words: auto first looks at how close look-alike images are. Where an image's nearest
+neighbour is much nearer than a typical other image (tight groups, e.g. digits), it picks
+images that stand for as many look-alikes as possible (ProbCover); elsewhere it picks typical
+images of groups of look-alikes (TypiClust). It does so until there are about 5 labels per
+class, and from then on asks about the images the model finds hardest to tell between two
+classes (margin). The status line says which phase runs and why.
 
 With L labels and C classes (``n_classes`` when the caller declared them, else the classes
 labelled so far): ``cold_start`` while fewer than 2 classes have labels or L / C <
-``min_per_class`` (5); ``then`` (DropQuery) while L / C < ``late_per_class`` (10); ``late``
-(margin) from there on. The phase depends only on the labels, so the same labels always give
-the same phase; ``info["reason"]`` names what auto is doing and where it switched,
-``info["phase"]`` is 0, 1 or 2, ``info["strategy"]`` the strategy that ran.
+``min_per_class`` (5); ``then`` (DropQuery) while L / C < ``late_per_class`` (5: by default
+this phase is empty); ``late`` (margin) from there on. ``cold_start="auto"`` (the default) is
+ProbCover when :func:`neighbour_ratio` (median distance to the nearest other image over the
+median distance between two images, from a seeded sample of 400 rows against the pool) is
+below ``tight_ratio`` (0.45), else TypiClust; ``"typiclust"`` or ``"probcover"`` force one. The
+phase and the cold start depend only on the labels and the features, so the same labels always
+give the same phase; ``info["reason"]`` names what auto is doing, why this cold start, and where
+it switched; ``info["phase"]`` is 0, 1 or 2, ``info["strategy"]`` the strategy that ran,
+``info["neighbour_ratio"]`` the ratio when it chose.
 
-Measured with ``bench/bench_auto_switch.py`` (BENCHMARKS.md, "auto"): 14 policies (TypiClust
-or ProbCover cold start; t1 in 1, 2, 3, 5 and t2 in 5, 10, never) on four feature sets
-(digits pixels; EfficientNet-Lite0 features of a 10k Fashion-MNIST subset, of a 50:1
-long-tailed pool drawn from it, of 5k MNIST digits), 5 seeds, budgets 10 to 200, batches of
-10, LogisticRegression(C=100) on the picks. (5, 10) had the smallest mean shortfall from the
-best fixed strategy (0.8 points over 32 set x budget cells; the old rule, DropQuery from 1
-label per class: 1.4). Chosen without one of the sets, the rule ((5, 10) or (3, 5)) fell short
-on the held-out set by at most 0.4-0.7 points more than the best policy of the grid did there
-(2.2 on digits, where only a ProbCover start does better). No policy is within 1 point
-everywhere: at 10-20 labels on digits ProbCover is 2-4 points ahead of every TypiClust start,
-and a ProbCover start is 7 points behind on Fashion-MNIST.
+Measured with ``bench/bench_auto_switch.py`` (BENCHMARKS.md, "auto"): TypiClust or ProbCover
+cold starts with (t1, t2) in (3, 3), (5, 5), (5, 10) against the best fixed strategy (TypiClust,
+ProbCover, DropQuery, margin, BADGE) on four feature sets (digits pixels, ratio 0.33;
+EfficientNet-Lite0 features of 5k MNIST digits, 0.42, of a 10k Fashion-MNIST subset, 0.49, and
+of a 50:1 long-tailed pool drawn from it, 0.51), 5 seeds, budgets 10 to 200, batches of 10,
+LogisticRegression(C=100) on the picks. The ratio rule at 0.45 with (5, 5) fell short of the
+best fixed strategy by at most 2.2 points (mean 0.5 over 20 set x budget cells); the rule
+before it (TypiClust to 5 per class, DropQuery to 10, then margin) by at most 3.7 (mean 1.1):
+ProbCover leads at 10-50 labels on the tight sets and TypiClust on the loose ones, and margin
+from 5 per class beat DropQuery from 5 to 10. Chosen without one of the sets, the same rule was
+picked in three of four cases. Not within 1 point everywhere: on the long-tailed pool ProbCover
+is 2.2 points ahead at 50 labels, on Fashion-MNIST 1.4 at 20.
 """
 from __future__ import annotations
 
@@ -32,8 +40,8 @@ from ._common import COLD_START_WORDS, REGISTRY, Context, call, check_cold_start
 
 #: Labels per class from which auto leaves cold start for ``then``; measured (module docstring).
 MIN_LABELS_PER_CLASS = 5.0
-#: Labels per class from which auto runs ``late``; measured (module docstring).
-LATE_LABELS_PER_CLASS = 10.0
+#: Labels per class from which auto runs ``late`` (equal to the above: no ``then`` phase); measured.
+LATE_LABELS_PER_CLASS = 5.0
 
 #: cold_start="auto": ProbCover when the pool's neighbour ratio is below this, else TypiClust; measured.
 TIGHT_RATIO = 0.45
@@ -83,8 +91,9 @@ def _check_threshold(name, v):
         raise ValueError(f"{name} must be a number >= 0, got {v!r}")
 
 
-@register("auto", summary="typical images first, then uncertain ones spread over the map, then the hardest cases")
-def auto(ctx: Context, k: int, *, cold_start: str = "typiclust", min_per_class: float = MIN_LABELS_PER_CLASS,
+@register("auto", summary="images that stand for their look-alikes first (ProbCover or TypiClust, by the pool's "
+                          "shape), then the hardest cases")
+def auto(ctx: Context, k: int, *, cold_start: str = "auto", min_per_class: float = MIN_LABELS_PER_CLASS,
          then: str = "dropquery", late: str = "margin", late_per_class: float = LATE_LABELS_PER_CLASS,
          n_classes=None, tight_ratio: float = TIGHT_RATIO, **params):
     """Pick the phase from the labels so far and run its strategy; see the module docstring."""
@@ -139,6 +148,9 @@ def _reason(phase, name, cold_start, L, seen, C, n_classes, t1, t2) -> str:
         nxt = f"; the hardest cases from {t2:g}" if t2 != float("inf") else ""
         return (f"{base} (auto switched from {_NAMES[cold_start]} to {_NAMES[name]} at {t1:g} labels per "
                 f"class; {L / C:.1f} now{nxt})")
+    if t2 <= t1:
+        return (f"{base} (auto switched from {_NAMES[cold_start]} to {_NAMES[name]} at {t2:g} labels per class; "
+                f"{L / C:.1f} now)")
     return f"{base} (auto switched to {_NAMES[name]} at {t2:g} labels per class; {L / C:.1f} now)"
 
 
