@@ -296,12 +296,14 @@ def goal_rows(ds, records, budgets):
 # --------------------------------------------------------------------------- main
 
 def merge_records(path, ran, have_timing):
-    """Records of a previous run for the sets not run now (and its timing rows when none ran now)."""
+    """Records of a previous run for the (set, arm, strategy) runs not made now (``ran``: this run's
+    records), and its timing rows when none ran now."""
     import json
 
+    done = {(r.get("dataset"), r.get("arm"), r.get("strategy")) for r in ran if r.get("arm") != "timing"}
     old = json.loads(open(path).read())["records"]
     keep = [r for r in old if (r.get("arm") == "timing" and not have_timing)
-            or (r.get("arm") != "timing" and r.get("dataset") not in ran)]
+            or (r.get("arm") != "timing" and (r.get("dataset"), r.get("arm"), r.get("strategy")) not in done)]
     sizes = {}
     for r in keep:
         if "dataset" in r and "n_pool" not in r:  # files written before the sizes were recorded
@@ -316,7 +318,8 @@ def merged_note(path, merged, timing):
     import json
 
     m = json.loads(open(path).read()).get("machine", {})
-    what = sorted({r["dataset"] for r in merged if "dataset" in r}) + ([] if timing else ["the query times"])
+    runs = sorted({f"{r['arm']} {r['strategy']}" for r in merged if "dataset" in r})
+    what = ([f"the runs of {'; '.join(runs)}"] if runs else []) + ([] if timing else ["the query times"])
     return f"{', '.join(what)} from {path}, run {m.get('date', '?')} at load {m.get('load_avg_1m', '?')}"
 
 
@@ -395,7 +398,8 @@ def main(argv=None) -> int:
                    help="cap scikit-activeml's threads in the timing (default: its own; ours run under a Session's cap)")
     p.add_argument("--quick", action="store_true", help="digits, 2 seeds, budgets to 50, no timing")
     p.add_argument("--out", default="bench_efficiency", help="results name under bench/results/")
-    p.add_argument("--merge", default=None, help="a results .json whose other sets (and timing) join these tables")
+    p.add_argument("--merge", default=None, help="a results .json whose other runs (sets, strategies, arms not run "
+                   "now; its timing when none ran now) join these tables")
     args = p.parse_args(argv)
     if args.quick:
         args.dataset, args.seeds, args.timing = ["digits"], min(args.seeds, 2), []
@@ -415,7 +419,7 @@ def main(argv=None) -> int:
     if args.timing:
         timing = timing_table(args.timing, args.rounds, "skactiveml" in args.arms, args.peer_threads)
         records += [dict(r, arm="timing") for r in timing]
-    merged = merge_records(args.merge, args.dataset, bool(timing)) if args.merge else []
+    merged = merge_records(args.merge, records, bool(timing)) if args.merge else []
     records += merged
     tables = render(records, args.budgets, len(seeds))
     sets = [d for d in ED.NAMES if any(r.get("dataset") == d for r in records)]

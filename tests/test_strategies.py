@@ -64,7 +64,7 @@ def test_contract_exact_k_unique_unlabelled_deterministic(digits, name):
     b = S.select(name, X, labels, 12, seed=1)
     np.testing.assert_array_equal(a, b)
     if name == "auto":
-        assert info["strategy"] in ("typiclust", "dropquery")
+        assert info["strategy"] in ("typiclust", "probcover", "dropquery", "margin")
     else:  # batchbald runs PowerBALD for batches over 10 and says so
         assert info.get("requested", info["strategy"]) == name
 
@@ -77,6 +77,9 @@ def test_cold_start_no_labels(digits, name):
     check_batch(idx, labels, 10)
     if name in ("random", "typiclust", "probcover", "coreset"):
         assert info["strategy"] == name  # these need no model: no fallback
+    elif name == "auto":  # its own cold start, chosen from the pool's shape (digits: tight groups)
+        assert info["strategy"] == "probcover"
+        assert "look-alikes" in info["reason"] and "two classes" in info["reason"]
     else:
         assert info["strategy"] == "typiclust"
         assert "typical" in info["reason"] and "two classes" in info["reason"]  # what it does, and until when
@@ -439,6 +442,33 @@ def test_counts_below_is_a_searchsorted_per_row():
             np.testing.assert_array_equal(_counts_below(srt, np.float32(t)), want)
 
 
+def test_probcover_coverage_target_grows_with_the_budget_from_20_labels(digits):
+    from alwidget.strategies import probcover as P
+
+    # 0.5 up to 20 labels, then the uncovered share shrinks as (20 / b) ** growth, at most 95 %.
+    assert [P.coverage_target(b, 0.5, P.GROWTH) for b in (1, 10, 20)] == [0.5] * 3
+    grown = [P.coverage_target(b, 0.5, P.GROWTH) for b in (40, 56, 112, 224, 10**6)]
+    assert grown == sorted(grown) and grown[-1] == P.MAX_TARGET
+    assert grown[0] == pytest.approx(1 - 0.5 * 0.5 ** P.GROWTH)
+    assert P.coverage_target(224, 0.5, 0.0) == 0.5  # growth 0: the constant target
+    with pytest.raises(ValueError, match="growth"):
+        P.coverage_target(56, 0.5, -1.0)
+    X, y = digits
+    labels = some_labels(y, 5)  # 50 labels: b = L + B = 60 -> 64 on the ladder
+    a, info = S.select("probcover", X, labels, 10, seed=2, return_info=True)
+    b, again = S.select("probcover", X, labels, 10, seed=2, return_info=True)
+    np.testing.assert_array_equal(a, b)  # same labels, same target, same batch
+    assert info["coverage_target"] == pytest.approx(P.coverage_target(64, 0.5, P.GROWTH))
+    assert info["coverage_target"] > 0.75
+    _, const = S.select("probcover", X, labels, 10, seed=2, return_info=True, growth=0.0)
+    assert const["coverage_target"] == 0.5
+    # The grown target keeps larger balls, which cover more of the pool after the batch.
+    assert info["delta"] > const["delta"] and info["covered_after"] > const["covered_after"] + 0.15
+    assert f"cover {info['coverage_target']:.0%}" in info["detail"]
+    _, first = S.select("probcover", X, np.full(len(y), -1), 10, seed=2, return_info=True)
+    assert first["coverage_target"] == 0.5  # the first rounds are unchanged
+
+
 def test_probcover_on_a_universe_sample_of_a_large_pool(digits, monkeypatch):
     from alwidget.strategies import _cover
 
@@ -712,7 +742,7 @@ def test_dropquery_kmeans_on_a_candidate_sample_still_picks_candidates(digits):
 def test_auto_phases_are_deterministic_and_the_reason_names_the_switch(digits):
     X, y = digits
     t1, t2 = 2, 5
-    kw = dict(n_classes=10, min_per_class=t1, late_per_class=t2, return_info=True)
+    kw = dict(n_classes=10, min_per_class=t1, late_per_class=t2, return_info=True, cold_start="typiclust")
     _, info = S.select("auto", X, np.full(len(y), -1), 5, **kw)
     assert info["strategy"] == "typiclust" and info["phase"] == 0
     assert "typical" in info["reason"] and "two classes" in info["reason"] and "cold start" in info["detail"]
@@ -735,8 +765,31 @@ def test_auto_phases_are_deterministic_and_the_reason_names_the_switch(digits):
     # Undeclared classes count as the classes labelled so far; a probcover cold start says so.
     _, info = S.select("auto", X, few, 5, return_info=True, min_per_class=t1, cold_start="probcover")
     assert info["strategy"] == "probcover" and "look-alikes" in info["reason"]
-    _, info = S.select("auto", X, mid, 5, return_info=True, min_per_class=float("inf"))
+    _, info = S.select("auto", X, mid, 5, return_info=True, min_per_class=float("inf"), cold_start="typiclust")
     assert info["strategy"] == "typiclust"
+
+
+def test_auto_cold_start_by_the_neighbour_ratio_is_deterministic_and_named(digits):
+    X, y = digits
+    geo = Geometry.of(X)
+    r = auto_mod.neighbour_ratio(geo)
+    assert r == auto_mod.neighbour_ratio(geo) and 0.25 < r < 0.4  # digits pixels: tight groups
+    kw = dict(cold_start="auto", n_classes=10, return_info=True)
+    a, info = S.select("auto", X, np.full(len(y), -1), 10, **kw)
+    b, again = S.select("auto", X, np.full(len(y), -1), 10, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert info["strategy"] == "probcover" and info["neighbour_ratio"] == pytest.approx(r)
+    assert "ProbCover: look-alikes are close here" in info["reason"] and f"{r:.2f}" in info["reason"]
+    assert f"neighbour ratio {r:.2f} vs {auto_mod.TIGHT_RATIO:g}" in info["detail"]
+    _, info = S.select("auto", X, np.full(len(y), -1), 10, tight_ratio=0.2, **kw)
+    assert info["strategy"] == "typiclust" and "TypiClust: look-alikes are loose here" in info["reason"]
+    mid = some_labels(y, 3)  # past the cold start the reason names the switch from the chosen start
+    _, info = S.select("auto", X, mid, 5, min_per_class=2, late_per_class=5, **kw)
+    assert info["strategy"] == "dropquery" and "switched from ProbCover to DropQuery" in info["reason"]
+    # A pool without structure (Gaussian noise): the nearest neighbour is nearly as far as any image.
+    noise = np.random.default_rng(0).standard_normal((600, 64)).astype(np.float32)
+    _, info = S.select("auto", noise, np.full(600, -1), 5, **kw)
+    assert info["strategy"] == "typiclust" and info["neighbour_ratio"] > 0.6
 
 
 def test_auto_defaults_follow_the_measured_thresholds(digits):
@@ -746,8 +799,14 @@ def test_auto_defaults_follow_the_measured_thresholds(digits):
     _, info = S.select("auto", X, some_labels(y, max(n - 1, 0)) if n > 1 else np.full(len(y), -1), 5,
                        return_info=True, n_classes=10)
     assert info["phase"] == 0
-    _, info = S.select("auto", X, some_labels(y, n), 5, return_info=True, n_classes=10)
+    assert info["strategy"] == "probcover"  # digits pixels: tight groups (neighbour ratio 0.32 < 0.45)
+    a, info = S.select("auto", X, some_labels(y, n), 5, return_info=True, n_classes=10)
     assert info["phase"] == (1 if n < t2 else 2)
+    assert t1 == t2 == 5 and info["strategy"] == "margin"  # no DropQuery phase by default
+    assert "switched from ProbCover to margin sampling at 5 labels per class" in info["reason"]
+    b, again = S.select("auto", X, some_labels(y, n), 5, return_info=True, n_classes=10)
+    np.testing.assert_array_equal(a, b)
+    assert again["reason"] == info["reason"]
     with pytest.raises(ValueError, match="late must be"):
         S.select("auto", X, some_labels(y, 1), 5, late="random")
 
