@@ -792,6 +792,34 @@ def test_auto_cold_start_by_the_neighbour_ratio_is_deterministic_and_named(digit
     assert info["strategy"] == "typiclust" and info["neighbour_ratio"] > 0.6
 
 
+def dense_neighbour_ratio(X, rows):
+    """The ratio from the full (N, m) distance matrix: the reference for the blocked one."""
+    d = np.sqrt(np.maximum(((X[:, None, :] - X[None, rows, :]) ** 2).sum(-1), 0))
+    d[rows, np.arange(rows.size)] = np.inf
+    return np.median(d.min(0)) / np.median(d[np.isfinite(d)])
+
+
+def test_neighbour_ratio_in_blocks_equals_the_dense_matrix(digits, monkeypatch):
+    # Blocks keep memory at block x sample rows (1M pools); below the pair sample the ratio is the
+    # dense one exactly, above it the pair median comes from a seeded sample and stays close.
+    X, _ = digits
+    geo = Geometry.of(X)
+    memo = geo.scratch("auto_neighbour_ratio")  # the ratio is cached per pool: recompute it here
+    memo.clear()
+    monkeypatch.setattr(auto_mod, "_RATIO_BLOCK", 100)
+    monkeypatch.setattr(auto_mod, "_RATIO_SAMPLE", 150)
+    rows = np.sort(np.random.default_rng([0, 31]).choice(len(X), 150, replace=False))
+    want = dense_neighbour_ratio(geo.X, rows)
+    assert auto_mod.neighbour_ratio(geo, seed=0) == pytest.approx(want, rel=1e-5)
+    monkeypatch.setattr(auto_mod, "_PAIR_SAMPLE", 600)
+    memo.clear()
+    got = auto_mod.neighbour_ratio(geo, seed=0)
+    assert got != want and got == pytest.approx(want, rel=0.03)
+    memo.clear()
+    assert auto_mod.neighbour_ratio(geo, seed=0) == got  # seeded: the same sample again
+    memo.clear()
+
+
 def test_auto_defaults_follow_the_measured_thresholds(digits):
     X, y = digits
     t1, t2 = auto_mod.MIN_LABELS_PER_CLASS, auto_mod.LATE_LABELS_PER_CLASS

@@ -47,6 +47,8 @@ LATE_LABELS_PER_CLASS = 5.0
 TIGHT_RATIO = 0.45
 #: Rows whose distances to the whole pool give the ratio's two medians.
 _RATIO_SAMPLE = 400
+#: Pool rows searched per block, and rows whose distances to the sample give the pair median.
+_RATIO_BLOCK, _PAIR_SAMPLE = 16_384, 4_096
 
 PHASES = ("cold start", "uncertainty with diversity", "hardest cases")
 _WORDS = {"dropquery": "asking about images the model is unsure of, spread over the map",
@@ -63,19 +65,35 @@ def neighbour_ratio(geo, seed: int = 0) -> float:
     """Median distance to the nearest other row over the median distance between two random rows.
 
     Near 0: tight groups of look-alikes (ProbCover's balls hold many images of one kind); near 1:
-    no structure. Measured from a seeded sample of rows against the whole pool; cached per pool."""
+    no structure. A seeded sample of rows is searched against the whole pool in blocks (memory
+    stays O(block x sample) at 1M rows); the pair median comes from a second seeded sample of at
+    most _PAIR_SAMPLE rows (the whole pool below that). Cached per pool and seed."""
     with geo.lock:
         memo = geo.scratch("auto_neighbour_ratio")
         if seed not in memo:
             n = geo.n_samples
-            rows = np.arange(n) if n <= _RATIO_SAMPLE else \
-                np.sort(np.random.default_rng([int(seed), 31]).choice(n, _RATIO_SAMPLE, replace=False))
-            d2 = geo.sq_dist_to(rows)  # (N, m)
-            d2[rows, np.arange(rows.size)] = np.inf  # a row is not its own neighbour
-            nn = np.sqrt(d2.min(0))
-            pair = np.sqrt(d2[np.isfinite(d2)])
-            memo[seed] = float(np.median(nn) / max(float(np.median(pair)), 1e-12))
+            rng = np.random.default_rng([int(seed), 31])
+            rows = _sample(rng, n, _RATIO_SAMPLE)
+            nn2 = np.full(rows.size, np.inf, dtype=np.float32)
+            for start in range(0, n, _RATIO_BLOCK):
+                block = np.arange(start, min(n, start + _RATIO_BLOCK))
+                nn2 = np.minimum(nn2, _without_self(geo.sq_dist_to(rows, among=block), block, rows).min(0))
+            other = _sample(rng, n, _PAIR_SAMPLE)
+            pair = _without_self(geo.sq_dist_to(rows, among=other), other, rows)
+            pair = np.sqrt(pair[np.isfinite(pair)])
+            memo[seed] = float(np.median(np.sqrt(nn2)) / max(float(np.median(pair)), 1e-12))
         return memo[seed]
+
+
+def _sample(rng, n: int, m: int) -> np.ndarray:
+    return np.arange(n) if n <= m else np.sort(rng.choice(n, m, replace=False))
+
+
+def _without_self(d2, among, rows):
+    """d2 (len(among), len(rows)) with the entries of a row against itself set to inf."""
+    i, j = np.nonzero(among[:, None] == rows[None, :])
+    d2[i, j] = np.inf
+    return d2
 
 
 def pick_cold_start(ctx: Context, cold_start: str, tight_ratio: float):
