@@ -1,4 +1,5 @@
-"""Torch building blocks of alwidget.geometry: distance tiles and seeded Lloyd k-means.
+"""Building blocks of alwidget.geometry: torch distance tiles, seeded Lloyd k-means, PCA coordinates
+(TypiClust's reduced k-means) and the typicality helpers.
 
 Split from :mod:`alwidget.geometry` (which re-exports these names) to keep modules small; the
 torch paths run row blocks of ``block x N`` distance tiles, never an ``N x N`` matrix.
@@ -88,3 +89,54 @@ def _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid):
                 cent[empty] = xt[far]
         assign, _ = _assign_torch(_to_torch(X, dev), cent)
         return assign.cpu().numpy().astype(np.int64), cent.cpu().numpy().astype(np.float32)
+
+
+def pca_project(X: np.ndarray, dims: int, seed: int = 0, fit_max: int = 20_000) -> np.ndarray:
+    """(N, dims) float32 coordinates of the centred rows of X on their top ``dims`` principal axes.
+
+    The axes come from the covariance of a seeded sample of at most ``fit_max`` rows (float64
+    eigendecomposition, so the result is deterministic); each axis's sign is fixed (largest
+    |loading| positive) so that the coordinates do not depend on the eigensolver's sign choice.
+    """
+    n, d = X.shape
+    dims = int(min(dims, d))
+    fit = X if n <= fit_max else X[np.sort(np.random.default_rng([int(seed), 31]).choice(n, fit_max, replace=False))]
+    mean = fit.mean(0, dtype=np.float64)
+    fc = (fit - mean).astype(np.float32)
+    _, vecs = np.linalg.eigh((fc.T @ fc).astype(np.float64))
+    axes = vecs[:, ::-1][:, :dims]
+    axes *= np.where(axes[np.abs(axes).argmax(0), np.arange(dims)] < 0, -1.0, 1.0)
+    out = np.empty((n, dims), np.float32)
+    axes32, mean32 = axes.astype(np.float32), mean.astype(np.float32)
+    for a in range(0, n, 65536):  # bounded temporaries on big pools
+        out[a:a + 65536] = (X[a:a + 65536] - mean32) @ axes32
+    return out
+
+
+# Typicality helpers of alwidget.geometry (kept here to keep that module small).
+
+def _positions(n: int, sub: np.ndarray) -> np.ndarray:
+    """(n,) position of each row in ``sub`` or -1 (rows of A that are also columns of B)."""
+    pos = np.full(n, -1, np.int64)
+    pos[sub] = np.arange(sub.size)
+    return pos
+
+
+def _mean_k_smallest(A: np.ndarray, B: np.ndarray, k: int, self_col=None) -> np.ndarray:
+    """(len(A),) float64 mean of the k smallest distances from each row of A to the rows of B.
+
+    ``self_col[i]`` (or -1) is the column of B that is row i of A itself, left out."""
+    a_sq = np.einsum("ij,ij->i", A, A)
+    b_sq = np.einsum("ij,ij->i", B, B)
+    out = np.empty(A.shape[0])
+    step = _rows_per_tile(B.shape[0])
+    for a in range(0, A.shape[0], step):
+        d = a_sq[a:a + step, None] - 2.0 * (A[a:a + step] @ B.T) + b_sq[None, :]
+        np.maximum(d, 0.0, out=d)
+        if self_col is not None:
+            sc = np.asarray(self_col[a:a + step])
+            r = np.flatnonzero(sc >= 0)
+            d[r, sc[r]] = np.inf
+        part = np.partition(d, k - 1, axis=1)[:, :k]
+        out[a:a + step] = np.sqrt(part.astype(np.float64)).mean(1)
+    return out

@@ -16,8 +16,8 @@ import numpy as np
 
 from .geometry import _resolve, _rows_per_tile, _sq_dists, _to_torch
 
-__all__ = ["MAX_EDGES", "ball_from_pairs", "ball_graph", "cover_rows", "coverage", "csr_gather",
-           "probcover_delta", "probcover_info", "purity_rank", "range_pairs"]
+__all__ = ["MAX_EDGES", "ball_at", "ball_from_pairs", "ball_graph", "cover_rows", "coverage", "csr_gather",
+           "probcover_delta", "probcover_info", "purity_rank", "range_pairs", "symmetric_pairs"]
 
 # Points whose exact nearest-other-pseudo-label distance is computed to bound delta from above.
 _DELTA_SAMPLE = 1000
@@ -166,6 +166,39 @@ def ball_from_pairs(n, indptr, indices, sq, d2, rows):
     m.sort_indices()
     ip = m.indptr.astype(np.int32 if m.nnz < 2**31 else np.int64)
     return ip, m.indices.astype(np.int32)
+
+
+def symmetric_pairs(n, indptr, indices, sq, rows):
+    """The pairs of a range search closed under symmetry, once, for :func:`ball_at` at any smaller radius.
+
+    Returns CSR ``(indptr (N+1,) int64, indices int32 sorted per row, w float32)`` holding every
+    (i, j) with (i, j) or (j, i) among the pairs, i != j, weighted by the smaller of the two squared
+    distances (the other being absent counts as infinite), plus each row's self-loop with w = -inf.
+    """
+    import scipy.sparse as sp
+
+    keep = indices != rows
+    # Order-preserving int64 code of the float32 distances (larger = nearer, never 0), so the sparse
+    # element-wise maximum is the exact minimum distance and an absent transpose loses.
+    top = np.int64(1) << 32
+    code = top - sq[keep].astype(np.float32).view(np.int32).astype(np.int64)
+    m = sp.csr_matrix((code, (rows[keep], indices[keep])), shape=(n, n))
+    m = m.maximum(m.T.tocsr()).tocsr() + sp.identity(n, dtype=np.int64, format="csr")
+    m.sort_indices()
+    r = np.repeat(np.arange(n), np.diff(m.indptr))
+    w = (top - m.data).astype(np.int32).view(np.float32)
+    w[m.indices == r] = -np.inf
+    return m.indptr.astype(np.int64), m.indices.astype(np.int32), w
+
+
+def ball_at(sym, d2):
+    """:func:`ball_from_pairs` at squared radius d2 from :func:`symmetric_pairs` (the same CSR): a filter."""
+    ip, ind, w = sym
+    keep = w < d2
+    counts = np.add.reduceat(keep, ip[:-1].astype(np.intp), dtype=np.int64)  # every row holds its self-loop
+    out = np.zeros(ip.size, np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out.astype(np.int32 if out[-1] < 2**31 else np.int64), ind[keep]
 
 
 # --------------------------------------------------------------------------- the purity rule

@@ -27,24 +27,35 @@ import _common as C
 import bench_efficiency as E
 import efficiency_data as ED
 
-FIXED = ["typiclust", "probcover", "dropquery", "margin"]
+FIXED = ["typiclust", "probcover", "dropquery", "margin", "badge"]
 SETS = ["digits", "fmnist", "mnist", "fmnist-lt"]
-T1 = [1, 2, 3, 5]
-T2 = [5, 10, float("inf")]
+#: (t1, t2) pairs of the grid; t2 == t1 goes from the cold start straight to margin.
+PAIRS = [(3, 3), (5, 5), (5, 10)]
+#: auto's default policy before this bench (its records in bench_efficiency.json are named "auto").
+OLD_DEFAULT = "auto:cold_start=typiclust+min_per_class=5+late_per_class=10"
+#: Thresholds on the neighbour ratio tried for cold_start="auto" (between the sets' ratios, plus never/always).
+RATIO_CUTS = [0.0, 0.37, 0.45, 0.50, 1.0]
 
 
-PROBCOVER_T1 = [1, 2, 3]
-PROBCOVER_T2 = [10]
+def policies(pairs, colds=("typiclust", "probcover")):
+    """The grid: every (t1, t2) pair for every cold start."""
+    return [f"auto:cold_start={cold}+min_per_class={a:g}+late_per_class={b:g}" for cold in colds for a, b in pairs]
 
 
-def policies(t1s, t2s, colds=("typiclust",)):
-    """The grid: every (t1, t2) for TypiClust; a smaller one for a ProbCover cold start."""
-    out = []
-    for cold in colds:
-        grid = [(a, b) for a in t1s for b in t2s] if cold == "typiclust" else \
-            [(a, b) for a in PROBCOVER_T1 for b in PROBCOVER_T2]
-        out += [f"auto:cold_start={cold}+min_per_class={a:g}+late_per_class={b:g}" for a, b in grid if b > a]
-    return out
+def ratio_policies(means, ratios, sets, budgets, pairs, cuts):
+    """cold_start="auto" at each cut, computed from the grid: on a set with ratio < cut it runs exactly the
+    ProbCover-start policy with the same (t1, t2), else the TypiClust-start one (the choice is per pool)."""
+    out = {}
+    for cut in cuts:
+        for a, b in pairs:
+            name = f"auto:cold_start=auto+tight_ratio={cut:g}+min_per_class={a:g}+late_per_class={b:g}"
+            for d in sets:
+                cold = "probcover" if ratios[d] < cut else "typiclust"
+                src = f"auto:cold_start={cold}+min_per_class={a:g}+late_per_class={b:g}"
+                for n in budgets:
+                    means[(d, name, n)] = means[(d, src, n)]
+            out[name] = None
+    return list(out)
 
 
 def parse_policy(spec):
@@ -89,31 +100,70 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", type=C.parse_names, default=SETS)
     ap.add_argument("--budgets", type=C.parse_ints, default=[10, 20, 30, 50, 70, 100, 150, 200])
     ap.add_argument("--cold", type=C.parse_names, default=["typiclust", "probcover"], help="cold starts in the grid")
+    ap.add_argument("--pairs", default=None, help="(t1, t2) pairs instead of PAIRS, e.g. '3:3,5:5,5:10'")
+    ap.add_argument("--fixed", type=C.parse_names, default=FIXED, help="the fixed strategies to compare with")
+    ap.add_argument("--reuse", default=None, help="bench_efficiency .json files (comma-separated; later ones win): their runs of these strategies (same "
+                    "protocol and seeds) are read instead of rerun; 'auto' there stands for " + OLD_DEFAULT)
+    ap.add_argument("--reuse-strategies", type=C.parse_names, default=["typiclust", "dropquery", "margin", "badge",
+                                                                        "auto"], help="which of them to read")
     ap.add_argument("--out", default="bench_auto_switch")
     args = ap.parse_args(argv)
     if args.quick:
         args.dataset, args.seeds, args.budgets = ["digits"], 2, [10, 20, 30, 50]
     seeds = list(range(args.seeds))
-    pols = policies(T1, T2, args.cold)
+    pairs = [tuple(float(v) for v in p.split(":")) for p in args.pairs.split(",")] if args.pairs else PAIRS
+    pols = policies(pairs, args.cold)
+    FIXED[:] = args.fixed
     info = C.machine_info()
     print(C.machine_line(info), flush=True)
     t0 = time.perf_counter()
-    means, records = {}, []
+    means, records, ratios = {}, [], {}
     for ds in args.dataset:
         X, Xt, y, yt = E.split(*ED.load(ds))
         data = (X, Xt, y, yt, E.SharedLR(X))
+        ratios[ds] = neighbour_ratio(X)
+        print(f"{ds}: neighbour ratio {ratios[ds]:.3f}", flush=True)
+        old = {}
+        for path in (args.reuse.split(",") if args.reuse else []):
+            old.update(reused(path, args.reuse_strategies, ds, args.budgets, seeds))
         for spec in FIXED + pols:
-            recs = run(spec, data, args.budgets, seeds)
+            recs = old[spec] if spec in old else run(spec, data, args.budgets, seeds)
             for r in recs:
                 r["dataset"] = ds
             records += recs
             for b in args.budgets:
                 means[(ds, spec, b)] = float(np.mean([r["lr"] for r in recs if r["n_labels"] == b]))
             print(f"{ds:<10} {spec:<64}" + " ".join(f"{means[(ds, spec, b)]:.3f}" for b in args.budgets), flush=True)
-    return report(args, info, means, records, pols, seeds, t0)
+    if set(args.cold) >= {"typiclust", "probcover"}:
+        pols += ratio_policies(means, ratios, args.dataset, args.budgets, pairs, RATIO_CUTS)
+    return report(args, info, means, records, pols, seeds, t0, ratios)
 
 
-def report(args, info, means, records, pols, seeds, t0):
+def reused(path, names, ds, budgets, seeds):
+    """{spec: records} of a bench_efficiency run (our arm) for ``names`` on set ``ds``, when it has every
+    (seed, budget) asked for."""
+    import json
+
+    recs = json.loads(open(path).read())["records"]
+    out = {}
+    for name in names:
+        got = [{"policy": OLD_DEFAULT if name == "auto" else name, "seed": r["seed"], "n_labels": r["n_labels"],
+                "lr": r["lr"], "reused": path} for r in recs
+               if r.get("arm") == "ours" and r.get("dataset") == ds and r.get("strategy") == name
+               and r["seed"] in seeds and r["n_labels"] in budgets]
+        if len(got) == len(seeds) * len(budgets):
+            out[got[0]["policy"]] = got
+    return out
+
+
+def neighbour_ratio(X):
+    from alwidget.geometry import Geometry
+    from alwidget.strategies.auto import neighbour_ratio as ratio
+
+    return ratio(Geometry.of(X), 0)
+
+
+def report(args, info, means, records, pols, seeds, t0, ratios):
     sets, budgets = args.dataset, args.budgets
     short = shortfalls(means, pols, sets, budgets)
     allidx = np.arange(len(sets))
@@ -143,7 +193,10 @@ def report(args, info, means, records, pols, seeds, t0):
     settings = (f"sets {','.join(sets)}; budgets {budgets}; seeds {seeds}; batches of 10; LR(C=100) on the picks; "
                 f"total {time.perf_counter() - t0:.0f} s" + ("; QUICK" if args.quick else ""))
     C.write_results(args.out, title="auto: switch points", settings=settings, info=info, tables=tables,
-                    records=records, notes=[f"chosen: {best}", f"fixed strategies: {', '.join(FIXED)}"])
+                    records=records, notes=[f"chosen: {best}", f"fixed strategies: {', '.join(FIXED)}",
+                                            f"read from {args.reuse} (not rerun): {', '.join(args.reuse_strategies)}"
+                                            if args.reuse else "every run made here",
+                                            "neighbour ratios: " + ", ".join(f"{d} {r:.3f}" for d, r in ratios.items())])
     print("chosen:", best)
     return 0
 

@@ -38,10 +38,10 @@ def with_sklearn_kmeans():
 
     original = Geometry.kmeans
 
-    def sk_kmeans(self, n_clusters, seed=0):
-        key = (int(min(n_clusters, self.n_samples)), int(seed), "sklearn")
+    def sk_kmeans(self, n_clusters, seed=0, dims=None):
+        key = (*self._km_key(n_clusters, seed, dims), "sklearn")
         if key not in self._kmeans:
-            km = KMeans(key[0], random_state=int(seed)).fit(self.X)
+            km = KMeans(key[0], random_state=int(seed)).fit(self.X if len(key) == 3 else self.reduced(key[2]))
             self._kmeans[key] = (km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32))
         return self._kmeans[key]
 

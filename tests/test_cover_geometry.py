@@ -137,3 +137,34 @@ def test_edge_guard_refuses_huge_graphs(blobs, monkeypatch):
     monkeypatch.setattr(CG, "MAX_EDGES", 10)
     with pytest.raises(ValueError, match="edges"):
         probcover_delta(Geometry.of(blobs), 4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ball_at_is_ball_from_pairs_at_every_smaller_radius(blobs, backend):
+    # The symmetric pairs of one wide search, filtered per radius: the same CSR as building it anew.
+    X = Geometry.of(blobs).X
+    ip, ind, sq = CG.range_pairs(X, 0.6, backend=backend)
+    rows = np.repeat(np.arange(len(X), dtype=np.int32), np.diff(ip))
+    sym = CG.symmetric_pairs(len(X), ip, ind, sq, rows)
+    for d in (0.6, 0.45, 0.3, 0.1, 1e-4):
+        d2 = np.float32(d) ** 2
+        want = CG.ball_from_pairs(len(X), ip, ind, sq, d2, rows)
+        got = CG.ball_at(sym, d2)
+        for a, b in zip(want, got):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+
+
+def test_symmetric_pairs_keeps_the_nearer_of_two_asymmetric_distances():
+    # (0, 1) listed at 0.5, (1, 0) at 0.2, (1, 2) only one way: min distances, both directions, self-loops.
+    ip = np.array([0, 1, 3, 3])
+    ind = np.array([1, 0, 2], np.int32)
+    sq = np.array([0.5, 0.2, 0.3], np.float32)
+    rows = np.repeat(np.arange(3, dtype=np.int32), np.diff(ip))
+    sym_ip, sym_ind, w = CG.symmetric_pairs(3, ip, ind, sq, rows)
+    np.testing.assert_array_equal(sym_ip, [0, 2, 5, 7])
+    np.testing.assert_array_equal(sym_ind, [0, 1, 0, 1, 2, 1, 2])
+    np.testing.assert_array_equal(w, np.array([-np.inf, 0.2, 0.2, -np.inf, 0.3, 0.3, -np.inf], np.float32))
+    ball_ip, ball_ind = CG.ball_at((sym_ip, sym_ind, w), np.float32(0.25))
+    np.testing.assert_array_equal(ball_ip, [0, 2, 4, 5])
+    np.testing.assert_array_equal(ball_ind, [0, 1, 0, 1, 2])

@@ -185,3 +185,54 @@ def test_kmeans_trains_on_at_most_kmeans_train_max_rows(blobs, backend, monkeypa
     monkeypatch.setattr(G, "KMEANS_TRAIN_MAX", 1 << 30)  # the cap never raises the faiss default
     np.testing.assert_array_equal(kmeans(X, 4, seed=3, backend=backend)[0],
                                   kmeans(X, 4, seed=3, backend=backend, max_points_per_centroid=256)[0])
+
+
+def test_pca_project_matches_the_principal_axes_with_fixed_signs(blobs):
+    from alwidget._kmeans import pca_project
+
+    X = normalize(blobs)
+    Z = pca_project(X, 3)
+    assert Z.shape == (len(X), 3) and Z.dtype == np.float32
+    Xc = X.astype(np.float64) - X.mean(0)
+    vt = np.linalg.svd(Xc, full_matrices=False)[2]
+    ref = Xc @ vt[:3].T
+    ref *= np.sign(vt[:3][np.arange(3), np.abs(vt[:3]).argmax(1)])  # largest loading positive
+    np.testing.assert_allclose(Z, ref, atol=1e-5)
+    assert np.all(np.diff(Z.var(0)) <= 0)  # most variance first
+    np.testing.assert_array_equal(Z, pca_project(X.copy(), 3))  # deterministic
+    assert pca_project(X, 50).shape == (len(X), 8)  # at most D dims
+
+
+def test_pca_project_fits_large_pools_on_a_seeded_sample(blobs):
+    from alwidget._kmeans import pca_project
+
+    X = normalize(blobs)
+    a = pca_project(X, 2, fit_max=100)
+    np.testing.assert_array_equal(a, pca_project(X, 2, fit_max=100))
+    assert not np.array_equal(a, pca_project(X, 2, fit_max=100, seed=1))
+
+
+def test_kmeans_on_reduced_dims_is_cached_apart_and_deterministic(blobs):
+    g = Geometry.of(blobs)
+    full = g.kmeans(6, 0)
+    red = g.kmeans(6, 0, dims=3)
+    assert red[1].shape == (6, 3) and full[1].shape == (6, 8)
+    assert g.kmeans(6, 0, dims=8) is full and g.kmeans(6, 0, dims=99) is full  # no reduction: the same clustering
+    np.testing.assert_array_equal(red[0], kmeans(g.reduced(3), 6, seed=0)[0])
+    Geometry.clear_cache()
+    np.testing.assert_array_equal(Geometry.of(blobs.copy()).kmeans(6, 0, dims=3)[0], red[0])
+
+
+def test_typicality_on_reduced_clusters_is_measured_in_the_full_features(blobs):
+    g = Geometry.of(blobs)
+    order, starts = g.members(4, 0, dims=2)
+    assign = g.kmeans(4, 0, dims=2)[0]
+    for c in range(4):
+        members = order[starts[c]:starts[c + 1]]
+        np.testing.assert_array_equal(np.sort(members), np.flatnonzero(assign == c))
+        rows, typ = g.typicality_order(4, 0, c, dims=2)
+        k = min(20, members.size // 2)
+        D = brute_dist(g.X[members])
+        np.fill_diagonal(D, np.inf)
+        want = 1.0 / (np.sort(D, 1)[:, :k].mean(1) + 1e-12)
+        np.testing.assert_allclose(typ, np.sort(want)[::-1], rtol=1e-4)

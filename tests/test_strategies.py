@@ -64,7 +64,7 @@ def test_contract_exact_k_unique_unlabelled_deterministic(digits, name):
     b = S.select(name, X, labels, 12, seed=1)
     np.testing.assert_array_equal(a, b)
     if name == "auto":
-        assert info["strategy"] in ("typiclust", "dropquery")
+        assert info["strategy"] in ("typiclust", "probcover", "dropquery", "margin")
     else:  # batchbald runs PowerBALD for batches over 10 and says so
         assert info.get("requested", info["strategy"]) == name
 
@@ -77,6 +77,9 @@ def test_cold_start_no_labels(digits, name):
     check_batch(idx, labels, 10)
     if name in ("random", "typiclust", "probcover", "coreset"):
         assert info["strategy"] == name  # these need no model: no fallback
+    elif name == "auto":  # its own cold start, chosen from the pool's shape (digits: tight groups)
+        assert info["strategy"] == "probcover"
+        assert "look-alikes" in info["reason"] and "two classes" in info["reason"]
     else:
         assert info["strategy"] == "typiclust"
         assert "typical" in info["reason"] and "two classes" in info["reason"]  # what it does, and until when
@@ -278,6 +281,33 @@ def test_typiclust_picks_the_most_typical_point_of_each_cluster():
         assert typ[list(members).index(pick)] == pytest.approx(typ.max(), rel=1e-5)
 
 
+def test_typiclust_clusters_reduced_dims_deterministically(digits, monkeypatch):
+    from alwidget.strategies import typiclust
+
+    X, y = digits
+    labels = some_labels(y, 2)
+    small = S.select("typiclust", X, labels, 10, seed=0, kmeans_dims=16, return_info=True)
+    assert "PCA" not in small[1]["detail"]  # N K D under KMEANS_FULL_WORK: the full features
+    monkeypatch.setattr(typiclust, "KMEANS_FULL_WORK", 0)
+    idx, info = S.select("typiclust", X, labels, 10, seed=0, kmeans_dims=16, return_info=True)
+    assert "on 16 PCA dims" in info["detail"]
+    check_batch(idx, labels, 10)
+    Geometry.clear_cache()  # a fresh cache (the same pure function of features, labels and seed)
+    np.testing.assert_array_equal(S.select("typiclust", X.copy(), labels, 10, seed=0, kmeans_dims=16), idx)
+    # digits has 64 features, under the default KMEANS_DIMS: the full features, as kmeans_dims=None
+    full = S.select("typiclust", X, labels, 10, seed=0, kmeans_dims=None, return_info=True)
+    assert "PCA" not in full[1]["detail"]
+    np.testing.assert_array_equal(S.select("typiclust", X, labels, 10, seed=0), full[0])
+    np.testing.assert_array_equal(S.select("typiclust", X, labels, 10, seed=0, kmeans_dims=64), full[0])
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "16"])
+def test_typiclust_rejects_bad_kmeans_dims(digits, bad):
+    X, y = digits
+    with pytest.raises(ValueError, match="kmeans_dims"):
+        S.select("typiclust", X, some_labels(y, 1), 5, kmeans_dims=bad)
+
+
 def test_typiclust_visits_clusters_with_fewest_labels_first():
     rng = np.random.default_rng(5)
     centres = rng.standard_normal((4, 5)) * 6
@@ -366,6 +396,77 @@ def test_budget_delta_is_the_smallest_radius_reaching_the_coverage(digits):
     # More labels, smaller balls: the rule shrinks delta as the budget grows.
     ds = [_cover.budget_delta(geo, b, 0.5)["delta"] for b in (5, 10, 20, 40)]
     assert ds == sorted(ds, reverse=True)
+
+
+def dense_budget_delta(geo, b, target):
+    """The bisection of _cover.budget_delta with the dense greedy at every step (the reference)."""
+    from alwidget.strategies import _cover
+
+    rows, d2 = _cover.sample_sq_dists(geo)
+    b = max(1, min(b, rows.size // 8))
+    lo, hi = 0.0, float(np.sqrt(d2.max())) * 1.001 + 1e-6
+    for _ in range(_cover._BISECT_STEPS):
+        mid = 0.5 * (lo + hi)
+        if _cover.greedy_coverage(d2 < np.float32(mid * mid), b) >= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi, float((d2 < np.float32(hi * hi)).mean())
+
+
+@pytest.mark.parametrize("budgets,kept", [((5, 8, 12, 20, 40, 56), 256), ((56, 20, 5, 40, 8, 12), 256),
+                                          ((5, 8, 12, 20, 40, 56), 1)])
+def test_budget_delta_equals_the_dense_bisection_whatever_the_order_of_budgets(digits, monkeypatch, budgets, kept):
+    # Sorted rows, resumed greedy states (or restarted ones, when dropped) and the per-radius memo
+    # give exactly the dense result, whether budgets grow (a session) or come in any order.
+    from alwidget.strategies import _cover
+
+    monkeypatch.setattr(_cover, "_STATES_KEPT", kept)
+    X, _ = digits
+    geo = Geometry.of(X[:700])
+    for target in (0.5, 0.8):
+        for b in budgets:
+            got = _cover.budget_delta(geo, b, target)
+            assert (got["delta"], got["pair_fraction"]) == dense_budget_delta(geo, b, target)
+
+
+def test_counts_below_is_a_searchsorted_per_row():
+    from alwidget.strategies._cover import _counts_below
+
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 3, 8, 100):
+        srt = np.sort(rng.random((20, m)).astype(np.float32), 1)
+        srt[0] = 0.5  # ties
+        for t in (0.0, 0.3, 0.5, 2.0):
+            want = [np.searchsorted(r, np.float32(t), "left") for r in srt]
+            np.testing.assert_array_equal(_counts_below(srt, np.float32(t)), want)
+
+
+def test_probcover_coverage_target_grows_with_the_budget_from_20_labels(digits):
+    from alwidget.strategies import probcover as P
+
+    # 0.5 up to 20 labels, then the uncovered share shrinks as (20 / b) ** growth, at most 95 %.
+    assert [P.coverage_target(b, 0.5, P.GROWTH) for b in (1, 10, 20)] == [0.5] * 3
+    grown = [P.coverage_target(b, 0.5, P.GROWTH) for b in (40, 56, 112, 224, 10**6)]
+    assert grown == sorted(grown) and grown[-1] == P.MAX_TARGET
+    assert grown[0] == pytest.approx(1 - 0.5 * 0.5 ** P.GROWTH)
+    assert P.coverage_target(224, 0.5, 0.0) == 0.5  # growth 0: the constant target
+    with pytest.raises(ValueError, match="growth"):
+        P.coverage_target(56, 0.5, -1.0)
+    X, y = digits
+    labels = some_labels(y, 5)  # 50 labels: b = L + B = 60 -> 64 on the ladder
+    a, info = S.select("probcover", X, labels, 10, seed=2, return_info=True)
+    b, again = S.select("probcover", X, labels, 10, seed=2, return_info=True)
+    np.testing.assert_array_equal(a, b)  # same labels, same target, same batch
+    assert info["coverage_target"] == pytest.approx(P.coverage_target(64, 0.5, P.GROWTH))
+    assert info["coverage_target"] > 0.75
+    _, const = S.select("probcover", X, labels, 10, seed=2, return_info=True, growth=0.0)
+    assert const["coverage_target"] == 0.5
+    # The grown target keeps larger balls, which cover more of the pool after the batch.
+    assert info["delta"] > const["delta"] and info["covered_after"] > const["covered_after"] + 0.15
+    assert f"cover {info['coverage_target']:.0%}" in info["detail"]
+    _, first = S.select("probcover", X, np.full(len(y), -1), 10, seed=2, return_info=True)
+    assert first["coverage_target"] == 0.5  # the first rounds are unchanged
 
 
 def test_probcover_on_a_universe_sample_of_a_large_pool(digits, monkeypatch):
@@ -461,6 +562,36 @@ def test_coreset_equals_naive_k_centre():
     np.testing.assert_array_equal(idx, naive_k_centre(Geometry.of(X).X, labels, 20))
     cold = S.select("coreset", X, np.full(150, -1), 20, seed=4)
     np.testing.assert_array_equal(cold, naive_k_centre(Geometry.of(X).X, np.full(150, -1), 20, first=cold[0]))
+
+
+def dense_k_centre(geo, min_sq, available, k):
+    """Farthest-first with every row's distance to every pick (the lazy version's reference)."""
+    picks, score = [], np.where(available, min_sq, -1.0)
+    for _ in range(k):
+        v = int(score.argmax())
+        picks.append(v)
+        score[v] = -1.0
+        np.minimum(score, geo.sq_dist_to([v])[:, 0], out=score, where=score >= 0)
+    return np.array(picks)
+
+
+@pytest.mark.parametrize("block", [1, 3, 64, 5000])
+def test_lazy_k_centre_greedy_equals_the_dense_one(digits, monkeypatch, block):
+    from alwidget.strategies import coreset
+
+    monkeypatch.setattr(coreset, "REFRESH_BLOCK", block)
+    X, y = digits
+    X = np.vstack([X, X[:40]])  # exact duplicates: ties go to the lowest index in both
+    geo = Geometry.of(X)
+    rng = np.random.default_rng(1)
+    lab = rng.choice(len(X), 15, replace=False)
+    for _ in range(4):
+        avail = np.ones(len(X), bool)
+        avail[lab] = False
+        ms = geo.min_sq_dist(lab)
+        got = coreset.k_center_greedy(geo, ms, avail.copy(), 25)
+        np.testing.assert_array_equal(got, dense_k_centre(geo, ms, avail, 25))
+        lab = np.concatenate([lab, got])
 
 
 # --------------------------------------------------------------------------- BADGE
@@ -611,7 +742,7 @@ def test_dropquery_kmeans_on_a_candidate_sample_still_picks_candidates(digits):
 def test_auto_phases_are_deterministic_and_the_reason_names_the_switch(digits):
     X, y = digits
     t1, t2 = 2, 5
-    kw = dict(n_classes=10, min_per_class=t1, late_per_class=t2, return_info=True)
+    kw = dict(n_classes=10, min_per_class=t1, late_per_class=t2, return_info=True, cold_start="typiclust")
     _, info = S.select("auto", X, np.full(len(y), -1), 5, **kw)
     assert info["strategy"] == "typiclust" and info["phase"] == 0
     assert "typical" in info["reason"] and "two classes" in info["reason"] and "cold start" in info["detail"]
@@ -634,8 +765,59 @@ def test_auto_phases_are_deterministic_and_the_reason_names_the_switch(digits):
     # Undeclared classes count as the classes labelled so far; a probcover cold start says so.
     _, info = S.select("auto", X, few, 5, return_info=True, min_per_class=t1, cold_start="probcover")
     assert info["strategy"] == "probcover" and "look-alikes" in info["reason"]
-    _, info = S.select("auto", X, mid, 5, return_info=True, min_per_class=float("inf"))
+    _, info = S.select("auto", X, mid, 5, return_info=True, min_per_class=float("inf"), cold_start="typiclust")
     assert info["strategy"] == "typiclust"
+
+
+def test_auto_cold_start_by_the_neighbour_ratio_is_deterministic_and_named(digits):
+    X, y = digits
+    geo = Geometry.of(X)
+    r = auto_mod.neighbour_ratio(geo)
+    assert r == auto_mod.neighbour_ratio(geo) and 0.25 < r < 0.4  # digits pixels: tight groups
+    kw = dict(cold_start="auto", n_classes=10, return_info=True)
+    a, info = S.select("auto", X, np.full(len(y), -1), 10, **kw)
+    b, again = S.select("auto", X, np.full(len(y), -1), 10, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert info["strategy"] == "probcover" and info["neighbour_ratio"] == pytest.approx(r)
+    assert "ProbCover: look-alikes are close here" in info["reason"] and f"{r:.2f}" in info["reason"]
+    assert f"neighbour ratio {r:.2f} vs {auto_mod.TIGHT_RATIO:g}" in info["detail"]
+    _, info = S.select("auto", X, np.full(len(y), -1), 10, tight_ratio=0.2, **kw)
+    assert info["strategy"] == "typiclust" and "TypiClust: look-alikes are loose here" in info["reason"]
+    mid = some_labels(y, 3)  # past the cold start the reason names the switch from the chosen start
+    _, info = S.select("auto", X, mid, 5, min_per_class=2, late_per_class=5, **kw)
+    assert info["strategy"] == "dropquery" and "switched from ProbCover to DropQuery" in info["reason"]
+    # A pool without structure (Gaussian noise): the nearest neighbour is nearly as far as any image.
+    noise = np.random.default_rng(0).standard_normal((600, 64)).astype(np.float32)
+    _, info = S.select("auto", noise, np.full(600, -1), 5, **kw)
+    assert info["strategy"] == "typiclust" and info["neighbour_ratio"] > 0.6
+
+
+def dense_neighbour_ratio(X, rows):
+    """The ratio from the full (N, m) distance matrix: the reference for the blocked one."""
+    d = np.sqrt(np.maximum(((X[:, None, :] - X[None, rows, :]) ** 2).sum(-1), 0))
+    d[rows, np.arange(rows.size)] = np.inf
+    return np.median(d.min(0)) / np.median(d[np.isfinite(d)])
+
+
+def test_neighbour_ratio_in_blocks_equals_the_dense_matrix(digits, monkeypatch):
+    # Blocks keep memory at block x sample rows (1M pools); below the pair sample the ratio is the
+    # dense one exactly, above it the pair median comes from a seeded sample and stays close.
+    X, _ = digits
+    geo = Geometry.of(X)
+    memo = geo.scratch("auto_neighbour_ratio")  # the ratio is cached per pool: recompute it here
+    memo.clear()
+    monkeypatch.setattr(auto_mod, "_RATIO_BLOCK", 100)
+    monkeypatch.setattr(auto_mod, "_RATIO_SAMPLE", 150)
+    rows = np.sort(np.random.default_rng([0, 31]).choice(len(X), 150, replace=False))
+    want = dense_neighbour_ratio(geo.X, rows)
+    assert auto_mod.neighbour_ratio(geo, seed=0) == pytest.approx(want, rel=1e-5)
+    monkeypatch.setattr(auto_mod, "_PAIR_SAMPLE", 600)
+    memo.clear()
+    got = auto_mod.neighbour_ratio(geo, seed=0)
+    assert got != want and got == pytest.approx(want, rel=0.03)
+    memo.clear()
+    assert auto_mod.neighbour_ratio(geo, seed=0) == got  # seeded: the same sample again
+    memo.clear()
 
 
 def test_auto_defaults_follow_the_measured_thresholds(digits):
@@ -645,8 +827,14 @@ def test_auto_defaults_follow_the_measured_thresholds(digits):
     _, info = S.select("auto", X, some_labels(y, max(n - 1, 0)) if n > 1 else np.full(len(y), -1), 5,
                        return_info=True, n_classes=10)
     assert info["phase"] == 0
-    _, info = S.select("auto", X, some_labels(y, n), 5, return_info=True, n_classes=10)
+    assert info["strategy"] == "probcover"  # digits pixels: tight groups (neighbour ratio 0.32 < 0.45)
+    a, info = S.select("auto", X, some_labels(y, n), 5, return_info=True, n_classes=10)
     assert info["phase"] == (1 if n < t2 else 2)
+    assert t1 == t2 == 5 and info["strategy"] == "margin"  # no DropQuery phase by default
+    assert "switched from ProbCover to margin sampling at 5 labels per class" in info["reason"]
+    b, again = S.select("auto", X, some_labels(y, n), 5, return_info=True, n_classes=10)
+    np.testing.assert_array_equal(a, b)
+    assert again["reason"] == info["reason"]
     with pytest.raises(ValueError, match="late must be"):
         S.select("auto", X, some_labels(y, 1), 5, late="random")
 

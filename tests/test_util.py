@@ -77,6 +77,26 @@ def test_limit_threads_restores_torch_threads():
     assert torch.get_num_threads() == before
 
 
+def test_limit_threads_caps_blas_pools_with_a_reused_controller():
+    from threadpoolctl import threadpool_info
+
+    from alwidget import _util
+
+    before = [p["num_threads"] for p in threadpool_info()]
+    for _ in range(2):  # the second block reuses the controller built by the first
+        with limit_threads(1):
+            assert all(p["num_threads"] == 1 for p in threadpool_info())
+        assert [p["num_threads"] for p in threadpool_info()] == before
+    built = _util._CONTROLLER[0]
+    with limit_threads(1):
+        pass
+    assert _util._CONTROLLER[0] is built
+    _util._CONTROLLER[1] = -1  # as if modules (maybe native libraries) were imported since: rebuilt
+    with limit_threads(1):
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert _util._CONTROLLER[0] is not built
+
+
 def test_atomic_write_replaces_whole_files_and_leaves_nothing_on_failure(tmp_path):
     path = tmp_path / "x.npy"
     atomic_write(path, b"old")

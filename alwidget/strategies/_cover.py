@@ -4,8 +4,9 @@ delta for a budget. ``budget_delta(geo, b, target)`` is the smallest radius at w
 greedy max-coverage balls cover ``target`` of the pool. It is found by bisection on a seeded
 sample of :data:`COVER_SAMPLE` rows (coverage is a share of the pool, so a uniform sample
 estimates it; ``b`` is capped at sample / 8 so that a ball still holds several sample points).
-Each bisection step runs the greedy on the sample's boolean distance matrix with incremental
-gains, O(S^2) per step.
+Each bisection step runs the greedy on the sample's distance rows sorted once (a ball is a row
+prefix), with incremental gains, in O(sizes of the covered balls) per step instead of O(S^2); the
+outcome per radius is remembered across budgets, since greedy picks do not depend on the budget.
 
 Universe. The ball graph is built over at most :data:`COVER_UNIVERSE` rows (the whole pool
 when it is smaller; else a seeded uniform sample), and fewer when the expected number of
@@ -19,12 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cover_geometry import ball_from_pairs, cached_ball_graph, cover_rows, csr_gather, range_pairs
+from ..cover_geometry import ball_at, cached_ball_graph, cover_rows, csr_gather, range_pairs, symmetric_pairs
 
 COVER_SAMPLE = 3000
 COVER_UNIVERSE = 10_000
 MAX_COVER_EDGES = 10_000_000
 _BISECT_STEPS = 22
+_STATES_KEPT = 256  # resumable greedy states per feature set (about 50 KB each)
 _GRAPHS_KEPT = 2
 
 
@@ -41,7 +43,9 @@ def _sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def greedy_coverage(A: np.ndarray, b: int) -> float:
-    """Share of the rows of a symmetric boolean adjacency A (self-loops set) covered by b greedy balls."""
+    """Share of the rows of a symmetric boolean adjacency A (self-loops set) covered by b greedy balls.
+
+    The dense reference of :func:`budget_delta`'s greedy (which runs on sorted rows instead)."""
     covered = np.zeros(A.shape[0], bool)
     gain = A.sum(1, dtype=np.int64)
     for _ in range(int(b)):
@@ -55,37 +59,140 @@ def greedy_coverage(A: np.ndarray, b: int) -> float:
 
 
 def sample_sq_dists(geo, seed: int = 0):
-    """(rows, (S, S) float32 squared distances) of the seeded delta sample; cached (one per feature set)."""
+    """(rows, (S, S) float32 squared distances) of the seeded delta sample (diagonal 0); not cached."""
+    rows = sample_rows(geo.n_samples, COVER_SAMPLE, seed, 17)
+    d2 = _sq_dists(geo.X[rows], geo.X[rows])
+    np.fill_diagonal(d2, 0.0)
+    return rows, d2
+
+
+def sample_sorted(geo, seed: int = 0):
+    """(rows, srt, order): each row of the sample's squared distances sorted ascending (float32) and the
+    columns in that order (int16 below 32k rows); cached, one per feature set. Row v's ball at a
+    squared radius t is ``order[v, :count]``, count = the entries of ``srt[v]`` below t."""
     with geo.lock:
-        memo = geo.scratch("probcover_sample")
+        memo = geo.scratch("probcover_sorted")
         if seed not in memo:
-            rows = sample_rows(geo.n_samples, COVER_SAMPLE, seed, 17)
-            d2 = _sq_dists(geo.X[rows], geo.X[rows])
-            np.fill_diagonal(d2, 0.0)
+            rows, d2 = sample_sq_dists(geo, seed)
+            order = np.argsort(d2, axis=1).astype(np.int16 if rows.size < 2**15 else np.int32)
             memo.clear()
-            memo[seed] = (rows, d2)
+            memo[seed] = (rows, np.take_along_axis(d2, order, 1), order)
         return memo[seed]
+
+
+def _counts_below(srt: np.ndarray, t) -> np.ndarray:
+    """(S,) int64 entries of each sorted row below t: one vectorised binary search over all rows."""
+    s, m = srt.shape
+    flat = srt.reshape(-1)
+    base = np.arange(s, dtype=np.int64) * m - 1
+    cnt = np.zeros(s, np.int64)
+    step = 1 << (m.bit_length() - 1)
+    while step:  # invariant: the first cnt entries are below t; try cnt + step
+        cand = cnt + step
+        ok = cand <= m
+        ok[ok] = flat[base[ok] + cand[ok]] < t
+        cnt[ok] = cand[ok]
+        step >>= 1
+    return cnt
+
+
+def _rows_of(order: np.ndarray, cnt: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Concatenated balls order[w, :cnt[w]] of the points ``pts``."""
+    lens = cnt[pts]
+    starts = pts.astype(np.int64) * order.shape[1]
+    offs = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
+    return order.reshape(-1)[offs + np.arange(int(lens.sum()))]
+
+
+def _greedy_until(srt, order, t, need: int, b: int, state=None):
+    """Greedy max coverage at squared radius t, from ``state`` (steps, covered, gain, ball sizes) or afresh,
+    until ``need`` rows are covered, or b balls are placed, or it cannot get there.
+
+    The same picks and counts as :func:`greedy_coverage` on ``d2 < t``: a ball is a row's entries
+    below t, the gains are decremented through the rows of the newly covered points. Gains only
+    shrink, so the r balls left can add at most the r largest gains now: when even those fall
+    short, b balls never reach ``need`` (checked every few steps). Returns (reached, state, fails_at):
+    ``fails_at`` is the largest budget known to fall short (inf: no budget reaches it)."""
+    if state is None:
+        cnt = _counts_below(srt, t)
+        state = (0, np.zeros(srt.shape[0], bool), cnt.copy(), cnt)
+    steps, covered, gain, cnt = state[0], state[1].copy(), state[2].copy(), state[3]
+    n_cov = int(covered.sum())
+    while n_cov < need:
+        left = b - steps
+        v = int(gain.argmax())
+        if gain[v] == 0:
+            return False, (steps, covered, gain, cnt), float("inf")
+        if left <= 0 or n_cov + left * int(gain[v]) < need:
+            return False, (steps, covered, gain, cnt), b
+        if steps % 4 == 0 and left < gain.size and n_cov + int(np.partition(gain, -left)[-left:].sum()) < need:
+            return False, (steps, covered, gain, cnt), b
+        ball = order[v, :cnt[v]]
+        new = ball[~covered[ball]]  # not empty: gain[v] > 0 counts them
+        covered[new] = True
+        n_cov += new.size
+        gain -= np.bincount(_rows_of(order, cnt, new), minlength=gain.size)
+        steps += 1
+    return True, (steps, covered, gain, cnt), steps - 1
+
+
+def _covers(memo: dict, srt, order, mid: float, target: float, b: int) -> bool:
+    """Whether b greedy balls of radius mid cover ``target`` of the sample. Greedy picks do not depend
+    on b (b only stops them), so per radius the memo keeps the balls that reached the target, or the
+    largest budget known to fall short and the state reached: a later, larger budget resumes it."""
+    s = srt.shape[0]
+    need = int(np.ceil(target * s - 1e-9))
+    while need / s < target:  # the smallest count whose share is >= target, as covered.mean() compares
+        need += 1
+    while need > 0 and (need - 1) / s >= target:
+        need -= 1
+    hit = memo.get(mid)
+    if hit is not None:
+        needed, fails_at, state = hit
+        if needed is not None:
+            return needed <= b
+        if b <= fails_at:
+            return False
+    else:
+        state = None
+    reached, state, fails_at = _greedy_until(srt, order, np.float32(mid * mid), need, b, state)
+    if not reached and len(memo) % _STATES_KEPT == 0:  # bound the memory: older states restart
+        for r, (needed, f, st) in list(memo.items()):
+            if st is not None:
+                memo[r] = (needed, f, None)
+    memo[mid] = (state[0], fails_at, None) if reached else (None, fails_at, state)
+    return reached
 
 
 def budget_delta(geo, budget: int, target: float, seed: int = 0) -> dict:
     """{'delta', 'budget' (the b used), 'sample', 'pair_fraction'}: the smallest delta whose b greedy
-    balls cover ``target`` of the sample; ``pair_fraction`` is the share of sample pairs closer than it."""
+    balls cover ``target`` of the sample; ``pair_fraction`` is the share of sample pairs closer than it.
+
+    Bisection from [0, past the largest distance]; each step's greedy runs on the sorted sample rows
+    (:func:`sample_sorted`, O(covered ball sizes) per step) and is remembered per radius across
+    budgets (:func:`_covers`): the same delta as a dense greedy per step, computed once."""
     key = (int(budget), float(target), int(seed))
     with geo.lock:
         memo = geo.scratch("probcover_budget_delta")
         if key in memo:
             return memo[key]
-        rows, d2 = sample_sq_dists(geo, seed)
+        rows, srt, order = sample_sorted(geo, seed)
         b = int(max(1, min(int(budget), rows.size // 8)))
-        lo, hi = 0.0, float(np.sqrt(d2.max())) * 1.001 + 1e-6  # at hi one ball covers everything
+        radii = geo.scratch("probcover_radius_greedy")  # (target, seed) -> {radius: outcome}
+        seen = radii.setdefault((float(target), int(seed)), {})
+        radii.move_to_end((float(target), int(seed)))
+        while len(radii) > 4:
+            radii.popitem(last=False)
+        lo, hi = 0.0, float(np.sqrt(srt[:, -1].max())) * 1.001 + 1e-6  # at hi one ball covers everything
         for _ in range(_BISECT_STEPS):
             mid = 0.5 * (lo + hi)
-            if greedy_coverage(d2 < np.float32(mid * mid), b) >= target:
+            if _covers(seen, srt, order, mid, float(target), b):
                 hi = mid
             else:
                 lo = mid
+        pairs = int(_counts_below(srt, np.float32(hi * hi)).sum())
         memo[key] = {"delta": hi, "budget": b, "sample": int(rows.size),
-                     "pair_fraction": float((d2 < np.float32(hi * hi)).mean())}
+                     "pair_fraction": pairs / float(srt.size)}
         return memo[key]
 
 
@@ -142,8 +249,7 @@ def cover_graph(geo, delta: float, size: int, seed: int = 0) -> CoverGraph:
         rows = sample_rows(n, size, seed, 19)
         hit = cached_ball_graph(geo, delta) if full else None  # the purity rule's graph, when built
         if hit is None:
-            ip, ind, sq, r = _pairs_within(geo, rows, key[1:], float(delta))
-            hit = ball_from_pairs(rows.size, ip, ind, sq, np.float32(delta) ** 2, r)
+            hit = ball_at(_pairs_within(geo, rows, key[1:], float(delta)), np.float32(delta) ** 2)
         memo[key] = CoverGraph(rows, hit[0], hit[1], float(delta))
         while len(memo) > _GRAPHS_KEPT:
             memo.popitem(last=False)
@@ -151,15 +257,16 @@ def cover_graph(geo, delta: float, size: int, seed: int = 0) -> CoverGraph:
 
 
 def _pairs_within(geo, rows, ukey, delta):
-    """(indptr, indices, sq, row of each pair) of the universe pairs closer than a radius >= delta."""
+    """:func:`symmetric_pairs` of the universe pairs closer than a radius >= delta (the widest so far)."""
     memo = geo.scratch("probcover_pairs")
     hit = memo.get(ukey)
     if hit is None or hit[0] < delta:
         ip, ind, sq = range_pairs(geo.X[rows], delta, geo.backend, geo.device)
-        hit = (delta, ip, ind, sq, np.repeat(np.arange(rows.size, dtype=np.int32), np.diff(ip)))
+        r = np.repeat(np.arange(rows.size, dtype=np.int32), np.diff(ip))
+        hit = (delta, symmetric_pairs(rows.size, ip, ind, sq, r))
         memo.clear()
         memo[ukey] = hit
-    return hit[1:]
+    return hit[1]
 
 
 def _mark(g: CoverGraph, fresh: np.ndarray, covered: np.ndarray, gain: np.ndarray) -> None:

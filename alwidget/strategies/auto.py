@@ -1,37 +1,54 @@
-"""auto: the default strategy, three phases by labels per class (rule measured, see below).
+"""auto: the default strategy; a cold start chosen from the pool's shape, then margin (rule measured, see below).
 
-In plain words: auto first picks typical images of groups of look-alikes (TypiClust) until it
-has about 5 labels per class; then it asks about images the model is unsure of, spread over
-the map (DropQuery), until about 10 per class; after that it asks about the images the model
-finds hardest to tell between two classes (margin). The status line says which phase runs.
+In plain words: auto first looks at how close look-alike images are. Where an image's nearest
+neighbour is much nearer than a typical other image (tight groups, e.g. digits), it picks
+images that stand for as many look-alikes as possible (ProbCover); elsewhere it picks typical
+images of groups of look-alikes (TypiClust). It does so until there are about 5 labels per
+class, and from then on asks about the images the model finds hardest to tell between two
+classes (margin). The status line says which phase runs and why.
 
 With L labels and C classes (``n_classes`` when the caller declared them, else the classes
 labelled so far): ``cold_start`` while fewer than 2 classes have labels or L / C <
-``min_per_class`` (5); ``then`` (DropQuery) while L / C < ``late_per_class`` (10); ``late``
-(margin) from there on. The phase depends only on the labels, so the same labels always give
-the same phase; ``info["reason"]`` names what auto is doing and where it switched,
-``info["phase"]`` is 0, 1 or 2, ``info["strategy"]`` the strategy that ran.
+``min_per_class`` (5); ``then`` (DropQuery) while L / C < ``late_per_class`` (5: by default
+this phase is empty); ``late`` (margin) from there on. ``cold_start="auto"`` (the default) is
+ProbCover when :func:`neighbour_ratio` (median distance to the nearest other image over the
+median distance between two images, from a seeded sample of 400 rows against the pool) is
+below ``tight_ratio`` (0.45), else TypiClust; ``"typiclust"`` or ``"probcover"`` force one. The
+phase and the cold start depend only on the labels and the features, so the same labels always
+give the same phase; ``info["reason"]`` names what auto is doing, why this cold start, and where
+it switched; ``info["phase"]`` is 0, 1 or 2, ``info["strategy"]`` the strategy that ran,
+``info["neighbour_ratio"]`` the ratio when it chose.
 
-Measured with ``bench/bench_auto_switch.py`` (BENCHMARKS.md, "auto"): 14 policies (TypiClust
-or ProbCover cold start; t1 in 1, 2, 3, 5 and t2 in 5, 10, never) on four feature sets
-(digits pixels; EfficientNet-Lite0 features of a 10k Fashion-MNIST subset, of a 50:1
-long-tailed pool drawn from it, of 5k MNIST digits), 5 seeds, budgets 10 to 200, batches of
-10, LogisticRegression(C=100) on the picks. (5, 10) had the smallest mean shortfall from the
-best fixed strategy (0.8 points over 32 set x budget cells; the old rule, DropQuery from 1
-label per class: 1.4). Chosen without one of the sets, the rule ((5, 10) or (3, 5)) fell short
-on the held-out set by at most 0.4-0.7 points more than the best policy of the grid did there
-(2.2 on digits, where only a ProbCover start does better). No policy is within 1 point
-everywhere: at 10-20 labels on digits ProbCover is 2-4 points ahead of every TypiClust start,
-and a ProbCover start is 7 points behind on Fashion-MNIST.
+Measured with ``bench/bench_auto_switch.py`` (BENCHMARKS.md, "auto"): TypiClust or ProbCover
+cold starts with (t1, t2) in (3, 3), (5, 5), (5, 10) against the best fixed strategy (TypiClust,
+ProbCover, DropQuery, margin, BADGE) on four feature sets (digits pixels, ratio 0.33;
+EfficientNet-Lite0 features of 5k MNIST digits, 0.42, of a 10k Fashion-MNIST subset, 0.49, and
+of a 50:1 long-tailed pool drawn from it, 0.51), 5 seeds, budgets 10 to 200, batches of 10,
+LogisticRegression(C=100) on the picks. The ratio rule at 0.45 with (5, 5) fell short of the
+best fixed strategy by at most 2.2 points (mean 0.5 over 20 set x budget cells); the rule
+before it (TypiClust to 5 per class, DropQuery to 10, then margin) by at most 3.7 (mean 1.1):
+ProbCover leads at 10-50 labels on the tight sets and TypiClust on the loose ones, and margin
+from 5 per class beat DropQuery from 5 to 10. Chosen without one of the sets, the same rule was
+picked in three of four cases. Not within 1 point everywhere: on the long-tailed pool ProbCover
+is 2.2 points ahead at 50 labels, on Fashion-MNIST 1.4 at 20.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from ._common import COLD_START_WORDS, REGISTRY, Context, call, check_cold_start, register
 
 #: Labels per class from which auto leaves cold start for ``then``; measured (module docstring).
 MIN_LABELS_PER_CLASS = 5.0
-#: Labels per class from which auto runs ``late``; measured (module docstring).
-LATE_LABELS_PER_CLASS = 10.0
+#: Labels per class from which auto runs ``late`` (equal to the above: no ``then`` phase); measured.
+LATE_LABELS_PER_CLASS = 5.0
+
+#: cold_start="auto": ProbCover when the pool's neighbour ratio is below this, else TypiClust; measured.
+TIGHT_RATIO = 0.45
+#: Rows whose distances to the whole pool give the ratio's two medians.
+_RATIO_SAMPLE = 400
+#: Pool rows searched per block, and rows whose distances to the sample give the pair median.
+_RATIO_BLOCK, _PAIR_SAMPLE = 16_384, 4_096
 
 PHASES = ("cold start", "uncertainty with diversity", "hardest cases")
 _WORDS = {"dropquery": "asking about images the model is unsure of, spread over the map",
@@ -44,18 +61,63 @@ _WORDS = {"dropquery": "asking about images the model is unsure of, spread over 
           "batchbald": "asking about a batch on which the model's plausible versions disagree most"}
 
 
+def neighbour_ratio(geo, seed: int = 0) -> float:
+    """Median distance to the nearest other row over the median distance between two random rows.
+
+    Near 0: tight groups of look-alikes (ProbCover's balls hold many images of one kind); near 1:
+    no structure. A seeded sample of rows is searched against the whole pool in blocks (memory
+    stays O(block x sample) at 1M rows); the pair median comes from a second seeded sample of at
+    most _PAIR_SAMPLE rows (the whole pool below that). Cached per pool and seed."""
+    with geo.lock:
+        memo = geo.scratch("auto_neighbour_ratio")
+        if seed not in memo:
+            n = geo.n_samples
+            rng = np.random.default_rng([int(seed), 31])
+            rows = _sample(rng, n, _RATIO_SAMPLE)
+            nn2 = np.full(rows.size, np.inf, dtype=np.float32)
+            for start in range(0, n, _RATIO_BLOCK):
+                block = np.arange(start, min(n, start + _RATIO_BLOCK))
+                nn2 = np.minimum(nn2, _without_self(geo.sq_dist_to(rows, among=block), block, rows).min(0))
+            other = _sample(rng, n, _PAIR_SAMPLE)
+            pair = _without_self(geo.sq_dist_to(rows, among=other), other, rows)
+            pair = np.sqrt(pair[np.isfinite(pair)])
+            memo[seed] = float(np.median(np.sqrt(nn2)) / max(float(np.median(pair)), 1e-12))
+        return memo[seed]
+
+
+def _sample(rng, n: int, m: int) -> np.ndarray:
+    return np.arange(n) if n <= m else np.sort(rng.choice(n, m, replace=False))
+
+
+def _without_self(d2, among, rows):
+    """d2 (len(among), len(rows)) with the entries of a row against itself set to inf."""
+    i, j = np.nonzero(among[:, None] == rows[None, :])
+    d2[i, j] = np.inf
+    return d2
+
+
+def pick_cold_start(ctx: Context, cold_start: str, tight_ratio: float):
+    """(cold start strategy, the ratio or None): 'auto' picks ProbCover on tight pools, else TypiClust."""
+    if cold_start != "auto":
+        return cold_start, None
+    r = neighbour_ratio(ctx.geometry, ctx.geometry_seed)
+    return ("probcover" if r < tight_ratio else "typiclust"), r
+
+
 def _check_threshold(name, v):
     if not v >= 0:  # inf allowed: never switch
         raise ValueError(f"{name} must be a number >= 0, got {v!r}")
 
 
-@register("auto", summary="typical images first, then uncertain ones spread over the map, then the hardest cases")
-def auto(ctx: Context, k: int, *, cold_start: str = "typiclust", min_per_class: float = MIN_LABELS_PER_CLASS,
+@register("auto", summary="images that stand for their look-alikes first (ProbCover or TypiClust, by the pool's "
+                          "shape), then the hardest cases")
+def auto(ctx: Context, k: int, *, cold_start: str = "auto", min_per_class: float = MIN_LABELS_PER_CLASS,
          then: str = "dropquery", late: str = "margin", late_per_class: float = LATE_LABELS_PER_CLASS,
-         n_classes=None, **params):
+         n_classes=None, tight_ratio: float = TIGHT_RATIO, **params):
     """Pick the phase from the labels so far and run its strategy; see the module docstring."""
-    if cold_start not in ("typiclust", "probcover"):
-        raise ValueError(f"cold_start must be 'typiclust' or 'probcover', got {cold_start!r}")
+    if cold_start not in ("typiclust", "probcover", "auto"):
+        raise ValueError(f"cold_start must be 'typiclust', 'probcover' or 'auto', got {cold_start!r}")
+    cold_start, ratio = pick_cold_start(ctx, cold_start, float(tight_ratio))
     check_cold_start(cold_start)
     for name, v in (("then", then), ("late", late)):
         if v not in _WORDS:
@@ -75,7 +137,12 @@ def auto(ctx: Context, k: int, *, cold_start: str = "typiclust", min_per_class: 
     info["detail"] = (f"auto phase {phase}, {PHASES[phase]} ({L} labels, {per:.1f} per class; switches at "
                       f"{min_per_class:g} and {late_per_class:g} per class): " + info.get("detail", name))
     info["reason"] = _reason(phase, name, cold_start, L, seen, C, n_classes, min_per_class, late_per_class)
+    if ratio is not None and phase == 0:
+        info["reason"] += _ratio_words(cold_start, ratio)
+        info["detail"] += f"; cold start {cold_start}: neighbour ratio {ratio:.2f} vs {float(tight_ratio):g}"
     info["labels_per_class"] = per
+    if ratio is not None:
+        info["neighbour_ratio"] = ratio
     info["phase"] = phase
     return idx, info
 
@@ -99,12 +166,22 @@ def _reason(phase, name, cold_start, L, seen, C, n_classes, t1, t2) -> str:
         nxt = f"; the hardest cases from {t2:g}" if t2 != float("inf") else ""
         return (f"{base} (auto switched from {_NAMES[cold_start]} to {_NAMES[name]} at {t1:g} labels per "
                 f"class; {L / C:.1f} now{nxt})")
+    if t2 <= t1:
+        return (f"{base} (auto switched from {_NAMES[cold_start]} to {_NAMES[name]} at {t2:g} labels per class; "
+                f"{L / C:.1f} now)")
     return f"{base} (auto switched to {_NAMES[name]} at {t2:g} labels per class; {L / C:.1f} now)"
+
+
+def _ratio_words(cold_start, ratio) -> str:
+    """Why this cold start, in plain words, from the pool's neighbour ratio."""
+    how = "close" if cold_start == "probcover" else "loose"
+    return (f" ({_NAMES[cold_start]}: look-alikes are {how} here, an image's nearest neighbour is at "
+            f"{ratio:.2f} of the typical distance between two images)")
 
 
 def auto_params() -> set:
     """Every parameter auto accepts (its own plus those of the strategies it runs)."""
-    out = {"cold_start", "min_per_class", "then", "late", "late_per_class", "n_classes"}
+    out = {"cold_start", "min_per_class", "then", "late", "late_per_class", "n_classes", "tight_ratio"}
     for name in ("typiclust", "probcover", *_WORDS):
         out |= REGISTRY[name].params or set()
     return out

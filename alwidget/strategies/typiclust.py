@@ -18,6 +18,14 @@ per ladder step serves every L in between from the geometry cache, and typicalit
 computed lazily, once per cluster that is actually visited, and cached with the clustering.
 Pass ``ladder=False`` for K = L + B exactly.
 
+Fast clustering. When a Lloyd iteration would cost more than :data:`KMEANS_FULL_WORK`
+multiply-adds (N K D) and there are more than :data:`KMEANS_DIMS` features, k-means runs on
+the top :data:`KMEANS_DIMS` PCA coordinates (computed once per feature set); typicality stays
+in the full features. On the 1280-d EfficientNet features of Fashion-MNIST (10k rows, K = 64)
+that was 8x faster (457 -> 56 ms) with the same full-space inertia and cluster purity. Smaller
+problems (the first rounds: K = 10 or 20 on a few thousand rows) keep the full features, where
+k-means is cheap anyway. ``kmeans_dims=None`` always clusters the full features.
+
 Avoided defects of the reference code: clustering is seeded; the kNN of a cluster is
 computed once (not per pick); size-1 clusters get typicality 0 instead of NaN; exactly B
 points are returned (when clusters run out, the rest is filled at random and reported).
@@ -32,6 +40,10 @@ from ._common import Context, register
 
 # Cluster counts tried in order: exact up to 8, then m * 2**e for m in 4..7 (steps <= 25 %).
 K_LADDER = sorted({*range(1, 9), *(m << e for e in range(1, 20) for m in (4, 5, 6, 7))})
+#: PCA dims k-means runs on when the features have more and the clustering is big (module docstring).
+KMEANS_DIMS = 128
+#: N * K * D from which k-means runs on the PCA coordinates (about 0.15 s of full-space k-means here).
+KMEANS_FULL_WORK = 1 << 28
 
 
 def ladder_up(k: int) -> int:
@@ -44,14 +56,17 @@ def ladder_up(k: int) -> int:
 
 @register("typiclust", summary="typical points of the least-labelled k-means clusters (low budget)")
 def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size: int = 5,
-              n_neighbors: int = 20, ladder: bool = True, exact_max=None):
+              n_neighbors: int = 20, ladder: bool = True, exact_max=None, kmeans_dims=KMEANS_DIMS):
     """TypiClust batch of k points; see the module docstring."""
     geo = ctx.geometry
     n = ctx.n_samples
     labelled = ctx.labelled
     want = min(labelled.size + k, int(max_clusters))
     K = min(ladder_up(want) if ladder else want, int(max_clusters), n)
-    assign, _ = geo.kmeans(K, ctx.geometry_seed)
+    dims = _check_dims(kmeans_dims)
+    if dims is not None and (dims >= geo.n_features or n * K * geo.n_features <= KMEANS_FULL_WORK):
+        dims = None  # nothing to reduce, or cheap enough in full
+    assign, _ = geo.kmeans(K, ctx.geometry_seed, dims)
     sizes = np.bincount(assign, minlength=K)
     held = np.bincount(assign[labelled], minlength=K)
     taken = ~ctx.available  # labelled or excluded: never proposed, still cluster members
@@ -63,8 +78,8 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
     pointer: dict = {}
     while heap and len(picks) < k:
         cnt, neg_size, c = heapq.heappop(heap)
-        p, rows = _next_free(geo, K, ctx.geometry_seed, c, n_neighbors, exact_max, taken, pointer.get(c, 0),
-                             int(sizes[c]))
+        p, rows = _next_free(geo, (K, ctx.geometry_seed, dims), c, n_neighbors, exact_max, taken,
+                             pointer.get(c, 0), int(sizes[c]))
         if p is None:
             continue  # cluster exhausted: drop it
         picks.append(int(rows[p]))
@@ -74,7 +89,8 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
     info = {"n_clusters": int(K), "n_clusters_wanted": int(want),
             "reason": "Picking the most typical image of each group of similar images, groups with "
                       "the fewest labels first"}
-    detail = (f"typiclust: {labelled.size} labels + {k} asked -> {K} k-means clusters, "
+    space = "" if dims is None else f" (on {dims} PCA dims)"
+    detail = (f"typiclust: {labelled.size} labels + {k} asked -> {K} k-means clusters{space}, "
               f"most typical point of the least-labelled clusters")
     short = k - len(picks)
     if short:
@@ -87,14 +103,24 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
     return np.asarray(picks, dtype=np.int64), info
 
 
-def _next_free(geo, K, seed, c, n_neighbors, exact_max, taken, start, size):
-    """(position, rows) of the most typical member of cluster c not yet taken, or (None, rows)."""
-    rows, _ = geo.typicality_order(K, seed, c, n_neighbors, exact_max)
+def _check_dims(dims):
+    if dims is None:
+        return None
+    if isinstance(dims, bool) or not isinstance(dims, (int, np.integer)) or dims < 1:
+        raise ValueError(f"kmeans_dims must be a positive integer or None, got {dims!r}")
+    return int(dims)
+
+
+def _next_free(geo, km, c, n_neighbors, exact_max, taken, start, size):
+    """(position, rows) of the most typical member of cluster c not yet taken, or (None, rows);
+    km = (K, seed, dims) of the clustering."""
+    K, seed, dims = km
+    rows, _ = geo.typicality_order(K, seed, c, n_neighbors, exact_max, dims)
     p = start
     while p < rows.size and taken[rows[p]]:
         p += 1
     if p == rows.size and rows.size < size:  # a big cluster's shortlist ran out: exact order
-        rows, _ = geo.typicality_order(K, seed, c, n_neighbors, exact_max=size)
+        rows, _ = geo.typicality_order(K, seed, c, n_neighbors, exact_max=size, dims=dims)
         p = 0
         while p < rows.size and taken[rows[p]]:
             p += 1
