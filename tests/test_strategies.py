@@ -499,6 +499,8 @@ def test_probcover_repeated_calls_reuse_the_graph_and_stay_greedy(digits):
     X, y = digits
     labels = np.full(len(y), -1)
     geo = Geometry.of(X)
+    for memo in ("probcover_pairs", "probcover_graph"):  # other tests searched this pool before
+        geo.scratch(memo).clear()
     deltas = []
     for _ in range(3):  # the session's loop: label the first pick, ask again
         idx, info = S.select("probcover", X, labels, 10, return_info=True)
@@ -507,10 +509,33 @@ def test_probcover_repeated_calls_reuse_the_graph_and_stay_greedy(digits):
         labels[idx[0]] = y[idx[0]]
     assert len(set(deltas)) == 2  # L + B = 10, 11, 12 -> ladder steps 10, 12, 12
     assert len(geo.scratch("probcover_graph")) == 2
-    # One range search at the widest delta; the smaller one filtered its pairs (checked above
-    # against a fresh ball graph).
+    # One range search, REACH beyond the widest delta; the smaller one filtered its pairs (checked
+    # above against a fresh ball graph).
+    from alwidget.strategies import probcover as P
+
     (radius, *_), = geo.scratch("probcover_pairs").values()
-    assert radius == max(deltas)
+    assert radius == pytest.approx(P.REACH * max(deltas))
+
+
+def test_probcover_growing_delta_filters_one_wider_search(digits):
+    # A grown target widens delta; the first search went REACH further, so a wider delta within
+    # that reach filters the same pairs, and each graph is still the exact ball graph.
+    from alwidget.strategies import probcover as P
+
+    X, y = digits
+    geo = Geometry.of(X[:900])
+    for memo in ("probcover_pairs", "probcover_graph"):
+        geo.scratch(memo).clear()
+    labels = some_labels(y[:900], 2)  # b = 30: past GROW_FROM, the target depends on growth
+    deltas, radii = [], []
+    for growth in (0.25, 0.5, 0.75):
+        idx, info = S.select("probcover", X[:900], labels, 10, return_info=True, growth=growth)
+        exhaustive_greedy_ok(*ball_graph(geo, info["delta"]), labels, idx)
+        (radius, *_), = geo.scratch("probcover_pairs").values()
+        deltas.append(info["delta"])
+        radii.append(radius)
+    assert deltas == sorted(deltas) and deltas[0] < deltas[-1] < P.REACH * deltas[0]
+    assert radii == [pytest.approx(P.REACH * deltas[0])] * 3  # one search for the three calls
 
 
 def test_probcover_purity_rule_pseudo_classes_and_a_given_delta(digits):

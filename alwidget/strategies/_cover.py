@@ -233,11 +233,14 @@ def universe_size(geo, delta: float, seed: int = 0, frac: float | None = None) -
     return int(size)
 
 
-def cover_graph(geo, delta: float, size: int, seed: int = 0) -> CoverGraph:
+def cover_graph(geo, delta: float, size: int, seed: int = 0, reach: float | None = None) -> CoverGraph:
     """The ball graph over the universe (``size`` rows, seeded); the last two are cached.
 
-    delta shrinks as labels accumulate, so the pairs of the widest range search so far are kept
-    (with their distances) and a smaller delta only filters them: one search per session."""
+    The pairs of the widest range search so far are kept (with their distances) and a smaller
+    delta only filters them. ``reach`` (>= delta): the radius later rounds are expected to need
+    (the growing coverage target widens delta as labels accumulate); a new search goes that far
+    while its expected edges stay under :data:`MAX_COVER_EDGES`, so the next rounds only filter.
+    The graph itself depends on delta alone."""
     n = geo.n_samples
     full = size >= n
     key = (float(delta), n if full else int(size), -1 if full else int(seed))
@@ -249,24 +252,34 @@ def cover_graph(geo, delta: float, size: int, seed: int = 0) -> CoverGraph:
         rows = sample_rows(n, size, seed, 19)
         hit = cached_ball_graph(geo, delta) if full else None  # the purity rule's graph, when built
         if hit is None:
-            hit = ball_at(_pairs_within(geo, rows, key[1:], float(delta)), np.float32(delta) ** 2)
+            hit = ball_at(_pairs_within(geo, rows, key[1:], float(delta), reach, seed), np.float32(delta) ** 2)
         memo[key] = CoverGraph(rows, hit[0], hit[1], float(delta))
         while len(memo) > _GRAPHS_KEPT:
             memo.popitem(last=False)
         return memo[key]
 
 
-def _pairs_within(geo, rows, ukey, delta):
+def _pairs_within(geo, rows, ukey, delta, reach=None, seed=0):
     """:func:`symmetric_pairs` of the universe pairs closer than a radius >= delta (the widest so far)."""
     memo = geo.scratch("probcover_pairs")
     hit = memo.get(ukey)
     if hit is None or hit[0] < delta:
-        ip, ind, sq = range_pairs(geo.X[rows], delta, geo.backend, geo.device)
+        radius = _search_radius(geo, rows.size, delta, reach, seed)
+        ip, ind, sq = range_pairs(geo.X[rows], radius, geo.backend, geo.device)
         r = np.repeat(np.arange(rows.size, dtype=np.int32), np.diff(ip))
-        hit = (delta, symmetric_pairs(rows.size, ip, ind, sq, r))
+        hit = (radius, symmetric_pairs(rows.size, ip, ind, sq, r))
         memo.clear()
         memo[ukey] = hit
     return hit[1]
+
+
+def _search_radius(geo, m: int, delta: float, reach, seed) -> float:
+    """reach when the universe's expected pairs within it stay under the edge cap, else delta."""
+    if reach is None or not np.isfinite(reach) or reach <= delta:
+        return float(delta)
+    if m * m > MAX_COVER_EDGES and pair_fraction(geo, reach, seed) * m * m > MAX_COVER_EDGES:
+        return float(delta)
+    return float(reach)
 
 
 def _mark(g: CoverGraph, fresh: np.ndarray, covered: np.ndarray, gain: np.ndarray) -> None:

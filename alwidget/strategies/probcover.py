@@ -59,6 +59,8 @@ COVERAGE = 0.5
 GROW_FROM = 20
 GROWTH = 0.75
 MAX_TARGET = 0.95
+#: A range search for a widened delta goes this much further (the next rounds then only filter).
+REACH = 1.15
 
 
 def pseudo_classes(ctx: Context, n_classes) -> int:
@@ -115,6 +117,14 @@ def choose_delta(ctx: Context, k: int, coverage, purity, n_classes, delta, growt
         f"delta={d:.4g} ({bd['budget']} greedy balls cover {target:.0%} of a {bd['sample']}-row sample)"
 
 
+def _reach(info: dict, growth: float):
+    """How far a new range search goes when the growing target has widened delta: REACH x delta,
+    so the next rounds' wider deltas only filter the same pairs (one search per ~15 % of delta)."""
+    if info.get("delta_rule") != "budget" or not growth > 0:
+        return None
+    return REACH * info["delta"]
+
+
 def coverage_target(b: int, coverage: float, growth: float) -> float:
     """The share of the pool that b greedy balls must cover: ``coverage`` up to :data:`GROW_FROM`
     balls; beyond, the uncovered share shrinks as (GROW_FROM / b) ** ``growth``, at most
@@ -138,7 +148,7 @@ def probcover(ctx: Context, k: int, *, coverage: float = COVERAGE, growth: float
         return cand[np.argsort(-prio[cand], kind="stable")[:k]], info
     geo = ctx.geometry
     size = _cover.universe_size(geo, d, ctx.geometry_seed, info.get("pair_fraction"))
-    g = _cover.cover_graph(geo, d, size, ctx.geometry_seed)
+    g = _cover.cover_graph(geo, d, size, ctx.geometry_seed, _reach(info, growth))
     covered, gain = _cover.covered_state(geo, g, ctx.labelled)
     available = ctx.available[g.rows]
     m = g.rows.size
