@@ -171,9 +171,10 @@ def ball_from_pairs(n, indptr, indices, sq, d2, rows):
 def symmetric_pairs(n, indptr, indices, sq, rows):
     """The pairs of a range search closed under symmetry, once, for :func:`ball_at` at any smaller radius.
 
-    Returns CSR ``(indptr (N+1,) int64, indices int32 sorted per row, w float32)`` holding every
-    (i, j) with (i, j) or (j, i) among the pairs, i != j, weighted by the smaller of the two squared
-    distances (the other being absent counts as infinite), plus each row's self-loop with w = -inf.
+    Returns CSR ``(indptr (N+1,) int64, indices int32, w float32)`` holding every (i, j) with (i, j)
+    or (j, i) among the pairs, i != j, weighted by the smaller of the two squared distances (the
+    other being absent counts as infinite), plus each row's self-loop with w = -inf. Each row is
+    sorted by w (ties in any order), so the ball at any radius is a prefix of its row.
     """
     import scipy.sparse as sp
 
@@ -184,21 +185,46 @@ def symmetric_pairs(n, indptr, indices, sq, rows):
     code = top - sq[keep].astype(np.float32).view(np.int32).astype(np.int64)
     m = sp.csr_matrix((code, (rows[keep], indices[keep])), shape=(n, n))
     m = m.maximum(m.T.tocsr()).tocsr() + sp.identity(n, dtype=np.int64, format="csr")
-    m.sort_indices()
-    r = np.repeat(np.arange(n), np.diff(m.indptr))
+    r = np.repeat(np.arange(n, dtype=np.int64), np.diff(m.indptr))
+    self_loop = m.indices == r
     w = (top - m.data).astype(np.int32).view(np.float32)
-    w[m.indices == r] = -np.inf
-    return m.indptr.astype(np.int64), m.indices.astype(np.int32), w
+    w[self_loop] = -np.inf
+    # Sort each row by distance: row-major int64 keys, the distance as its order-preserving bits
+    # (non-negative float32 bits are ordered as int32; self-loops first).
+    bits = np.where(self_loop, 0, np.maximum(w, 0).view(np.int32).astype(np.int64) + 1)
+    order = np.argsort((r << 32) + bits)
+    return m.indptr.astype(np.int64), m.indices[order].astype(np.int32), w[order]
+
+
+def _counts_below_rows(indptr, w, d2) -> np.ndarray:
+    """(N,) int64 entries below d2 in each row of a CSR whose rows are sorted by w (vectorised bisection)."""
+    lo = indptr[:-1].astype(np.int64)
+    hi = indptr[1:].astype(np.int64)
+    start = lo.copy()
+    if w.size == 0:
+        return hi - start
+    while True:  # invariant: w[:lo] < d2 <= w[hi:] within each row
+        open_ = lo < hi
+        if not open_.any():
+            return lo - start
+        mid = (lo + hi) >> 1
+        below = np.zeros(lo.size, bool)
+        below[open_] = w[mid[open_]] < d2
+        lo = np.where(below, mid + 1, lo)
+        hi = np.where(open_ & ~below, mid, hi)
 
 
 def ball_at(sym, d2):
-    """:func:`ball_from_pairs` at squared radius d2 from :func:`symmetric_pairs` (the same CSR): a filter."""
+    """:func:`ball_from_pairs` at squared radius d2 from :func:`symmetric_pairs`: the same rows as sets
+    (each row in distance order), a prefix of each row: counts by bisection, then one ragged gather."""
     ip, ind, w = sym
-    keep = w < d2
-    counts = np.add.reduceat(keep, ip[:-1].astype(np.intp), dtype=np.int64)  # every row holds its self-loop
+    counts = _counts_below_rows(ip, w, d2)  # every row holds its self-loop (w = -inf)
     out = np.zeros(ip.size, np.int64)
     np.cumsum(counts, out=out[1:])
-    return out.astype(np.int32 if out[-1] < 2**31 else np.int64), ind[keep]
+    total = int(out[-1])
+    offs = np.repeat(ip[:-1] - out[:-1], counts)
+    offs += np.arange(total, dtype=np.int64)
+    return out.astype(np.int32 if total < 2**31 else np.int64), ind[offs]
 
 
 # --------------------------------------------------------------------------- the purity rule

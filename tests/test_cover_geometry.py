@@ -141,7 +141,8 @@ def test_edge_guard_refuses_huge_graphs(blobs, monkeypatch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ball_at_is_ball_from_pairs_at_every_smaller_radius(blobs, backend):
-    # The symmetric pairs of one wide search, filtered per radius: the same CSR as building it anew.
+    # The symmetric pairs of one wide search, filtered per radius: the same rows (as sets) as building
+    # them anew; each row comes in distance order.
     X = Geometry.of(blobs).X
     ip, ind, sq = CG.range_pairs(X, 0.6, backend=backend)
     rows = np.repeat(np.arange(len(X), dtype=np.int32), np.diff(ip))
@@ -150,9 +151,17 @@ def test_ball_at_is_ball_from_pairs_at_every_smaller_radius(blobs, backend):
         d2 = np.float32(d) ** 2
         want = CG.ball_from_pairs(len(X), ip, ind, sq, d2, rows)
         got = CG.ball_at(sym, d2)
-        for a, b in zip(want, got):
-            assert a.dtype == b.dtype
-            np.testing.assert_array_equal(a, b)
+        assert [a.dtype for a in want] == [b.dtype for b in got]
+        np.testing.assert_array_equal(want[0], got[0])
+        np.testing.assert_array_equal(want[1], sorted_rows(*got))
+        dist = ((X[np.repeat(np.arange(len(X)), np.diff(got[0]))] - X[got[1]]) ** 2).sum(1)
+        assert all(np.all(np.diff(dist[a:b]) >= -1e-6) for a, b in zip(got[0][:-1], got[0][1:]))
+
+
+def sorted_rows(indptr, indices):
+    """indices with each CSR row sorted (to compare rows as sets)."""
+    r = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    return indices[np.lexsort((indices, r))]
 
 
 def test_symmetric_pairs_keeps_the_nearer_of_two_asymmetric_distances():
@@ -163,8 +172,10 @@ def test_symmetric_pairs_keeps_the_nearer_of_two_asymmetric_distances():
     rows = np.repeat(np.arange(3, dtype=np.int32), np.diff(ip))
     sym_ip, sym_ind, w = CG.symmetric_pairs(3, ip, ind, sq, rows)
     np.testing.assert_array_equal(sym_ip, [0, 2, 5, 7])
-    np.testing.assert_array_equal(sym_ind, [0, 1, 0, 1, 2, 1, 2])
-    np.testing.assert_array_equal(w, np.array([-np.inf, 0.2, 0.2, -np.inf, 0.3, 0.3, -np.inf], np.float32))
+    np.testing.assert_array_equal(sym_ind, [0, 1, 1, 0, 2, 2, 1])  # each row by distance, self first
+    np.testing.assert_array_equal(w, np.array([-np.inf, 0.2, -np.inf, 0.2, 0.3, -np.inf, 0.3], np.float32))
     ball_ip, ball_ind = CG.ball_at((sym_ip, sym_ind, w), np.float32(0.25))
     np.testing.assert_array_equal(ball_ip, [0, 2, 4, 5])
-    np.testing.assert_array_equal(ball_ind, [0, 1, 0, 1, 2])
+    np.testing.assert_array_equal(ball_ind, [0, 1, 1, 0, 2])
+    for d2, want in ((0.2, [0, 1, 2, 3]), (0.3, [0, 2, 4, 5]), (np.inf, [0, 2, 5, 7])):  # strict: w < d2
+        np.testing.assert_array_equal(CG.ball_at((sym_ip, sym_ind, w), np.float32(d2))[0], want)
