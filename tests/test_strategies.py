@@ -495,6 +495,26 @@ def test_probcover_on_a_universe_sample_of_a_large_pool(digits, monkeypatch):
         avail[p] = False
 
 
+@pytest.mark.parametrize("n_labels", [3, 40, 400])  # few, some, most rows covered
+def test_covered_state_is_the_brute_force_coverage_fresh_or_extended(digits, n_labels):
+    # Gains counted from the covered side or (when fewer stay uncovered) afresh from the uncovered
+    # side; labels outside the universe count too; an extended state equals a fresh one.
+    from alwidget.strategies import _cover
+
+    X = digits[0] + 2e-4  # a fresh feature set
+    geo = Geometry.of(X)
+    g = _cover.cover_graph(geo, 0.5, 600, 0)
+    A = brute_dist(geo.X[g.rows]) < 0.5
+    lab = np.random.default_rng(n_labels).choice(len(X), n_labels, replace=False)
+    for part in (lab[: n_labels // 3], lab):
+        covered, gain = _cover.covered_state(geo, g, part)
+        near = (np.sqrt(((geo.X[part][:, None] - geo.X[g.rows][None]) ** 2).sum(-1)) < 0.5).any(0)
+        np.testing.assert_array_equal(covered, near)
+        np.testing.assert_array_equal(gain, (A & ~near[None, :]).sum(1))
+    geo.scratch("probcover_state").clear()
+    np.testing.assert_array_equal(_cover.covered_state(geo, g, lab)[1], gain)
+
+
 def test_probcover_repeated_calls_reuse_the_graph_and_stay_greedy(digits):
     X, y = digits
     labels = np.full(len(y), -1)

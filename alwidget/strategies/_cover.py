@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cover_geometry import ball_at, cached_ball_graph, cover_rows, csr_gather, range_pairs, symmetric_pairs
+from ..cover_geometry import ball_at, cached_ball_graph, csr_gather, range_pairs, symmetric_pairs
 
 COVER_SAMPLE = 3000
 COVER_UNIVERSE = 10_000
@@ -283,24 +283,36 @@ def _search_radius(geo, m: int, delta: float, reach, seed) -> float:
 
 
 def _mark(g: CoverGraph, fresh: np.ndarray, covered: np.ndarray, gain: np.ndarray) -> None:
-    """Mark uncovered local rows ``fresh`` covered; each leaves the gain of every ball holding it."""
+    """Mark uncovered local rows ``fresh`` covered; each leaves the gain of every ball holding it.
+
+    When fewer rows stay uncovered than were just covered, the gains are counted afresh from the
+    uncovered rows instead (the graph is symmetric: row u's ball lists the balls holding u)."""
     covered[fresh] = True
-    gain -= np.bincount(csr_gather(g.indptr, g.indices, fresh), minlength=gain.size)
+    left = np.flatnonzero(~covered)
+    if fresh.size <= left.size:
+        gain -= np.bincount(csr_gather(g.indptr, g.indices, fresh), minlength=gain.size)
+    else:
+        gain[:] = np.bincount(csr_gather(g.indptr, g.indices, left), minlength=gain.size)
+
+
+def _within(geo, g: CoverGraph, centres: np.ndarray) -> np.ndarray:
+    """(M,) bool: the universe rows within delta of the pool rows ``centres``."""
+    pos = g.local(centres)
+    hit = np.zeros(g.rows.size, bool)
+    hit[csr_gather(g.indptr, g.indices, pos[pos >= 0])] = True
+    out = centres[pos < 0]
+    if out.size:
+        Xu = geo.X[g.rows]
+        for a in range(0, out.size, 256):
+            hit |= (_sq_dists(geo.X[out[a:a + 256]], Xu) < np.float32(g.delta) ** 2).any(0)
+    return hit
 
 
 def cover_by(geo, g: CoverGraph, centres: np.ndarray, covered: np.ndarray, gain: np.ndarray) -> None:
     """Cover the universe rows within delta of the pool rows ``centres`` (in place)."""
     centres = np.asarray(centres, dtype=np.int64)
-    pos = g.local(centres)
-    cover_rows(g.indptr, g.indices, pos[pos >= 0], covered, gain)
-    out = centres[pos < 0]
-    if out.size == 0:
-        return
-    Xu = geo.X[g.rows]
-    hit = np.zeros(g.rows.size, bool)
-    for a in range(0, out.size, 256):
-        hit |= (_sq_dists(geo.X[out[a:a + 256]], Xu) < np.float32(g.delta) ** 2).any(0)
-    _mark(g, np.flatnonzero(hit & ~covered), covered, gain)
+    if centres.size:
+        _mark(g, np.flatnonzero(_within(geo, g, centres) & ~covered), covered, gain)
 
 
 def covered_state(geo, g: CoverGraph, labelled: np.ndarray):
