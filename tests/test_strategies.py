@@ -421,7 +421,7 @@ def test_budget_delta_equals_the_dense_bisection_whatever_the_order_of_budgets(d
     # give exactly the dense result, whether budgets grow (a session) or come in any order.
     from alwidget.strategies import _cover
 
-    monkeypatch.setattr(_cover, "_STATES_KEPT", kept)
+    monkeypatch.setattr(_cover, "_RUNS_KEPT", kept)
     X, _ = digits
     geo = Geometry.of(X[:700])
     for target in (0.5, 0.8):
@@ -440,6 +440,11 @@ def test_counts_below_is_a_searchsorted_per_row():
         for t in (0.0, 0.3, 0.5, 2.0):
             want = [np.searchsorted(r, np.float32(t), "left") for r in srt]
             np.testing.assert_array_equal(_counts_below(srt, np.float32(t)), want)
+            # Within the counts at a smaller and a larger radius (the bisection's brackets).
+            for t_lo, t_hi in ((0.0, t), (t, t), (t * 0.5, t * 2 + 0.1)):
+                lo = _counts_below(srt, np.float32(t_lo))
+                hi = _counts_below(srt, np.float32(t_hi))
+                np.testing.assert_array_equal(_counts_below(srt, np.float32(t), lo, hi), want)
 
 
 def test_probcover_coverage_target_grows_with_the_budget_from_20_labels(digits):

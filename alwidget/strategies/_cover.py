@@ -5,8 +5,10 @@ greedy max-coverage balls cover ``target`` of the pool. It is found by bisection
 sample of :data:`COVER_SAMPLE` rows (coverage is a share of the pool, so a uniform sample
 estimates it; ``b`` is capped at sample / 8 so that a ball still holds several sample points).
 Each bisection step runs the greedy on the sample's distance rows sorted once (a ball is a row
-prefix), with incremental gains, in O(sizes of the covered balls) per step instead of O(S^2); the
-outcome per radius is remembered across budgets, since greedy picks do not depend on the budget.
+prefix), with incremental gains, in O(sizes of the covered balls) per step instead of O(S^2). Greedy
+picks depend on the balls alone (neither on the target nor on the budget), so each run is kept
+per ball sizes and resumed: it answers the same balls at another radius (the bisection's last
+steps), target or budget (the next rounds share the first radii), exactly.
 
 Universe. The ball graph is built over at most :data:`COVER_UNIVERSE` rows (the whole pool
 when it is smaller; else a seeded uniform sample), and fewer when the expected number of
@@ -16,6 +18,7 @@ outside it still cover the universe rows within delta of them. Picks come from t
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +29,7 @@ COVER_SAMPLE = 3000
 COVER_UNIVERSE = 10_000
 MAX_COVER_EDGES = 10_000_000
 _BISECT_STEPS = 22
-_STATES_KEPT = 256  # resumable greedy states per feature set (about 50 KB each)
+_RUNS_KEPT = 128  # resumable greedy runs per feature set (about 60 KB each)
 _GRAPHS_KEPT = 2
 
 
@@ -80,20 +83,24 @@ def sample_sorted(geo, seed: int = 0):
         return memo[seed]
 
 
-def _counts_below(srt: np.ndarray, t) -> np.ndarray:
-    """(S,) int64 entries of each sorted row below t: one vectorised binary search over all rows."""
+def _counts_below(srt: np.ndarray, t, lo=None, hi=None) -> np.ndarray:
+    """(S,) int64 entries of each sorted row below t: one vectorised bisection over all rows.
+
+    ``lo`` / ``hi``: per-row brackets (the counts at a smaller and at a larger radius; default: the
+    whole row), so that late bisection steps only search the few rows whose count can still move."""
     s, m = srt.shape
     flat = srt.reshape(-1)
-    base = np.arange(s, dtype=np.int64) * m - 1
-    cnt = np.zeros(s, np.int64)
-    step = 1 << (m.bit_length() - 1)
-    while step:  # invariant: the first cnt entries are below t; try cnt + step
-        cand = cnt + step
-        ok = cand <= m
-        ok[ok] = flat[base[ok] + cand[ok]] < t
-        cnt[ok] = cand[ok]
-        step >>= 1
-    return cnt
+    lo = np.zeros(s, np.int64) if lo is None else lo.copy()
+    hi = np.full(s, m, np.int64) if hi is None else hi.copy()
+    base = np.arange(s, dtype=np.int64) * m
+    rows = np.flatnonzero(lo < hi)
+    while rows.size:  # invariant: entries [0, lo) are below t, entries [hi, m) are not
+        mid = (lo[rows] + hi[rows]) >> 1
+        below = flat[base[rows] + mid] < t
+        lo[rows] = np.where(below, mid + 1, lo[rows])
+        hi[rows] = np.where(below, hi[rows], mid)
+        rows = rows[lo[rows] < hi[rows]]
+    return lo
 
 
 def _rows_of(order: np.ndarray, cnt: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -104,73 +111,91 @@ def _rows_of(order: np.ndarray, cnt: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return order.reshape(-1)[offs + np.arange(int(lens.sum()))]
 
 
-def _greedy_until(srt, order, t, need: int, b: int, state=None):
-    """Greedy max coverage at squared radius t, from ``state`` (steps, covered, gain, ball sizes) or afresh,
-    until ``need`` rows are covered, or b balls are placed, or it cannot get there.
+class _Run:
+    """One greedy max-coverage run on the sample's balls of given sizes ``cnt`` (a radius): the
+    covered count after each step so far and the state to resume from. Picks depend on the balls
+    alone (the target and the budget only decide where to stop), so one run answers every
+    (need, b) at every radius with these ball sizes, and resumes when asked further."""
 
-    The same picks and counts as :func:`greedy_coverage` on ``d2 < t``: a ball is a row's entries
-    below t, the gains are decremented through the rows of the newly covered points. Gains only
-    shrink, so the r balls left can add at most the r largest gains now: when even those fall
-    short, b balls never reach ``need`` (checked every few steps). Returns (reached, state, fails_at):
-    ``fails_at`` is the largest budget known to fall short (inf: no budget reaches it)."""
-    if state is None:
-        cnt = _counts_below(srt, t)
-        state = (0, np.zeros(srt.shape[0], bool), cnt.copy(), cnt)
-    steps, covered, gain, cnt = state[0], state[1].copy(), state[2].copy(), state[3]
-    n_cov = int(covered.sum())
-    while n_cov < need:
-        left = b - steps
-        v = int(gain.argmax())
-        if gain[v] == 0:
-            return False, (steps, covered, gain, cnt), float("inf")
-        if left <= 0 or n_cov + left * int(gain[v]) < need:
-            return False, (steps, covered, gain, cnt), b
-        if steps % 4 == 0 and left < gain.size and n_cov + int(np.partition(gain, -left)[-left:].sum()) < need:
-            return False, (steps, covered, gain, cnt), b
-        ball = order[v, :cnt[v]]
-        new = ball[~covered[ball]]  # not empty: gain[v] > 0 counts them
-        covered[new] = True
-        n_cov += new.size
-        gain -= np.bincount(_rows_of(order, cnt, new), minlength=gain.size)
-        steps += 1
-    return True, (steps, covered, gain, cnt), steps - 1
+    __slots__ = ("cnt", "covered", "gain", "counts", "done")
+
+    def __init__(self, cnt: np.ndarray):
+        self.cnt, self.covered, self.gain = cnt, np.zeros(cnt.size, bool), cnt.copy()
+        self.counts: list[int] = []  # covered rows after 1, 2, ... steps
+        self.done = False  # no ball adds anything any more
+
+    def reaches(self, srt, order, need: int, b: int) -> bool:
+        """Whether b greedy balls cover ``need`` rows (the same answer as a dense greedy)."""
+        if need <= 0:
+            return True
+        j = bisect_left(self.counts, need)
+        if j < len(self.counts):
+            return j + 1 <= b
+        if self.done or len(self.counts) >= b:
+            return False
+        return self._extend(srt, order, need, b)
+
+    def _extend(self, srt, order, need: int, b: int) -> bool:
+        """Greedy steps from the state reached so far until ``need`` rows are covered, or b balls are
+        placed, or it cannot get there: the same picks and counts as :func:`greedy_coverage` on
+        ``d2 < t``: a ball is a row's entries below t, the gains are decremented through the rows of
+        the newly covered points. Gains only shrink, so the r balls left can add at most the r largest
+        gains now: when even those fall short, b balls never reach ``need`` (checked every few steps)."""
+        covered, gain, cnt = self.covered, self.gain, self.cnt
+        steps = len(self.counts)
+        n_cov = self.counts[-1] if steps else 0
+        while n_cov < need:
+            left = b - steps
+            v = int(gain.argmax())
+            if gain[v] == 0:
+                self.done = True
+                return False
+            if left <= 0 or n_cov + left * int(gain[v]) < need:
+                return False
+            if steps % 4 == 0 and left < gain.size and n_cov + int(np.partition(gain, -left)[-left:].sum()) < need:
+                return False
+            ball = order[v, :cnt[v]]
+            new = ball[~covered[ball]]  # not empty: gain[v] > 0 counts them
+            covered[new] = True
+            n_cov += new.size
+            gain -= np.bincount(_rows_of(order, cnt, new), minlength=gain.size)
+            steps += 1
+            self.counts.append(n_cov)
+        return True
 
 
-def _covers(memo: dict, srt, order, mid: float, target: float, b: int) -> bool:
-    """Whether b greedy balls of radius mid cover ``target`` of the sample. Greedy picks do not depend
-    on b (b only stops them), so per radius the memo keeps the balls that reached the target, or the
-    largest budget known to fall short and the state reached: a later, larger budget resumes it."""
-    s = srt.shape[0]
+def _need(target: float, s: int) -> int:
+    """The smallest count of s rows whose share is >= target, as covered.mean() compares."""
     need = int(np.ceil(target * s - 1e-9))
-    while need / s < target:  # the smallest count whose share is >= target, as covered.mean() compares
+    while need / s < target:
         need += 1
     while need > 0 and (need - 1) / s >= target:
         need -= 1
-    hit = memo.get(mid)
-    if hit is not None:
-        needed, fails_at, state = hit
-        if needed is not None:
-            return needed <= b
-        if b <= fails_at:
-            return False
-    else:
-        state = None
-    reached, state, fails_at = _greedy_until(srt, order, np.float32(mid * mid), need, b, state)
-    if not reached and len(memo) % _STATES_KEPT == 0:  # bound the memory: older states restart
-        for r, (needed, f, st) in list(memo.items()):
-            if st is not None:
-                memo[r] = (needed, f, None)
-    memo[mid] = (state[0], fails_at, None) if reached else (None, fails_at, state)
-    return reached
+    return need
+
+
+def _covers(runs, seed: int, srt, order, cnt: np.ndarray, need: int, b: int) -> bool:
+    """Whether b greedy balls of sizes ``cnt`` cover ``need`` sample rows, from the run of these
+    balls when one is kept (any earlier radius, target or budget with the same balls), else afresh."""
+    key = (int(seed), cnt.astype(np.int32).tobytes())
+    run = runs.get(key)
+    if run is None:
+        run = runs[key] = _Run(cnt)
+        while len(runs) > _RUNS_KEPT:
+            runs.popitem(last=False)
+    runs.move_to_end(key)
+    return run.reaches(srt, order, need, b)
 
 
 def budget_delta(geo, budget: int, target: float, seed: int = 0) -> dict:
     """{'delta', 'budget' (the b used), 'sample', 'pair_fraction'}: the smallest delta whose b greedy
     balls cover ``target`` of the sample; ``pair_fraction`` is the share of sample pairs closer than it.
 
-    Bisection from [0, past the largest distance]; each step's greedy runs on the sorted sample rows
-    (:func:`sample_sorted`, O(covered ball sizes) per step) and is remembered per radius across
-    budgets (:func:`_covers`): the same delta as a dense greedy per step, computed once."""
+    Bisection from [0, past the largest distance]; each step's ball sizes come from the sorted
+    sample rows (:func:`sample_sorted`, searched within the sizes at lo and hi) and its greedy is
+    remembered per ball sizes across radii, targets and budgets (:func:`_covers`): the same delta
+    as a dense greedy per step, computed once. Late steps, once no distance lies between lo and
+    hi but the deciding one, find the balls of lo or hi again and cost one search."""
     key = (int(budget), float(target), int(seed))
     with geo.lock:
         memo = geo.scratch("probcover_budget_delta")
@@ -178,19 +203,18 @@ def budget_delta(geo, budget: int, target: float, seed: int = 0) -> dict:
             return memo[key]
         rows, srt, order = sample_sorted(geo, seed)
         b = int(max(1, min(int(budget), rows.size // 8)))
-        radii = geo.scratch("probcover_radius_greedy")  # (target, seed) -> {radius: outcome}
-        seen = radii.setdefault((float(target), int(seed)), {})
-        radii.move_to_end((float(target), int(seed)))
-        while len(radii) > 4:
-            radii.popitem(last=False)
+        need = _need(float(target), srt.shape[0])
+        runs = geo.scratch("probcover_greedy_runs")  # (seed, ball sizes) -> _Run
         lo, hi = 0.0, float(np.sqrt(srt[:, -1].max())) * 1.001 + 1e-6  # at hi one ball covers everything
+        c_lo = c_hi = None
         for _ in range(_BISECT_STEPS):
             mid = 0.5 * (lo + hi)
-            if _covers(seen, srt, order, mid, float(target), b):
-                hi = mid
+            c = _counts_below(srt, np.float32(mid * mid), c_lo, c_hi)
+            if _covers(runs, seed, srt, order, c, need, b):
+                hi, c_hi = mid, c
             else:
-                lo = mid
-        pairs = int(_counts_below(srt, np.float32(hi * hi)).sum())
+                lo, c_lo = mid, c
+        pairs = int((c_hi if c_hi is not None else _counts_below(srt, np.float32(hi * hi))).sum())
         memo[key] = {"delta": hi, "budget": b, "sample": int(rows.size),
                      "pair_fraction": pairs / float(srt.size)}
         return memo[key]
