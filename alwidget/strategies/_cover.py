@@ -117,7 +117,7 @@ class _Run:
     alone (the target and the budget only decide where to stop), so one run answers every
     (need, b) at every radius with these ball sizes, and resumes when asked further."""
 
-    __slots__ = ("cnt", "covered", "gain", "counts", "done")
+    __slots__ = ("cnt", "counts", "covered", "done", "gain")
 
     def __init__(self, cnt: np.ndarray):
         self.cnt, self.covered, self.gain = cnt, np.zeros(cnt.size, bool), cnt.copy()
