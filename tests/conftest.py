@@ -9,8 +9,8 @@ import tempfile
 import numpy as np
 import pytest
 
-# Fixtures shared by the embedding tests (encoders, cache, run, Ray engine).
-pytest_plugins = ["embed_data"]
+# Fixtures shared by the embedding tests (encoders, cache, run, Ray engine) and the geometry tests.
+pytest_plugins = ["embed_data", "geometry_data"]
 
 # Never wait on a model hub: a failed fetch otherwise retries for ~47 s.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,6 +1,7 @@
 """Geometry against brute-force references on small inputs, on both backends."""
 import numpy as np
 import pytest
+from geometry_data import brute_dist  # its `blobs` fixture comes through conftest
 
 from alwidget import geometry as G
 from alwidget.geometry import Geometry, kmeans, knn, normalize
@@ -13,21 +14,6 @@ def _fresh_cache():
     Geometry.clear_cache()
     yield
     Geometry.clear_cache()
-
-
-@pytest.fixture
-def blobs():
-    """300 points in 8-D: 6 Gaussian blobs plus 5 exact duplicates of row 0."""
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((6, 8)) * 3
-    X = centres[rng.integers(0, 6, 295)] + rng.standard_normal((295, 8))
-    X = np.vstack([X, np.repeat(X[:1], 5, axis=0)])
-    return X.astype(np.float32)
-
-
-def brute_dist(X):
-    X = np.asarray(X, dtype=np.float64)
-    return np.sqrt(np.maximum(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1), 0))
 
 
 def test_normalize_unit_rows_and_zero_rows_stay_zero():

@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+from widget_recorder import Recorder
 from sklearn.datasets import load_digits
 
 from alwidget.images import ImageSet
@@ -20,40 +21,6 @@ def digits():
     d = load_digits()
     keep = np.flatnonzero(d.target < 3)[:N]
     return d.data[keep].astype(np.float32), d.target[keep], d.images[keep]
-
-
-class Recorder:
-    """Stands in for the comm: keeps every message the widget sends to the browser."""
-
-    def __init__(self):
-        self.messages = []
-
-    def __call__(self, content, buffers):
-        self.messages.append((content, [bytes(b) for b in buffers]))
-
-    def of(self, kind):
-        return [(c, b) for c, b in self.messages if c.get("type") == kind]
-
-    def arrays(self):
-        """Every array as last sent (later commits override earlier ones): (last commit, name -> ndarray)."""
-        commits = self.of("commit")
-        assert commits, "no commit message was sent"
-        out = {}
-        for content, (buf,) in self.of("array"):
-            arr = out.get(content["name"])
-            if arr is None or arr.size != content["total"] or content["offset"] == 0:
-                arr = out[content["name"]] = np.zeros(content["total"], dtype=content["dtype"])
-            part = np.frombuffer(buf, dtype=content["dtype"])
-            arr[content["offset"] : content["offset"] + part.size] = part
-        return commits[-1][0], out
-
-    def label_deltas(self):
-        """All label changes sent, in order: list of (indices, class ids, flags)."""
-        return [tuple(np.frombuffer(b, dtype=t) for b, t in zip(bufs, (np.int32, np.int16, np.uint8)))
-                for _, bufs in self.of("labels")]
-
-    def acks(self):
-        return {c["request"]: c for c, _ in self.of("ack")}
 
 
 def make(digits, tmp_path, **kw):

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from widget_recorder import Recorder
 from sklearn.datasets import load_digits
 
 from alwidget import datasets, embed
@@ -22,29 +23,6 @@ from alwidget.widget import Labeller
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CLASSES = ["zero", "one", "two"]
-
-
-class Recorder:
-    def __init__(self):
-        self.messages = []
-
-    def __call__(self, content, buffers):
-        self.messages.append((content, [bytes(b) for b in buffers]))
-
-    def of(self, kind):
-        return [(c, b) for c, b in self.messages if c.get("type") == kind]
-
-    def last_found(self):
-        content, (idx, scores) = self.of("found")[-1]
-        return content, np.frombuffer(idx, np.int32), np.frombuffer(scores, np.float32)
-
-    def last_filter(self):
-        content, (bits,) = self.of("filter")[-1]
-        keep = np.unpackbits(np.frombuffer(bits, np.uint8), bitorder="little")[: content["n_points"]].astype(bool)
-        return content, keep
-
-    def ack(self, request):
-        return next(c for c, _ in self.of("ack") if c["request"] == request)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+from widget_recorder import Recorder
 from sklearn.datasets import load_digits
 
 from alwidget.mapstate import FLAG_TEST
@@ -21,17 +22,6 @@ def digits():
     d = load_digits()
     keep = np.flatnonzero(d.target < 3)[:N]
     return d.data[keep].astype(np.float32), d.target[keep]
-
-
-class Recorder:
-    def __init__(self):
-        self.messages = []
-
-    def __call__(self, content, buffers):
-        self.messages.append(content)
-
-    def of(self, kind):
-        return [c for c in self.messages if c.get("type") == kind]
 
 
 def make(digits, tmp_path, **kw):
@@ -87,7 +77,7 @@ def test_check_my_model_marks_test_requests_and_the_estimate_reaches_the_status_
     w.session.wait()
     assert w.status["trust"]["on"] is False and "right on about" not in w.status["text"]
     w.handle_message({"type": "check_model", "on": True, "request": 3})
-    assert [a for a in rec.of("ack") if a["request"] == 3][0]["ok"] is True
+    assert [a for a in rec.contents("ack") if a["request"] == 3][0]["ok"] is True
     w.session.wait()
     t = w.status["trust"]
     assert t["on"] is True and "never train" in w.status["text"]
@@ -138,7 +128,7 @@ def test_accepting_the_batch_as_predicted_never_answers_a_test_request(digits, t
     assert w.status["n_open"] == n_open - len(tests)  # the accept button's count leaves them out too
     assert f"the {n_open - len(tests)} open image(s)" in w.status["accept_reason"]
     w.handle_message({"type": "propose_batch", "request": 9})
-    reply = rec.of("proposal")[-1]
+    reply = rec.contents("proposal")[-1]
     assert reply["items"] and not {it["index"] for it in reply["items"]} & tests
     w.close()
 
@@ -156,11 +146,11 @@ def test_recheck_answers_with_current_and_suggested_labels_and_relabelling_is_a_
     before = dict(w.labels)
     w.handle_message({"type": "recheck", "k": 8, "request": 5})
     deadline = time.monotonic() + 60
-    while not rec.of("recheck") and time.monotonic() < deadline:
+    while not rec.contents("recheck") and time.monotonic() < deadline:
         time.sleep(0.05)
-    (reply,) = rec.of("recheck")
+    (reply,) = rec.contents("recheck")
     assert reply["request"] == 5 and "error" not in reply
-    assert not [a for a in rec.of("ack") if a["request"] == 5], "answered by its own message"
+    assert not [a for a in rec.contents("ack") if a["request"] == 5], "answered by its own message"
     expected = w.session.suspect_labels(8)
     assert [it["index"] for it in reply["items"]] == expected["index"].tolist()
     assert {it["index"] for it in reply["items"][:4]} >= {int(rows[0]), int(rows[13])}, "the wrong labels come first"
@@ -178,15 +168,15 @@ def test_recheck_answers_with_current_and_suggested_labels_and_relabelling_is_a_
 def test_bad_trust_messages_get_a_sentence_and_change_nothing(digits, tmp_path):
     w, rec = make(digits, tmp_path)
     w.handle_message({"type": "check_model", "on": "yes", "request": 1})
-    assert "check_model needs 'on': true or false" in rec.of("ack")[-1]["error"]
+    assert "check_model needs 'on': true or false" in rec.contents("ack")[-1]["error"]
     assert w.session.trust.on is False
     w.handle_message({"type": "recheck", "k": 0, "request": 2})
     assert "recheck needs 'k': an integer from 1 to 200" in w.status["error"]
     w.handle_message({"type": "recheck", "request": 3})  # too few labels: the answer says why
     deadline = time.monotonic() + 30
-    while not rec.of("recheck") and time.monotonic() < deadline:
+    while not rec.contents("recheck") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert "at least 2 labels in each of 2 classes" in rec.of("recheck")[-1]["error"]
+    assert "at least 2 labels in each of 2 classes" in rec.contents("recheck")[-1]["error"]
     w.close()
 
 
@@ -197,7 +187,7 @@ def test_check_model_with_nothing_left_to_check_says_so(tmp_path):
     w.emit = rec
     w.session.label_many(range(6), "a")
     w.handle_message({"type": "check_model", "on": True, "request": 1})
-    assert "nothing left to check the model on" in rec.of("ack")[-1]["error"]
+    assert "nothing left to check the model on" in rec.contents("ack")[-1]["error"]
     w.close()
 
 
