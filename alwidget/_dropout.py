@@ -21,6 +21,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def check_passes(name: str, n, p) -> None:
+    """Refuse a pass count that is not a positive integer and a drop probability outside [0, 1)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    if not 0 <= p < 1:
+        raise ValueError(f"p must be in [0, 1), got {p!r}")
+
+
 def banked(xs, w, bias, n_passes: int, p: float, seed: int, bank):
     """A bank row per point and pass, read at a random offset per block (small CPU pools).
 
@@ -110,10 +118,7 @@ def mc_dropout_proba(probe, rows=None, *, n_masks: int = 20, p: float = 0.5, see
     import torch
 
     probe._check_fitted()
-    if isinstance(n_masks, bool) or not isinstance(n_masks, (int, np.integer)) or n_masks < 1:
-        raise ValueError(f"n_masks must be a positive integer, got {n_masks!r}")
-    if not 0 <= p < 1:
-        raise ValueError(f"p must be in [0, 1), got {p!r}")
+    check_passes("n_masks", n_masks, p)
     xs = probe.transform(None)
     d = xs.shape[1]
     cols = torch.from_numpy(np.flatnonzero(probe.seen_classes)).to(probe.device)

@@ -357,10 +357,7 @@ class LinearProbe:
         import torch
 
         self._check_fitted()
-        if isinstance(n_passes, bool) or not isinstance(n_passes, (int, np.integer)) or n_passes < 1:
-            raise ValueError(f"n_passes must be a positive integer, got {n_passes!r}")
-        if not 0 <= p < 1:
-            raise ValueError(f"p must be in [0, 1), got {p!r}")
+        _dropout.check_passes("n_passes", n_passes, p)
         xs = self.transform(X)
         if (rows is not None or blocks is not None) and X is not None:
             raise ValueError("rows= and blocks= select rows of the pool seen in fit; pass X=None with them")

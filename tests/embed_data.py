@@ -68,3 +68,17 @@ def write_folder(root: Path, arrays) -> list:
         Image.fromarray(a).save(p)
         paths.append(p)
     return paths
+
+
+def embed_fashion_test(cache_dir, per_class: int, seed: int):
+    """(features, labels): ``per_class`` seeded Fashion-MNIST test images of each class, embedded with
+    the demo encoder (real EfficientNet-Lite0 weights) into ``cache_dir``."""
+    from alwidget import embed
+    from alwidget.images import ImageSet
+
+    ds = datasets.fashion_mnist("test", download=False)
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.choice(np.flatnonzero(ds.labels == c), per_class, replace=False) for c in range(10)])
+    emb = embed.embed_images(ImageSet.from_arrays(ds.images[idx]), encoder=embed.DEMO_ENCODER, device="cpu",
+                             progress=False, cache_dir=cache_dir)
+    return emb.features, ds.labels[idx][emb.keep].astype(np.int64)

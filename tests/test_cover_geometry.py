@@ -6,6 +6,7 @@ from geometry_data import brute_dist  # its `blobs` fixture comes through confte
 from alwidget import cover_geometry as CG
 from alwidget.cover_geometry import ball_graph, coverage, probcover_delta, probcover_info, purity_rank
 from alwidget.geometry import Geometry
+
 BACKENDS = ["faiss", "torch"]
 
 

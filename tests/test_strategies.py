@@ -1,6 +1,7 @@
 """Strategies: the select() contract for every name, and brute-force references on small inputs."""
 import numpy as np
 import pytest
+from embed_data import embed_fashion_test
 from sklearn.datasets import load_digits
 
 from alwidget import strategies as S
@@ -1064,15 +1065,7 @@ def test_batchbald_takes_a_copy_only_when_nothing_else_is_left():
 @pytest.fixture(scope="module")
 def fashion_features(tmp_path_factory):
     """1,000 Fashion-MNIST test images (100 per class, seeded), embedded once with the demo encoder."""
-    from alwidget import datasets, embed
-    from alwidget.images import ImageSet
-
-    ds = datasets.fashion_mnist("test", download=False)
-    rng = np.random.default_rng(1)
-    idx = np.concatenate([rng.choice(np.flatnonzero(ds.labels == c), 100, replace=False) for c in range(10)])
-    emb = embed.embed_images(ImageSet.from_arrays(ds.images[idx]), encoder=embed.DEMO_ENCODER, device="cpu",
-                             progress=False, cache_dir=tmp_path_factory.mktemp("fashion-embeddings"))
-    return emb.features, ds.labels[idx][emb.keep].astype(np.int64)
+    return embed_fashion_test(tmp_path_factory.mktemp("fashion-embeddings"), 100, seed=1)
 
 
 @pytest.mark.parametrize("data", ["digits", "fashion_features"])

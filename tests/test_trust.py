@@ -4,6 +4,7 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+from embed_data import embed_fashion_test
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from alwidget import trust
@@ -18,15 +19,7 @@ N_PROBES, PER_PROBE = 10, 100  # 1,000 repetitions per sampling scheme
 @pytest.fixture(scope="session")
 def fashion(tmp_path_factory):
     """800 Fashion-MNIST test images (80 per class, seeded) embedded once with the demo encoder."""
-    from alwidget import datasets, embed
-    from alwidget.images import ImageSet
-
-    ds = datasets.fashion_mnist("test", download=False)
-    rng = np.random.default_rng(0)
-    idx = np.concatenate([rng.choice(np.flatnonzero(ds.labels == c), 80, replace=False) for c in range(10)])
-    emb = embed.embed_images(ImageSet.from_arrays(ds.images[idx]), encoder=embed.DEMO_ENCODER, device="cpu",
-                             progress=False, cache_dir=tmp_path_factory.mktemp("fashion-embeddings"))
-    return emb.features, ds.labels[idx][emb.keep].astype(np.int64)
+    return embed_fashion_test(tmp_path_factory.mktemp("fashion-embeddings"), 80, seed=0)
 
 
 def _features(request, name):
