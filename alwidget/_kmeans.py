@@ -57,26 +57,37 @@ def _cluster_sums(xt, ids, K, blocked=None):
     return sums
 
 
+def train_rows(n: int, K: int, max_points_per_centroid: int, rng) -> np.ndarray:
+    """Sorted rows k-means trains on: all n, or a seeded sample of max_points_per_centroid * K."""
+    cap = max_points_per_centroid * K
+    return np.sort(rng.choice(n, cap, replace=False)) if n > cap else np.arange(n)
+
+
+def kmeanspp_seeds(xt, K: int, rng) -> list:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007, one candidate per step) of the torch rows
+    ``xt``, drawn through the numpy Generator ``rng``: K row positions."""
+    import torch
+
+    m = xt.shape[0]
+    chosen = [int(rng.integers(m))]
+    best = _sq_dists(xt, xt[chosen], (xt[chosen] ** 2).sum(1))[:, 0]
+    for _ in range(1, K):
+        w = best.double().cpu().numpy()
+        tot = w.sum()
+        nxt = int(rng.choice(m, p=w / tot)) if tot > 0 else int(rng.integers(m))
+        chosen.append(nxt)
+        best = torch.minimum(best, _sq_dists(xt, xt[nxt:nxt + 1], (xt[nxt] ** 2).sum()[None])[:, 0])
+    return chosen
+
+
 def _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid):
     import torch
 
     rng = np.random.default_rng(seed)
-    n = X.shape[0]
-    train = np.sort(rng.choice(n, max_points_per_centroid * K, replace=False)) if n > max_points_per_centroid * K \
-        else np.arange(n)
+    train = train_rows(X.shape[0], K, max_points_per_centroid, rng)
     with torch.no_grad():
         xt = _to_torch(X[train], dev)
-        m = xt.shape[0]
-        # k-means++ seeding (one candidate per step), seeded through numpy.
-        chosen = [int(rng.integers(m))]
-        best = _sq_dists(xt, xt[chosen], (xt[chosen] ** 2).sum(1))[:, 0]
-        for _ in range(1, K):
-            w = best.double().cpu().numpy()
-            tot = w.sum()
-            nxt = int(rng.choice(m, p=w / tot)) if tot > 0 else int(rng.integers(m))
-            chosen.append(nxt)
-            best = torch.minimum(best, _sq_dists(xt, xt[nxt:nxt + 1], (xt[nxt] ** 2).sum()[None])[:, 0])
-        cent = xt[chosen].clone()
+        cent = xt[kmeanspp_seeds(xt, K, rng)].clone()
         for _ in range(int(n_iter)):
             ids, dist = _assign_torch(xt, cent)
             sums = _cluster_sums(xt, ids, K)

@@ -323,6 +323,27 @@ def test_typiclust_visits_clusters_with_fewest_labels_first():
     assert np.unique(assign[idx]).size == 2
 
 
+def test_typiclust_keeps_small_clusters_when_clusters_are_small_on_average(digits):
+    from alwidget.strategies.typiclust import OUTLIER_SHARE, min_size_floor
+
+    X, y = digits
+    n = len(X)
+    assert min_size_floor(5, 100_000, 500) == 5  # big pools: the reference code's floor
+    K = len(X) // 6  # N / K = 6: a floor of 5 would skip most clusters
+    floor = min_size_floor(5, n, K)
+    assert floor == pytest.approx(OUTLIER_SHARE * n / K) and floor < 2
+    labels = np.full(n, -1)
+    idx = S.select("typiclust", X, labels, K, seed=0, ladder=False)
+    check_batch(idx, labels, K)
+    assign = Geometry.of(X).kmeans(K, 0)[0]
+    sizes, held = np.bincount(assign, minlength=K), np.bincount(assign[idx], minlength=K)
+    kept = sizes > floor
+    assert (held[kept] >= 1).all()  # one pick in every cluster above the floor,
+    small = (sizes >= 2) & (sizes <= 5)
+    assert small.sum() > K // 4 and (held[small] >= 1).all()  # those of 2-5 points included;
+    assert (~kept).sum() > 0 and (held[~kept] == 0).all()  # the singletons are skipped
+
+
 def test_typiclust_ladder_rounds_up_by_at_most_a_quarter():
     assert K_LADDER == sorted(K_LADDER)
     for k in range(1, 2000):
