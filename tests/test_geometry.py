@@ -218,6 +218,18 @@ def test_kmeanspp_start_is_the_same_on_both_backends():
         kmeans(X, 4, init="random")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kmeanspp_seeds_come_from_a_sample_of_many_rows(blobs, backend, monkeypatch):
+    from alwidget import _kmeans
+
+    X = np.vstack([blobs + 0.01 * i for i in range(4)])  # 1200 rows
+    full = kmeans(X, 6, seed=1, backend=backend, init="k-means++")
+    monkeypatch.setattr(_kmeans, "SEED_MAX", 300)
+    got = kmeans(X, 6, seed=1, backend=backend, init="k-means++")
+    np.testing.assert_array_equal(got[0], kmeans(X, 6, seed=1, backend=backend, init="k-means++")[0])
+    assert len(np.unique(got[0])) == 6 and not np.array_equal(got[1], full[1])  # other seeds, still 6 clusters
+
+
 def test_kmeans_on_reduced_dims_is_cached_apart_and_deterministic(blobs):
     g = Geometry.of(blobs)
     full = g.kmeans(6, 0)
