@@ -10,8 +10,6 @@ import numpy as np
 
 # Bytes of one distance tile in the torch paths (rows x N float32).
 _TILE_BYTES = 1 << 26
-#: k-means++ seeds are drawn from at most this many training rows (kmeanspp_seeds).
-SEED_MAX = 8192
 
 
 def _rows_per_tile(n_cols: int) -> int:
@@ -59,49 +57,26 @@ def _cluster_sums(xt, ids, K, blocked=None):
     return sums
 
 
-def train_rows(n: int, K: int, max_points_per_centroid: int, rng) -> np.ndarray:
-    """Sorted rows k-means trains on: all n, or a seeded sample of max_points_per_centroid * K."""
-    cap = max_points_per_centroid * K
-    return np.sort(rng.choice(n, cap, replace=False)) if n > cap else np.arange(n)
-
-
-def kmeanspp_seeds(xt, K: int, rng) -> list:
-    """k-means++ seeding (Arthur & Vassilvitskii 2007, one candidate per step) of the torch rows
-    ``xt``, drawn through the numpy Generator ``rng``: K row positions.
-
-    The K steps are sequential matrix-vector products over the rows (memory-bound: 1.6 s for
-    K = 224 on 32k x 128 rows here, half the Lloyd iterations), so above :data:`SEED_MAX` rows the
-    seeds come from a seeded sample of that many; Lloyd then runs on all the training rows."""
-    import torch
-
-    if xt.shape[0] > SEED_MAX:
-        sub = np.sort(rng.choice(xt.shape[0], SEED_MAX, replace=False))
-        return [int(sub[i]) for i in kmeanspp_seeds(xt[torch.from_numpy(sub).to(xt.device)], K, rng)]
-    m = xt.shape[0]
-    x_sq = (xt * xt).sum(1)  # once: each step is then one matrix-vector product
-
-    def sq_to(i):
-        return (x_sq - 2.0 * (xt @ xt[i]) + x_sq[i]).clamp_min_(0.0)
-
-    chosen = [int(rng.integers(m))]
-    best = sq_to(chosen[0])
-    for _ in range(1, K):
-        w = best.double().cpu().numpy()
-        tot = w.sum()
-        nxt = int(rng.choice(m, p=w / tot)) if tot > 0 else int(rng.integers(m))
-        chosen.append(nxt)
-        best = torch.minimum(best, sq_to(nxt))
-    return chosen
-
-
 def _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid):
     import torch
 
     rng = np.random.default_rng(seed)
-    train = train_rows(X.shape[0], K, max_points_per_centroid, rng)
+    n = X.shape[0]
+    train = np.sort(rng.choice(n, max_points_per_centroid * K, replace=False)) if n > max_points_per_centroid * K \
+        else np.arange(n)
     with torch.no_grad():
         xt = _to_torch(X[train], dev)
-        cent = xt[kmeanspp_seeds(xt, K, rng)].clone()
+        m = xt.shape[0]
+        # k-means++ seeding (one candidate per step), seeded through numpy.
+        chosen = [int(rng.integers(m))]
+        best = _sq_dists(xt, xt[chosen], (xt[chosen] ** 2).sum(1))[:, 0]
+        for _ in range(1, K):
+            w = best.double().cpu().numpy()
+            tot = w.sum()
+            nxt = int(rng.choice(m, p=w / tot)) if tot > 0 else int(rng.integers(m))
+            chosen.append(nxt)
+            best = torch.minimum(best, _sq_dists(xt, xt[nxt:nxt + 1], (xt[nxt] ** 2).sum()[None])[:, 0])
+        cent = xt[chosen].clone()
         for _ in range(int(n_iter)):
             ids, dist = _assign_torch(xt, cent)
             sums = _cluster_sums(xt, ids, K)

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import ann
 from ._kmeans import _TILE_BYTES, _assign_torch, _cluster_sums, _kmeans_torch, _rows_per_tile, _sq_dists, _to_torch  # noqa: F401
-from ._kmeans import _mean_k_smallest, _positions, kmeanspp_seeds, pca_project, train_rows
+from ._kmeans import _mean_k_smallest, _positions, pca_project
 from ._util import check_features, default_threads, fingerprint, limit_threads, resolve_device
 
 __all__ = ["BACKEND", "Geometry", "default_threads", "kmeans", "knn", "normalize", "threads"]
@@ -220,7 +220,7 @@ def _query_scores_torch(X, q, euclidean: bool):
 
 
 def kmeans(X, n_clusters: int, *, seed: int = 0, n_iter: int = 20, backend=None, device=None,
-           max_points_per_centroid: int = 256, init: str = "auto"):
+           max_points_per_centroid: int = 256):
     """Seeded k-means (Lloyd) on the rows of X.
 
     Returns ``(assign, centroids)``: (N,) int64 cluster ids in ``0..K-1`` and (K, D) float32
@@ -228,43 +228,21 @@ def kmeans(X, n_clusters: int, *, seed: int = 0, n_iter: int = 20, backend=None,
     rows and at most :data:`KMEANS_TRAIN_MAX` (but >= 39 per centroid): a seeded subsample, as
     faiss does; every row is then assigned to its nearest centroid. Clusters may come out empty
     when X has fewer distinct rows than K.
-
-    ``init``: "k-means++" seeds both backends the same way (k-means++ on the same seeded
-    training rows, :func:`alwidget._kmeans.kmeanspp_seeds`); "auto" keeps each backend's own
-    start (faiss: K random training rows; torch: k-means++).
     """
-    if init not in ("auto", "k-means++"):
-        raise ValueError(f"init must be 'auto' or 'k-means++', got {init!r}")
     X = np.ascontiguousarray(X, dtype=np.float32)
     n, d = X.shape
     K = int(max(1, min(int(n_clusters), n)))
     max_points_per_centroid = int(min(int(max_points_per_centroid), max(39, KMEANS_TRAIN_MAX // K)))
     kind, dev = _resolve(backend, device)
     if kind == "faiss":
-        return _kmeans_faiss(X, K, seed, n_iter, max_points_per_centroid, init == "k-means++")
+        import faiss
+
+        km = faiss.Kmeans(d, K, niter=int(n_iter), seed=int(seed) % 2**31, verbose=False,
+                          max_points_per_centroid=int(max_points_per_centroid), min_points_per_centroid=1)
+        km.train(X)
+        _, assign = km.index.search(X, 1)
+        return assign[:, 0].astype(np.int64), np.asarray(km.centroids, dtype=np.float32)
     return _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid)
-
-
-def _kmeans_faiss(X, K, seed, n_iter, max_points_per_centroid, plusplus):
-    import faiss
-
-    init = None
-    if plusplus:  # our own sample and k-means++ seeds (those of the torch path), then faiss's Lloyd
-        import torch
-
-        rng = np.random.default_rng(seed)
-        train = train_rows(X.shape[0], K, max_points_per_centroid, rng)
-        Xtr = X[train]
-        with torch.no_grad():
-            init = Xtr[kmeanspp_seeds(_to_torch(Xtr, "cpu"), K, rng)]
-        max_points_per_centroid = -(-Xtr.shape[0] // K)  # the sample as drawn: no second subsampling
-    else:
-        Xtr = X
-    km = faiss.Kmeans(X.shape[1], K, niter=int(n_iter), seed=int(seed) % 2**31, verbose=False,
-                      max_points_per_centroid=int(max_points_per_centroid), min_points_per_centroid=1)
-    km.train(Xtr, init_centroids=init)
-    _, assign = km.index.search(X, 1)
-    return assign[:, 0].astype(np.int64), np.asarray(km.centroids, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- the cache
@@ -389,17 +367,12 @@ class Geometry:
 
         ``dims`` (< D): cluster the top-``dims`` PCA coordinates instead (:meth:`reduced`;
         centroids in that space): k-means costs O(N K D) per iteration, and on 1280-d
-        EfficientNet features 128 PCA dims gave the same full-space inertia 8x faster.
-
-        Seeded by k-means++ on every backend (``init="k-means++"``): on small pools with many
-        clusters (digits, N/K about 10) faiss's random start left a worse optimum, and TypiClust
-        0.5 points behind scikit-learn's k-means++ at 100 labels (BENCHMARKS.md section 4)."""
+        EfficientNet features 128 PCA dims gave the same full-space inertia 8x faster."""
         key = self._km_key(n_clusters, seed, dims)
         with self._lock:
             if key not in self._kmeans:
                 X = self.X if len(key) == 2 else self.reduced(key[2])
-                self._kmeans[key] = kmeans(X, key[0], seed=key[1], backend=self.backend, device=self.device,
-                                           init="k-means++")
+                self._kmeans[key] = kmeans(X, key[0], seed=key[1], backend=self.backend, device=self.device)
             return self._kmeans[key]
 
     def knn(self, k: int, approx=None):

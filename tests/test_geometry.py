@@ -198,45 +198,13 @@ def test_pca_project_fits_large_pools_on_a_seeded_sample(blobs):
     assert not np.array_equal(a, pca_project(X, 2, fit_max=100, seed=1))
 
 
-def test_kmeanspp_start_is_the_same_on_both_backends():
-    # Many clusters on few rows (N / K = 8): the start decides the optimum. With init="k-means++"
-    # faiss's Lloyd starts from the torch path's seeds (same training rows, same draws), so both
-    # backends land on the same clustering; faiss's own random start does not.
-    from sklearn.datasets import load_digits
-
-    X = normalize(load_digits().data[:800])
-    a_f, c_f = kmeans(X, 100, seed=2, backend="faiss", init="k-means++")
-    a_t, c_t = kmeans(X, 100, seed=2, backend="torch", init="k-means++")
-    assert (a_f == a_t).mean() > 0.99
-    np.testing.assert_allclose(c_f, c_t, atol=1e-4)
-    np.testing.assert_array_equal(kmeans(X, 100, seed=2, backend="faiss", init="k-means++")[0], a_f)
-    a_r = kmeans(X, 100, seed=2, backend="faiss")[0]  # init="auto": faiss's random start
-    assert (a_r != a_f).any()
-    inertia = [((X - c[a]) ** 2).sum() for a, c in ((a_f, c_f), (a_r, kmeans(X, 100, seed=2, backend="faiss")[1]))]
-    assert inertia[0] < inertia[1]
-    with pytest.raises(ValueError, match="init must be"):
-        kmeans(X, 4, init="random")
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_kmeanspp_seeds_come_from_a_sample_of_many_rows(blobs, backend, monkeypatch):
-    from alwidget import _kmeans
-
-    X = np.vstack([blobs + 0.01 * i for i in range(4)])  # 1200 rows
-    full = kmeans(X, 6, seed=1, backend=backend, init="k-means++")
-    monkeypatch.setattr(_kmeans, "SEED_MAX", 300)
-    got = kmeans(X, 6, seed=1, backend=backend, init="k-means++")
-    np.testing.assert_array_equal(got[0], kmeans(X, 6, seed=1, backend=backend, init="k-means++")[0])
-    assert len(np.unique(got[0])) == 6 and not np.array_equal(got[1], full[1])  # other seeds, still 6 clusters
-
-
 def test_kmeans_on_reduced_dims_is_cached_apart_and_deterministic(blobs):
     g = Geometry.of(blobs)
     full = g.kmeans(6, 0)
     red = g.kmeans(6, 0, dims=3)
     assert red[1].shape == (6, 3) and full[1].shape == (6, 8)
     assert g.kmeans(6, 0, dims=8) is full and g.kmeans(6, 0, dims=99) is full  # no reduction: the same clustering
-    np.testing.assert_array_equal(red[0], kmeans(g.reduced(3), 6, seed=0, init="k-means++")[0])
+    np.testing.assert_array_equal(red[0], kmeans(g.reduced(3), 6, seed=0)[0])
     Geometry.clear_cache()
     np.testing.assert_array_equal(Geometry.of(blobs.copy()).kmeans(6, 0, dims=3)[0], red[0])
 

@@ -1,9 +1,9 @@
 """TypiClust (Hacohen et al., ICML 2022): typical points of the least-covered clusters.
 
-Cluster the whole pool (labelled and unlabelled) with k-means (k-means++ start), K = min(L + B,
-max_clusters); ignore clusters of at most ``min_cluster_size`` points (the reference code's 5)
-or, when the mean cluster size N / K is small, of at most a quarter of it (:func:`min_size_floor`:
-on a small pool with many clusters, clusters of a few points are ordinary ones); visit the clusters round-robin,
+Cluster the whole pool (labelled and unlabelled) with k-means, K = min(L + B, max_clusters);
+ignore clusters of at most ``min_cluster_size`` points (the reference code's 5) or, when the mean
+cluster size N / K is small, of at most a quarter of it (:func:`min_size_floor`: on a small pool
+with many clusters, clusters of a few points are ordinary ones); visit the clusters round-robin,
 fewest labels first (labels picked in this batch count), then largest first, and from each
 take the candidate (unlabelled, not excluded) with the highest typicality
 ``1 / mean distance to its k nearest neighbours inside the cluster``, k = min(20, size // 2).
