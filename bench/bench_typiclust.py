@@ -8,8 +8,14 @@ value), typicality k = 5 (scikit-activeml's default), scikit-learn's KMeans in p
 scikit-activeml's TypiClust itself. From zero labels the cluster order is the same in both tools
 (the largest clusters first), so it only matters from the second round on.
 
+Also: the reference code's fixed outlier floor of 5 points (before the floor was capped at a
+quarter of the mean cluster size N / K), and the k-means++ start (our torch backend: k-means++
+seeding, then the same 20 Lloyd iterations). The second table gives, per variant and budget, the
+mean ± sd over seeds of the paired difference to scikit-activeml (points; seed s of each side).
+
     python bench/bench_typiclust.py            # digits, fmnist, mnist, fmnist-lt
     python bench/bench_typiclust.py --quick    # digits, 2 seeds
+    python bench/bench_typiclust.py --dataset digits --seeds 30 --budgets 10,20,50,100,200
 """
 from __future__ import annotations
 
@@ -55,6 +61,45 @@ def with_sklearn_kmeans():
     return undo
 
 
+def with_fixed_floor():
+    """TypiClust's outlier floor as in the reference code (always min_cluster_size); returns undo."""
+    from alwidget.strategies import typiclust
+
+    share = typiclust.OUTLIER_SHARE
+    typiclust.OUTLIER_SHARE = float("inf")
+
+    def undo():
+        typiclust.OUTLIER_SHARE = share
+
+    return undo
+
+
+VARIANTS = {  # name -> (select parameters or None for scikit-activeml, patch)
+    "ours (faiss k-means, k = 20)": ({}, None),
+    "ours, fixed outlier floor 5 (before)": ({}, with_fixed_floor),
+    "ours, k-means++ start (torch backend)": ({"backend": "torch"}, None),
+    "ours, typicality k = 5": ({"n_neighbors": 5}, None),
+    "ours with sklearn KMeans": ({}, with_sklearn_kmeans),
+    "ours with sklearn KMeans, k = 5": ({"n_neighbors": 5}, with_sklearn_kmeans),
+    "scikit-activeml TypiClust": (None, None),
+}
+PEER = "scikit-activeml TypiClust"
+
+
+def paired_rows(ds, accs, budgets):
+    """Rows of mean ± sd (and standard error) of each variant minus scikit-activeml, seed by seed, in points."""
+    peer = np.asarray(accs[PEER]) * 100
+    rows = []
+    for name, acc in accs.items():
+        if name == PEER:
+            continue
+        d = np.asarray(acc) * 100 - peer
+        sd = d.std(0, ddof=1) if len(d) > 1 else np.zeros(d.shape[1])
+        rows.append({"set": ds, "variant": name, **{str(b): f"{m:+.1f} ± {v:.1f} ({v / np.sqrt(len(d)):.1f})"
+                                                    for b, m, v in zip(budgets, d.mean(0), sd)}})
+    return rows
+
+
 def curve(pick, data, budgets):
     X, Xt, y, yt, lr = data
     labels = np.full(len(y), -1, np.int64)
@@ -71,40 +116,48 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--dataset", type=C.parse_names, default=["digits", "fmnist", "mnist", "fmnist-lt"])
     ap.add_argument("--budgets", type=C.parse_ints, default=[10, 20, 50])
+    ap.add_argument("--variants", type=lambda t: [v for v in VARIANTS if any(w in v for w in t.split(","))],
+                    default=list(VARIANTS), help="comma-separated substrings of the variant names")
     ap.add_argument("--out", default="bench_typiclust")
     args = ap.parse_args(argv)
     if args.quick:
         args.dataset, args.seeds = ["digits"], 2
+    variants = [v for v in args.variants if v != PEER] + [PEER]  # the peer always: the paired table needs it
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     info = C.machine_info()
     print(C.machine_line(info), flush=True)
     t0 = time.perf_counter()
-    variants = [("ours (faiss k-means, k = 20)", {}, False), ("ours, typicality k = 5", {"n_neighbors": 5}, False),
-                ("ours with sklearn KMeans", {}, True), ("ours with sklearn KMeans, k = 5", {"n_neighbors": 5}, True)]
-    rows, records = [], []
+    rows, diffs, records = [], [], []
     for ds in args.dataset:
         X, Xt, y, yt = E.split(*ED.load(ds))
         data = (X, Xt, y, yt, E.SharedLR(X))
-        for name, params, sk in variants + [("scikit-activeml TypiClust", None, False)]:
-            undo = with_sklearn_kmeans() if sk else (lambda: None)
+        accs = {}
+        for name in variants:
+            params, patch = VARIANTS[name]
+            undo = patch() if patch else (lambda: None)
             try:
-                accs = [curve(E.peer_query("typiclust", s, int(y.max()) + 1, data[4]) if params is None
-                              else ours_picker(s, **params), data, args.budgets) for s in range(args.seeds)]
+                accs[name] = [curve(E.peer_query("typiclust", s, int(y.max()) + 1, data[4]) if params is None
+                                    else ours_picker(s, **params), data, args.budgets) for s in seeds]
             finally:
                 undo()
-            m = np.mean(accs, 0)
+            m = np.mean(accs[name], 0)
             rows.append({"set": ds, "variant": name, **{str(b): f"{v:.3f}" for b, v in zip(args.budgets, m)}})
             records += [{"set": ds, "variant": name, "seed": s, "n_labels": b, "lr": a}
-                        for s, acc in enumerate(accs) for b, a in zip(args.budgets, acc)]
-            print(f"{ds:<10} {name:<34}" + " ".join(f"{v:.3f}" for v in m), flush=True)
-    table = C.markdown_table(rows, [("set", "set"), ("variant", "variant")] + [(str(b), f"{b} labels")
-                                                                              for b in args.budgets])
-    settings = (f"sets {','.join(args.dataset)}; budgets {args.budgets}; seeds {args.seeds}; LR(C=100) on the picks; "
+                        for s, acc in zip(seeds, accs[name]) for b, a in zip(args.budgets, acc)]
+            print(f"{ds:<10} {name:<40}" + " ".join(f"{v:.3f}" for v in m), flush=True)
+        diffs += paired_rows(ds, accs, args.budgets)
+    cols = [("set", "set"), ("variant", "variant")] + [(str(b), f"{b} labels") for b in args.budgets]
+    table, paired = C.markdown_table(rows, cols), C.markdown_table(diffs, cols)
+    settings = (f"sets {','.join(args.dataset)}; budgets {args.budgets}; seeds {list(seeds)}; LR(C=100) on the picks; "
                 f"total {time.perf_counter() - t0:.0f} s" + ("; QUICK" if args.quick else ""))
     C.write_results(args.out, title="TypiClust: ours vs scikit-activeml, factor by factor", settings=settings,
-                    info=info, tables=[("Test accuracy, mean over seeds", table)], records=records)
-    print(table)
+                    info=info, tables=[("Test accuracy, mean over seeds", table),
+                                       ("Minus scikit-activeml, points: mean ± sd over seeds (standard error)", paired)],
+                    records=records)
+    print(table + "\n\n" + paired)
     return 0
 
 
