@@ -14,36 +14,27 @@ from alwidget.strategies._common import register, call, Context
 from alwidget.strategies.auto import pick_cold_start
 
 
-def _phase(ctx, n_classes):
-    L = int(ctx.labelled.size); seen = int(ctx.seen_classes.size)
+def _run(ctx, k, cut, cold_to, n_classes, params, cold_name):
+    """Margin from ``cold_to`` labels per class; before, ``cold_name(start, seen, C, per)``'s choice."""
+    start, _ = pick_cold_start(ctx, "auto", float(cut))
+    seen = int(ctx.seen_classes.size)
     C = max(int(n_classes) if n_classes is not None else seen, 1)
-    return L, seen, C, L / C
+    per = ctx.labelled.size / C
+    name = cold_name(start, seen, C, per) if seen < 2 or per < cold_to else "margin"
+    return call(name, ctx, k, dict(params, n_classes=n_classes))
 
 
-@register("xtp", summary="exp: TC first batch then PC on loose pools")
+@register("xtp", summary="exp: TypiClust below `first` per class, then ProbCover, on loose pools")
 def xtp(ctx: Context, k: int, *, first: float = 1.0, cold_to: float = 5.0, cut: float = 0.45, n_classes=None, **params):
-    cold, _ = pick_cold_start(ctx, "auto", float(cut))
-    _, seen, C, per = _phase(ctx, n_classes)
-    params = dict(params, n_classes=n_classes)
-    if seen < 2 or per < cold_to:
-        name = "typiclust" if (cold == "typiclust" and per < first) else "probcover"
-    else:
-        name = "margin"
-    return call(name, ctx, k, params)
+    return _run(ctx, k, cut, cold_to, n_classes, params,
+                lambda start, seen, C, per: "typiclust" if start == "typiclust" and per < first else "probcover")
 
 
-@register("xmiss", summary="exp: TC; PC while a declared class has no label (after first batch)")
-def xmiss(ctx: Context, k: int, *, first: float = 1.0, cold_to: float = 5.0, cut: float = 0.45, n_classes=None, **params):
-    cold, _ = pick_cold_start(ctx, "auto", float(cut))
-    _, seen, C, per = _phase(ctx, n_classes)
-    params = dict(params, n_classes=n_classes)
-    if seen < 2 or per < cold_to:
-        name = cold
-        if cold == "typiclust" and per >= first and seen < C:
-            name = "probcover"
-    else:
-        name = "margin"
-    return call(name, ctx, k, params)
+@register("xmiss", summary="exp: TypiClust; ProbCover from `first` per class while a declared class has no label")
+def xmiss(ctx: Context, k: int, *, first: float = 1.0, cold_to: float = 5.0, cut: float = 0.45, n_classes=None,
+          **params):
+    return _run(ctx, k, cut, cold_to, n_classes, params,
+                lambda start, seen, C, per: "probcover" if start == "typiclust" and per >= first and seen < C else start)
 
 
 if __name__ == "__main__":
