@@ -326,7 +326,7 @@ def test_typiclust_visits_clusters_with_fewest_labels_first():
 def test_typiclust_keeps_small_clusters_when_clusters_are_small_on_average(digits):
     from alwidget.strategies.typiclust import OUTLIER_SHARE, min_size_floor
 
-    X, y = digits
+    X, _ = digits
     n = len(X)
     assert min_size_floor(5, 100_000, 500) == 5  # big pools: the reference code's floor
     K = len(X) // 6  # N / K = 6: a floor of 5 would skip most clusters
