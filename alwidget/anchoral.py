@@ -32,7 +32,7 @@ import numpy as np
 from . import ann
 from .geometry import Geometry, knn_query
 
-__all__ = ["IVF_MIN", "SUBPOOL_MIN", "RowsProbe", "anchors", "select", "subpool"]
+__all__ = ["IVF_MIN", "SUBPOOL_MIN", "RowsProbe", "anchors", "prefetch", "select", "subpool"]
 
 #: Pools from this many rows get AnchorAL subpools by default (BENCHMARKS.md, section 6).
 SUBPOOL_MIN = 200_000
@@ -73,65 +73,129 @@ def anchors(X, labels, per_class: int = PER_CLASS, seed: int = 0) -> np.ndarray:
 # Neighbour lists are fetched this much longer than needed, so that labels added later (which
 # are filtered out) rarely force a new search for the same anchor.
 _MARGIN = 64
+# Queries per search call. A list is cached and reused by later rounds (and searched ahead by
+# prefetch), so it must not depend on the rows searched with it: faiss's coarse search switches
+# to a BLAS product from 20 queries at once (another rounding), and an exact block is padded to
+# this many rows, one matrix product of one shape per pool.
+_QUERIES = 16
 
 
-def _search(geo, rows, k):
-    """(sims (A, k), idx (A, k), -1 = none) of the rows' nearest pool rows by inner product,
-    best first (ties by index); sims exact (the IVF index keeps fp16 rows, re-scored here)."""
-    X = geo.X
-    if geo.n_samples < IVF_MIN or not ann.available():
-        return knn_query(X, X[rows], k, metric="inner")
+def _exact_path(geo) -> bool:
+    return geo.n_samples < IVF_MIN or not ann.available()
+
+
+def _ivf(geo):
+    """The feature set's fp16 IVF index, built on first use (seconds at 1M, under the Geometry's lock)."""
     with geo.lock:
         memo = geo.scratch("anchoral_ivf")
         if "index" not in memo:
             # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes). fp16 rows:
             # the scan of the probed cells is memory-bound (BENCHMARKS.md, section 7).
-            memo["index"] = ann.IVFIndex(X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0,
+            memo["index"] = ann.IVFIndex(geo.X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0,
                                          codec="fp16")
-        index = memo["index"]
-    _, idx = index.search(X[rows], k)
+        return memo["index"]
+
+
+def _search(geo, rows, k):
+    """(sims (A, k), idx (A, k), -1 = none) of the rows' nearest pool rows by inner product,
+    best first (ties by index); sims exact (the IVF index keeps fp16 rows, re-scored here).
+    Each row's result is the same whichever rows are searched with it (``_QUERIES``)."""
+    X, rows = geo.X, np.asarray(rows, dtype=np.int64)
+    if _exact_path(geo):
+        sims, idx = np.empty((rows.size, k), np.float32), np.empty((rows.size, k), np.int64)
+        for a in range(0, rows.size, _QUERIES):
+            r = rows[a:a + _QUERIES]
+            q = np.concatenate([r, np.full(_QUERIES - r.size, r[-1])])  # one shape per pool
+            v, j = knn_query(X, X[q], k, metric="inner")
+            sims[a:a + r.size], idx[a:a + r.size] = v[:r.size], j[:r.size]
+        return sims, idx
+    index = _ivf(geo)
+    idx = np.concatenate([index.search(X[rows[a:a + _QUERIES]], k)[1] for a in range(0, rows.size, _QUERIES)])
     sims = np.einsum("ad,akd->ak", X[rows], X[np.maximum(idx, 0)])
     sims[idx < 0] = -np.inf
     order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), -sims), axis=1)  # ties by index
     return np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
 
 
-def _neighbours(geo, anchor_rows, taken, n_neighbors):
-    """(sims (A, k) float32, idx (A, k) int64, -1 = none): each anchor's nearest rows not taken.
-
-    Each anchor's list of its k + margin nearest rows is searched once and kept with the
-    feature set; a round filters out the rows taken since. The first k rows left are exactly the
-    k nearest untaken ones (every row ranked above them is in the list); an anchor with fewer
-    than k left is searched again with a longer list."""
-    k = int(n_neighbors)
+def _lists(geo, k: int) -> dict:
+    """The feature set's cache of neighbour lists for ``k`` neighbours: row -> (sims, idx)."""
     with geo.lock:
         lists = geo.scratch("anchoral_lists")
         if lists.get("k") != k:
             lists.clear()
             lists["k"] = k
-        cache = lists.setdefault("rows", {})
+        return lists.setdefault("rows", {})
+
+
+def _fill(geo, cache: dict, rows, length: int) -> dict:
+    """Search the lists (``length`` long) of ``rows`` and store them in ``cache``; returns them."""
+    v, j = _search(geo, rows, length)
+    got = {int(r): (v[t], j[t]) for t, r in enumerate(np.asarray(rows).tolist())}
+    with geo.lock:
+        cache.update(got)
+    return got
+
+
+def _neighbours(geo, anchor_rows, taken, n_neighbors):
+    """(sims (A, k) float32, idx (A, k) int64, -1 = none): each anchor's nearest rows not taken.
+
+    Each anchor's list of its k + margin nearest rows is searched once (or ahead, by
+    :func:`prefetch`) and kept with the feature set; a round filters out the rows taken since.
+    The first k rows left are exactly the k nearest untaken ones (every row ranked above them is
+    in the list); an anchor with fewer than k left is searched again with a longer list."""
+    k = int(n_neighbors)
+    cache = _lists(geo, k)
+    with geo.lock:
+        have = {a: cache[a] for a in anchor_rows.tolist() if a in cache}
     sims = np.full((anchor_rows.size, k), -np.inf, np.float32)
     idx = np.full((anchor_rows.size, k), -1, np.int64)
-    todo = [i for i, a in enumerate(anchor_rows.tolist()) if a not in cache]
+    todo = [a for a in anchor_rows.tolist() if a not in have]
     fetch = k + _MARGIN
     for _ in range(8):  # a longer list each time an anchor runs short (labels piled up near it)
         if todo:
-            v, j = _search(geo, anchor_rows[todo], min(geo.n_samples, fetch))
-            for t, i in enumerate(todo):
-                cache[int(anchor_rows[i])] = (v[t], j[t])
+            have.update(_fill(geo, cache, np.asarray(todo, np.int64), min(geo.n_samples, fetch)))
         short = []
         for i, a in enumerate(anchor_rows.tolist()):
-            v, j = cache[a]
+            v, j = have[a]
             ok = (j >= 0) & ~taken[np.maximum(j, 0)]
             m = min(k, int(ok.sum()))
             if m < k and j.size < geo.n_samples and (j >= 0).all():
-                short.append(i)
+                short.append(a)
                 continue
             sims[i, :m], idx[i, :m] = v[ok][:m], j[ok][:m]
         if not short:
             break
         todo, fetch = short, fetch * 4
     return sims, idx
+
+
+def prefetch(features, rows, *, n_neighbors: int = N_NEIGHBORS, should_stop=None) -> int:
+    """Search ahead the neighbour lists of ``rows`` into the cache :func:`subpool` reads; returns
+    how many lists were searched (rows already cached are skipped).
+
+    Meant for the batch just shown: once labelled, its rows are the next round's new anchors,
+    whose search is most of a round at 1M (BENCHMARKS.md, section 7); a Session runs this after
+    publishing a batch. A list is a pure function of the features, the row and its length
+    (``_QUERIES``), so the picks never depend on whether this ran; rows labelled later, or never,
+    or relabelled need nothing else. ``should_stop()``, when given, is asked before each search
+    (one row at a time on the IVF path): True stops, leaving the rest to the round."""
+    geo = Geometry.of(features)
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+        raise ValueError(f"rows must be a 1-d array of row indices, got {rows.dtype} with shape {rows.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= geo.n_samples):
+        raise ValueError(f"rows must be in [0, {geo.n_samples}), got {rows.min()}..{rows.max()}")
+    cache = _lists(geo, int(n_neighbors))
+    with geo.lock:
+        todo = [r for r in dict.fromkeys(rows.astype(np.int64).tolist()) if r not in cache]
+    step = _QUERIES if _exact_path(geo) else 1
+    done = 0
+    for a in range(0, len(todo), step):
+        if should_stop is not None and should_stop():
+            break
+        _fill(geo, cache, np.asarray(todo[a:a + step], np.int64), min(geo.n_samples, int(n_neighbors) + _MARGIN))
+        done += len(todo[a:a + step])
+    return done
 
 
 def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_neighbors: int = N_NEIGHBORS,
