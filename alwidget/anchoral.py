@@ -365,18 +365,49 @@ def _gather(t, rows):
     return torch.from_numpy(t.numpy()[np.asarray(rows, dtype=np.int64)])
 
 
-def _rows_of(features, rows, backend=None) -> np.ndarray:
+#: Strategies that read only the probe's scores on the subpool (never its features): their
+#: subpool's unit rows are gathered only if something reads them (:class:`_GatheredOnRead`).
+PROBE_ONLY = frozenset({"margin", "entropy", "least_confidence", "power_margin"})
+
+
+class _GatheredOnRead(Geometry):
+    """A Geometry of some rows of a pool whose unit rows are gathered on the first read of ``X``
+    (3-7 ms of a margin round at 1M that margin never reads). Until :attr:`_source` is set (right
+    after it is adopted) ``X`` is the placeholder the Geometry was built with."""
+
+    _source = None  # (the pool's unit rows, rows)
+
+    @property
+    def X(self):
+        src = self._source
+        if src is not None:
+            self._x, self._source = src[0][src[1]], None
+        return self._x
+
+    @X.setter
+    def X(self, value):
+        self._x = value
+
+
+def _rows_of(features, rows, backend=None, lazy: bool = False) -> np.ndarray:
     """The subpool's features: the pool's unit rows at ``rows`` (one gather), with their Geometry
     cached for ``strategies.select`` so that a fresh array is not validated, hashed and normalised
     every round (about 20 ms at 1M). Strategies read features only through the Geometry and the
     probe (the subpool's probe answers for its rows by index), and BALD's duplicate check, for
-    which identical unit rows are the same image."""
+    which identical unit rows are the same image. ``lazy`` (the :data:`PROBE_ONLY` strategies):
+    the features handed on are a read-only zero-stride placeholder of the right shape and the
+    Geometry gathers the real rows only when its ``X`` is read."""
     import hashlib
 
     geo = Geometry.of(features, backend=backend)
-    X = geo.X[rows]
     key = hashlib.blake2b(rows.astype("<i8").tobytes(), digest_size=16, key=geo.fingerprint.encode()[:64])
-    Geometry.adopt(X, X, "rows:" + key.hexdigest(), backend=backend)
+    fp = "rows:" + key.hexdigest() + (":lazy" if lazy else "")
+    if lazy:
+        X = np.broadcast_to(np.zeros((1, geo.n_features), np.float32), (rows.size, geo.n_features))
+        _GatheredOnRead.adopt(X, X, fp, backend=backend)._source = (geo.X, rows)
+        return X
+    X = geo.X[rows]
+    Geometry.adopt(X, X, fp, backend=backend)
     return X
 
 
@@ -422,7 +453,7 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, ex
     rseed = round_seed(seed, labels)
     sub, sinfo = subpool(features, labels, exclude=exclude, seed=rseed, **(subpool_params or {}))
     rows = np.union1d(sub, np.flatnonzero(labels >= 0))
-    X = _rows_of(features, rows, params.get("backend"))
+    X = _rows_of(features, rows, params.get("backend"), lazy=name in PROBE_ONLY)
     idx, info = strategies.select(name, X, labels[rows], k, seed=seed, probe=RowsProbe(probe, rows),
                                   return_info=True, **params)
     info = dict(info, anchoral=sinfo)

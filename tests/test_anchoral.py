@@ -465,3 +465,27 @@ def test_a_session_labels_outside_the_batch_undoes_and_labels_during_a_prefetch(
         assert searched[0] == 0  # the label stopped the stale prefetch before its first search
         assert info["target"] == s._done and all(int(r) in cache for r in s.next_batch())
         assert s.labels[int(outside)] == str(y[outside])
+
+
+def test_margin_on_the_subpool_never_gathers_its_features_and_picks_the_same(digits, monkeypatch):
+    X, y = digits
+    labels = labelled(y, 6)
+    probe = LinearProbe(seed=0).fit(X, labels)
+    sp = dict(per_class=4, n_neighbors=15, size=200, tail=20)
+    made = []
+    real = A._GatheredOnRead.adopt.__func__
+    monkeypatch.setattr(A._GatheredOnRead, "adopt", classmethod(lambda cls, *a, **k: made.append(real(cls, *a, **k))
+                                                                 or made[-1]))
+    for name in ("margin", "entropy"):
+        lazy = A.select(name, X, labels, 10, seed=3, probe=probe, min_pool=0, subpool_params=sp)
+        assert made and made[-1]._source is not None  # its unit rows were never read
+        with monkeypatch.context() as m:
+            m.setattr(A, "PROBE_ONLY", frozenset())
+            np.testing.assert_array_equal(lazy, A.select(name, X, labels, 10, seed=3, probe=probe, min_pool=0,
+                                                         subpool_params=sp))
+    geo, (_, rows) = made[-1], made[-1]._source
+    np.testing.assert_array_equal(geo.X, normalize(X[rows]))  # read: the real rows, bitwise
+    assert geo._source is None and geo.X.shape == (rows.size, X.shape[1])
+    n = len(made)
+    A.select("dropquery", X, labels, 10, seed=3, probe=probe, min_pool=0, subpool_params=sp)
+    assert len(made) == n  # strategies that read features get them gathered
