@@ -365,14 +365,15 @@ def _gather(t, rows):
     return torch.from_numpy(t.numpy()[np.asarray(rows, dtype=np.int64)])
 
 
-#: Strategies that read only the probe's scores on the subpool (never its features): their
-#: subpool's unit rows are gathered only if something reads them (:class:`_GatheredOnRead`).
-PROBE_ONLY = frozenset({"margin", "entropy", "least_confidence", "power_margin"})
+#: Strategies that never read the subpool's feature array itself (only the probe, and rows
+#: through its Geometry): their subpool's unit rows are gathered only where something reads
+#: them (:class:`_GatheredOnRead`): margin and BADGE read none, DropQuery its candidates'.
+LAZY_ROWS = frozenset({"margin", "entropy", "least_confidence", "power_margin", "dropquery", "badge"})
 
 
 class _GatheredOnRead(Geometry):
     """A Geometry of some rows of a pool whose unit rows are gathered on the first read of ``X``
-    (3-7 ms of a margin round at 1M that margin never reads). Until :attr:`_source` is set (right
+    (3-7 ms of a round at 1M; :meth:`rows` reads some rows straight from the pool). Until :attr:`_source` is set (right
     after it is adopted) ``X`` is the placeholder the Geometry was built with."""
 
     _source = None  # (the pool's unit rows, rows)
@@ -388,13 +389,19 @@ class _GatheredOnRead(Geometry):
     def X(self, value):
         self._x = value
 
+    def rows(self, idx) -> np.ndarray:
+        src = self._source
+        if src is None:
+            return self._x[np.asarray(idx, dtype=np.int64)]
+        return src[0][src[1][np.asarray(idx, dtype=np.int64)]]  # the same values, fewer rows gathered
+
 
 def _rows_of(features, rows, backend=None, lazy: bool = False) -> np.ndarray:
     """The subpool's features: the pool's unit rows at ``rows`` (one gather), with their Geometry
     cached for ``strategies.select`` so that a fresh array is not validated, hashed and normalised
     every round (about 20 ms at 1M). Strategies read features only through the Geometry and the
     probe (the subpool's probe answers for its rows by index), and BALD's duplicate check, for
-    which identical unit rows are the same image. ``lazy`` (the :data:`PROBE_ONLY` strategies):
+    which identical unit rows are the same image. ``lazy`` (the :data:`LAZY_ROWS` strategies):
     the features handed on are a read-only zero-stride placeholder of the right shape and the
     Geometry gathers the real rows only when its ``X`` is read."""
     import hashlib
@@ -453,7 +460,7 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, ex
     rseed = round_seed(seed, labels)
     sub, sinfo = subpool(features, labels, exclude=exclude, seed=rseed, **(subpool_params or {}))
     rows = np.union1d(sub, np.flatnonzero(labels >= 0))
-    X = _rows_of(features, rows, params.get("backend"), lazy=name in PROBE_ONLY)
+    X = _rows_of(features, rows, params.get("backend"), lazy=name in LAZY_ROWS)
     idx, info = strategies.select(name, X, labels[rows], k, seed=seed, probe=RowsProbe(probe, rows),
                                   return_info=True, **params)
     info = dict(info, anchoral=sinfo)

@@ -467,7 +467,8 @@ def test_a_session_labels_outside_the_batch_undoes_and_labels_during_a_prefetch(
         assert s.labels[int(outside)] == str(y[outside])
 
 
-def test_margin_on_the_subpool_never_gathers_its_features_and_picks_the_same(digits, monkeypatch):
+@pytest.mark.parametrize("names", [("margin", "entropy", "badge"), ("dropquery",)])
+def test_lazy_strategies_never_gather_the_subpools_features_and_pick_the_same(digits, monkeypatch, names):
     X, y = digits
     labels = labelled(y, 6)
     probe = LinearProbe(seed=0).fit(X, labels)
@@ -476,16 +477,18 @@ def test_margin_on_the_subpool_never_gathers_its_features_and_picks_the_same(dig
     real = A._GatheredOnRead.adopt.__func__
     monkeypatch.setattr(A._GatheredOnRead, "adopt", classmethod(lambda cls, *a, **k: made.append(real(cls, *a, **k))
                                                                  or made[-1]))
-    for name in ("margin", "entropy"):
+    for name in names:
         lazy = A.select(name, X, labels, 10, seed=3, probe=probe, min_pool=0, subpool_params=sp)
-        assert made and made[-1]._source is not None  # its unit rows were never read
+        assert made and made[-1]._source is not None  # its unit rows were never gathered as a whole
         with monkeypatch.context() as m:
-            m.setattr(A, "PROBE_ONLY", frozenset())
+            m.setattr(A, "LAZY_ROWS", frozenset())
             np.testing.assert_array_equal(lazy, A.select(name, X, labels, 10, seed=3, probe=probe, min_pool=0,
                                                          subpool_params=sp))
     geo, (_, rows) = made[-1], made[-1]._source
+    np.testing.assert_array_equal(geo.rows([4, 0, 9]), normalize(X[rows[[4, 0, 9]]]))  # some rows, bitwise
+    assert geo._source is not None
     np.testing.assert_array_equal(geo.X, normalize(X[rows]))  # read: the real rows, bitwise
     assert geo._source is None and geo.X.shape == (rows.size, X.shape[1])
     n = len(made)
-    A.select("dropquery", X, labels, 10, seed=3, probe=probe, min_pool=0, subpool_params=sp)
-    assert len(made) == n  # strategies that read features get them gathered
+    A.select("bald", X, labels, 10, seed=3, probe=probe, min_pool=0, subpool_params=sp)
+    assert len(made) == n  # BALD reads the feature array itself: gathered
