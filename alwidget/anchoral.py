@@ -102,6 +102,8 @@ def _search(geo, rows, k):
     best first (ties by index); sims exact (the IVF index keeps fp16 rows, re-scored here).
     Each row's result is the same whichever rows are searched with it (``_QUERIES``)."""
     X, rows = geo.X, np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
     if _exact_path(geo):
         sims, idx = np.empty((rows.size, k), np.float32), np.empty((rows.size, k), np.int64)
         for a in range(0, rows.size, _QUERIES):

@@ -492,3 +492,12 @@ def test_lazy_strategies_never_gather_the_subpools_features_and_pick_the_same(di
     n = len(made)
     A.select("bald", X, labels, 10, seed=3, probe=probe, min_pool=0, subpool_params=sp)
     assert len(made) == n  # BALD reads the feature array itself: gathered
+
+
+@pytest.mark.parametrize("ivf", [False, True])
+def test_searching_no_rows_gives_empty_lists(digits, monkeypatch, ivf):
+    if ivf:
+        pytest.importorskip("faiss")
+        monkeypatch.setattr(A, "IVF_MIN", 100)
+    sims, idx = A._search(Geometry.of(digits[0]), np.zeros(0, np.int64), 20)
+    assert sims.shape == idx.shape == (0, 20)
