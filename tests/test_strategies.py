@@ -843,6 +843,33 @@ def test_auto_cold_start_by_the_neighbour_ratio_is_deterministic_and_named(digit
     assert info["strategy"] == "typiclust" and info["neighbour_ratio"] > 0.6
 
 
+def test_auto_explores_with_probcover_while_declared_classes_have_no_label(digits):
+    # A TypiClust cold start hands over to ProbCover from EXPLORE_FROM labels per class while some
+    # declared class is unlabelled (long-tailed pools: coverage reaches the rare classes), and back.
+    X, y = digits
+    lab = some_labels(y, 3)
+    lab[np.isin(y, [8, 9])] = -1  # 24 labels, 2.4 per class of 10 declared; classes 8 and 9 unseen
+    kw = dict(cold_start="typiclust", n_classes=10, return_info=True)
+    a, info = S.select("auto", X, lab, 5, **kw)
+    assert info["strategy"] == "probcover" and info["phase"] == 0 and info["exploring"]
+    assert "2 of 10 classes have no label yet" in info["reason"] and "ProbCover in place of typiclust" in info["detail"]
+    b, again = S.select("auto", X, lab, 5, **kw)  # deterministic: same labels, same batch and words
+    np.testing.assert_array_equal(a, b)
+    assert again["reason"] == info["reason"]
+    np.testing.assert_array_equal(a, S.select("probcover", X, lab, 5, n_classes=10))  # ProbCover's own picks
+    full = some_labels(y, 3)  # every class labelled: TypiClust again
+    _, info = S.select("auto", X, full, 5, **kw)
+    assert info["strategy"] == "typiclust" and not info["exploring"]
+    few = some_labels(y, 1)
+    few[y == 9] = -1  # 0.9 per class: below the hand-over, TypiClust
+    assert S.select("auto", X, few, 5, **kw)[1]["strategy"] == "typiclust"
+    for other in (dict(kw, explore_from=float("inf")), dict(kw, n_classes=None)):  # switched off; classes undeclared
+        assert S.select("auto", X, lab, 5, **other)[1]["strategy"] == "typiclust"
+    assert auto_mod.EXPLORE_FROM == 2
+    with pytest.raises(ValueError, match="explore_from must be"):
+        S.select("auto", X, lab, 5, explore_from=-1, n_classes=10)
+
+
 def dense_neighbour_ratio(X, rows):
     """The ratio from the full (N, m) distance matrix: the reference for the blocked one."""
     d = np.sqrt(np.maximum(((X[:, None, :] - X[None, rows, :]) ** 2).sum(-1), 0))

@@ -3,9 +3,11 @@
 In plain words: auto first looks at how close look-alike images are. Where an image's nearest
 neighbour is much nearer than a typical other image (tight groups, e.g. digits), it picks
 images that stand for as many look-alikes as possible (ProbCover); elsewhere it picks typical
-images of groups of look-alikes (TypiClust). It does so until there are about 5 labels per
-class, and from then on asks about the images the model finds hardest to tell between two
-classes (margin). The status line says which phase runs and why.
+images of groups of look-alikes (TypiClust); once there are 2 labels per class, if some class
+the user declared still has no label, it switches to the covering images (ProbCover), which
+reach the parts of the map that typical images leave out (rare classes). It does so until there
+are about 5 labels per class, and from then on asks about the images the model finds hardest to
+tell between two classes (margin). The status line says which phase runs and why.
 
 With L labels and C classes (``n_classes`` when the caller declared them, else the classes
 labelled so far): ``cold_start`` while fewer than 2 classes have labels or L / C <
@@ -13,7 +15,10 @@ labelled so far): ``cold_start`` while fewer than 2 classes have labels or L / C
 this phase is empty); ``late`` (margin) from there on. ``cold_start="auto"`` (the default) is
 ProbCover when :func:`neighbour_ratio` (median distance to the nearest other image over the
 median distance between two images, from a seeded sample of 400 rows against the pool) is
-below ``tight_ratio`` (0.45), else TypiClust; ``"typiclust"`` or ``"probcover"`` force one. The
+below ``tight_ratio`` (0.45), else TypiClust; ``"typiclust"`` or ``"probcover"`` force one. A
+TypiClust cold start runs ProbCover instead from ``explore_from`` (2) labels per class while
+some of the ``n_classes`` declared classes has no label (``info["exploring"]``; ``inf`` turns
+this off; without declared classes it never applies). The
 phase and the cold start depend only on the labels and the features, so the same labels always
 give the same phase; ``info["reason"]`` names what auto is doing, why this cold start, and where
 it switched; ``info["phase"]`` is 0, 1 or 2, ``info["strategy"]`` the strategy that ran,
@@ -43,6 +48,9 @@ MIN_LABELS_PER_CLASS = 5.0
 #: Labels per class from which auto runs ``late`` (equal to the above: no ``then`` phase); measured.
 LATE_LABELS_PER_CLASS = 5.0
 
+#: From this many labels per class a TypiClust cold start gives way to ProbCover while a declared
+#: class has no label (long-tailed pools: ProbCover's coverage reaches the rare classes); measured.
+EXPLORE_FROM = 2.0
 #: cold_start="auto": ProbCover when the pool's neighbour ratio is below this, else TypiClust; measured.
 TIGHT_RATIO = 0.45
 #: Rows whose distances to the whole pool give the ratio's two medians.
@@ -113,7 +121,7 @@ def _check_threshold(name, v):
                           "shape), then the hardest cases")
 def auto(ctx: Context, k: int, *, cold_start: str = "auto", min_per_class: float = MIN_LABELS_PER_CLASS,
          then: str = "dropquery", late: str = "margin", late_per_class: float = LATE_LABELS_PER_CLASS,
-         n_classes=None, tight_ratio: float = TIGHT_RATIO, **params):
+         n_classes=None, tight_ratio: float = TIGHT_RATIO, explore_from: float = EXPLORE_FROM, **params):
     """Pick the phase from the labels so far and run its strategy; see the module docstring."""
     if cold_start not in ("typiclust", "probcover", "auto"):
         raise ValueError(f"cold_start must be 'typiclust', 'probcover' or 'auto', got {cold_start!r}")
@@ -124,27 +132,44 @@ def auto(ctx: Context, k: int, *, cold_start: str = "auto", min_per_class: float
             raise ValueError(f"{name} must be one of {', '.join(sorted(_WORDS))}, got {v!r}")
     _check_threshold("min_per_class", min_per_class)
     _check_threshold("late_per_class", late_per_class)
+    _check_threshold("explore_from", explore_from)
     L = int(ctx.labelled.size)
     seen = int(ctx.seen_classes.size)
     C = max(int(n_classes) if n_classes is not None else seen, 1)
     per = L / C
     params = dict(params, n_classes=n_classes)
+    explore = _explores(cold_start, per, seen, n_classes, explore_from)
     if seen < 2 or per < min_per_class:
-        phase, name = 0, cold_start
+        phase, name = 0, ("probcover" if explore else cold_start)
     else:
         phase, name = (1, then) if per < late_per_class else (2, late)
     idx, info = call(name, ctx, k, params)
     info["detail"] = (f"auto phase {phase}, {PHASES[phase]} ({L} labels, {per:.1f} per class; switches at "
                       f"{min_per_class:g} and {late_per_class:g} per class): " + info.get("detail", name))
     info["reason"] = _reason(phase, name, cold_start, L, seen, C, n_classes, min_per_class, late_per_class)
-    if ratio is not None and phase == 0:
+    if explore:
+        info["reason"] = _explore_words(seen, C, min_per_class)
+        info["detail"] += (f"; ProbCover in place of {cold_start}: {C - seen} of {C} declared classes have no "
+                           f"label at {per:.1f} per class (from {explore_from:g})")
+    elif ratio is not None and phase == 0:
         info["reason"] += _ratio_words(cold_start, ratio)
         info["detail"] += f"; cold start {cold_start}: neighbour ratio {ratio:.2f} vs {float(tight_ratio):g}"
     info["labels_per_class"] = per
     if ratio is not None:
         info["neighbour_ratio"] = ratio
     info["phase"] = phase
+    info["exploring"] = explore
     return idx, info
+
+
+def _explores(cold_start, per, seen, n_classes, explore_from) -> bool:
+    """TypiClust's cold start hands over to ProbCover while declared classes have no label yet."""
+    return cold_start == "typiclust" and n_classes is not None and per >= explore_from and seen < n_classes
+
+
+def _explore_words(seen, C, t1) -> str:
+    return (f"Picking {COLD_START_WORDS['probcover']}, which reaches parts of the map the typical images left "
+            f"out: {C - seen} of {C} classes have no label yet (until there are about {t1:g} labels per class)")
 
 
 _NAMES = {"typiclust": "TypiClust", "probcover": "ProbCover", "dropquery": "DropQuery", "margin": "margin sampling",
@@ -181,7 +206,8 @@ def _ratio_words(cold_start, ratio) -> str:
 
 def auto_params() -> set:
     """Every parameter auto accepts (its own plus those of the strategies it runs)."""
-    out = {"cold_start", "min_per_class", "then", "late", "late_per_class", "n_classes", "tight_ratio"}
+    out = {"cold_start", "min_per_class", "then", "late", "late_per_class", "n_classes", "tight_ratio",
+           "explore_from"}
     for name in ("typiclust", "probcover", *_WORDS):
         out |= REGISTRY[name].params or set()
     return out
