@@ -32,7 +32,7 @@ import numpy as np
 from . import ann
 from .geometry import Geometry, knn_query
 
-__all__ = ["IVF_MIN", "SUBPOOL_MIN", "RowsProbe", "anchors", "select", "subpool"]
+__all__ = ["IVF_MIN", "SUBPOOL_MIN", "RowsProbe", "anchors", "prefetch", "select", "subpool"]
 
 #: Pools from this many rows get AnchorAL subpools by default (BENCHMARKS.md, section 6).
 SUBPOOL_MIN = 200_000
@@ -45,13 +45,14 @@ SIZE = 10_000
 TAIL = 1_000
 
 
-def anchors(X, labels, per_class: int = PER_CLASS, seed: int = 0) -> np.ndarray:
+def anchors(X, labels, per_class: int = PER_CLASS, seed: int = 0, *, labelled=None) -> np.ndarray:
     """Sorted anchor rows: per labelled class, ``per_class`` of its labelled rows by k-means++
     seeding on the rows of X (unit rows: cosine); all of them when the class has fewer, so a
-    rare class anchors as many neighbourhoods as it has labels, up to ``per_class``."""
+    rare class anchors as many neighbourhoods as it has labels, up to ``per_class``.
+    ``labelled``: ``flatnonzero(labels >= 0)`` when the caller has it (no pass over the labels)."""
     labels = np.asarray(labels)
     rng = np.random.default_rng([int(seed), 41])
-    lab = np.flatnonzero(labels >= 0)  # one pass over the pool, then only the labelled rows
+    lab = np.flatnonzero(labels >= 0) if labelled is None else np.asarray(labelled, dtype=np.int64)
     out = []
     for c in np.unique(labels[lab]):
         rows = lab[labels[lab] == c]
@@ -73,59 +74,96 @@ def anchors(X, labels, per_class: int = PER_CLASS, seed: int = 0) -> np.ndarray:
 # Neighbour lists are fetched this much longer than needed, so that labels added later (which
 # are filtered out) rarely force a new search for the same anchor.
 _MARGIN = 64
+# Queries per search call. A list is cached and reused by later rounds (and searched ahead by
+# prefetch), so it must not depend on the rows searched with it: faiss's coarse search switches
+# to a BLAS product from 20 queries at once (another rounding), and an exact block is padded to
+# this many rows, one matrix product of one shape per pool.
+_QUERIES = 16
 
 
-def _search(geo, rows, k):
-    """(sims (A, k), idx (A, k), -1 = none) of the rows' nearest pool rows by inner product,
-    best first (ties by index); sims exact (the IVF index keeps fp16 rows, re-scored here)."""
-    X = geo.X
-    if geo.n_samples < IVF_MIN or not ann.available():
-        return knn_query(X, X[rows], k, metric="inner")
+def _exact_path(geo) -> bool:
+    return geo.n_samples < IVF_MIN or not ann.available()
+
+
+def _ivf(geo):
+    """The feature set's fp16 IVF index, built on first use (seconds at 1M, under the Geometry's lock)."""
     with geo.lock:
         memo = geo.scratch("anchoral_ivf")
         if "index" not in memo:
             # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes). fp16 rows:
             # the scan of the probed cells is memory-bound (BENCHMARKS.md, section 7).
-            memo["index"] = ann.IVFIndex(X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0,
+            memo["index"] = ann.IVFIndex(geo.X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0,
                                          codec="fp16")
-        index = memo["index"]
-    _, idx = index.search(X[rows], k)
+        return memo["index"]
+
+
+def _search(geo, rows, k):
+    """(sims (A, k), idx (A, k), -1 = none) of the rows' nearest pool rows by inner product,
+    best first (ties by index); sims exact (the IVF index keeps fp16 rows, re-scored here).
+    Each row's result is the same whichever rows are searched with it (``_QUERIES``)."""
+    X, rows = geo.X, np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    if _exact_path(geo):
+        sims, idx = np.empty((rows.size, k), np.float32), np.empty((rows.size, k), np.int64)
+        for a in range(0, rows.size, _QUERIES):
+            r = rows[a:a + _QUERIES]
+            q = np.concatenate([r, np.full(_QUERIES - r.size, r[-1])])  # one shape per pool
+            v, j = knn_query(X, X[q], k, metric="inner")
+            sims[a:a + r.size], idx[a:a + r.size] = v[:r.size], j[:r.size]
+        return sims, idx
+    index = _ivf(geo)
+    idx = np.concatenate([index.search(X[rows[a:a + _QUERIES]], k)[1] for a in range(0, rows.size, _QUERIES)])
     sims = np.einsum("ad,akd->ak", X[rows], X[np.maximum(idx, 0)])
     sims[idx < 0] = -np.inf
     order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), -sims), axis=1)  # ties by index
     return np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
 
 
-def _neighbours(geo, anchor_rows, taken, n_neighbors):
-    """(sims (A, k) float32, idx (A, k) int64, -1 = none): each anchor's nearest rows not taken.
-
-    Each anchor's list of its k + margin nearest rows is searched once and kept with the
-    feature set; a round filters out the rows taken since. The first k rows left are exactly the
-    k nearest untaken ones (every row ranked above them is in the list); an anchor with fewer
-    than k left is searched again with a longer list."""
-    k = int(n_neighbors)
+def _lists(geo, k: int) -> dict:
+    """The feature set's cache of neighbour lists for ``k`` neighbours: row -> (sims, idx)."""
     with geo.lock:
         lists = geo.scratch("anchoral_lists")
         if lists.get("k") != k:
             lists.clear()
             lists["k"] = k
-        cache = lists.setdefault("rows", {})
+        return lists.setdefault("rows", {})
+
+
+def _fill(geo, cache: dict, rows, length: int) -> dict:
+    """Search the lists (``length`` long) of ``rows`` and store them in ``cache``; returns them."""
+    v, j = _search(geo, rows, length)
+    got = {int(r): (v[t], j[t]) for t, r in enumerate(np.asarray(rows).tolist())}
+    with geo.lock:
+        cache.update(got)
+    return got
+
+
+def _neighbours(geo, anchor_rows, taken, n_neighbors):
+    """(sims (A, k) float32, idx (A, k) int64, -1 = none): each anchor's nearest rows not taken.
+
+    Each anchor's list of its k + margin nearest rows is searched once (or ahead, by
+    :func:`prefetch`) and kept with the feature set; a round filters out the rows taken since.
+    The first k rows left are exactly the k nearest untaken ones (every row ranked above them is
+    in the list); an anchor with fewer than k left is searched again with a longer list."""
+    k = int(n_neighbors)
+    cache = _lists(geo, k)
+    with geo.lock:
+        have = {a: cache[a] for a in anchor_rows.tolist() if a in cache}
     sims = np.full((anchor_rows.size, k), -np.inf, np.float32)
     idx = np.full((anchor_rows.size, k), -1, np.int64)
-    todo = [i for i, a in enumerate(anchor_rows.tolist()) if a not in cache]
+    todo = [a for a in anchor_rows.tolist() if a not in have]
     fetch = k + _MARGIN
     for _ in range(8):  # a longer list each time an anchor runs short (labels piled up near it)
         if todo:
-            v, j = _search(geo, anchor_rows[todo], min(geo.n_samples, fetch))
-            for t, i in enumerate(todo):
-                cache[int(anchor_rows[i])] = (v[t], j[t])
+            have.update(_fill(geo, cache, np.asarray(todo, np.int64), min(geo.n_samples, fetch)))
         short = []
         for i, a in enumerate(anchor_rows.tolist()):
-            v, j = cache[a]
+            v, j = have[a]
             ok = (j >= 0) & ~taken[np.maximum(j, 0)]
             m = min(k, int(ok.sum()))
             if m < k and j.size < geo.n_samples and (j >= 0).all():
-                short.append(i)
+                short.append(a)
                 continue
             sims[i, :m], idx[i, :m] = v[ok][:m], j[ok][:m]
         if not short:
@@ -134,8 +172,37 @@ def _neighbours(geo, anchor_rows, taken, n_neighbors):
     return sims, idx
 
 
+def prefetch(features, rows, *, n_neighbors: int = N_NEIGHBORS, should_stop=None) -> int:
+    """Search ahead the neighbour lists of ``rows`` into the cache :func:`subpool` reads; returns
+    how many lists were searched (rows already cached are skipped).
+
+    Meant for the batch just shown: once labelled, its rows are the next round's new anchors,
+    whose search is most of a round at 1M (BENCHMARKS.md, section 7); a Session runs this after
+    publishing a batch. A list is a pure function of the features, the row and its length
+    (``_QUERIES``), so the picks never depend on whether this ran; rows labelled later, or never,
+    or relabelled need nothing else. ``should_stop()``, when given, is asked before each search
+    (one row at a time on the IVF path): True stops, leaving the rest to the round."""
+    geo = Geometry.of(features)
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+        raise ValueError(f"rows must be a 1-d array of row indices, got {rows.dtype} with shape {rows.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= geo.n_samples):
+        raise ValueError(f"rows must be in [0, {geo.n_samples}), got {rows.min()}..{rows.max()}")
+    cache = _lists(geo, int(n_neighbors))
+    with geo.lock:
+        todo = [r for r in dict.fromkeys(rows.astype(np.int64).tolist()) if r not in cache]
+    step = _QUERIES if _exact_path(geo) else 1
+    done = 0
+    for a in range(0, len(todo), step):
+        if should_stop is not None and should_stop():
+            break
+        _fill(geo, cache, np.asarray(todo[a:a + step], np.int64), min(geo.n_samples, int(n_neighbors) + _MARGIN))
+        done += len(todo[a:a + step])
+    return done
+
+
 def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_neighbors: int = N_NEIGHBORS,
-            size: int = SIZE, tail: int = TAIL, balanced: bool = True, seed: int = 0):
+            size: int = SIZE, tail: int = TAIL, balanced: bool = True, seed: int = 0, labelled=None):
     """(rows, info): the round's subpool (sorted int64; never labelled or excluded rows).
 
     At most ``size`` retrieved rows plus ``tail`` random other candidates; with ``balanced``
@@ -144,18 +211,22 @@ def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_nei
     denser classes' (whose neighbours score higher); else the ``size`` best scores (the paper).
     Deterministic for the same features, labels, exclusions and seed. ``info``: ``anchors``,
     ``retrieved`` (distinct rows the anchors found), ``subpool``, ``tail``, ``approximate``.
+    ``labelled``: ``flatnonzero(labels >= 0)`` when the caller has it (each pass over a 1M-row
+    label array is about half a millisecond of a round).
     """
     labels = np.asarray(labels)
     n = labels.shape[0]
     geo = Geometry.of(features)
-    taken = labels >= 0
+    lab = np.flatnonzero(labels >= 0) if labelled is None else np.asarray(labelled, dtype=np.int64)
+    taken = np.zeros(n, bool)
+    taken[lab] = True
     if exclude is not None:
         ex = np.asarray(exclude)
         if ex.dtype == bool:
             taken = taken | ex
         else:  # indices: no (N,) isin
             taken[ex.astype(np.int64)] = True
-    a = anchors(geo.X, labels, per_class, seed)
+    a = anchors(geo.X, labels, per_class, seed, labelled=lab)
     picked, found = np.zeros(0, np.int64), 0
     if a.size:
         sims, idx = _neighbours(geo, a, taken, int(n_neighbors))
@@ -217,13 +288,10 @@ class RowsProbe:
         return getattr(self._probe, name)
 
     def transform(self, X=None):
-        import torch
-
         if X is not None:
             return self._probe.transform(X)
         if self._xs is None:  # read-only, like the probe's own pool tensor
-            pool = self._probe.transform(None)
-            self._xs = torch.index_select(pool, 0, torch.from_numpy(self._rows).to(pool.device))
+            self._xs = _gather(self._probe.transform(None), self._rows)
         return self._xs
 
     def predict_proba(self, X=None) -> np.ndarray:
@@ -288,38 +356,86 @@ class RowsProbe:
         if pool.is_cuda or isinstance(n_passes, bool) or not isinstance(n_passes, (int, np.integer)) \
                 or n_passes < 1 or not 0 <= p < 1:  # i.i.d. masks on the device; the probe rejects bad input
             return self._probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed, rows=r)
-        xs = self.transform(None) if rows is None else torch.index_select(pool, 0, torch.from_numpy(r))
+        xs = self.transform(None) if rows is None else _gather(pool, r)
         cols = torch.from_numpy(np.flatnonzero(self._probe.seen_classes))
         w, bias = self._probe._W[:, cols].T.contiguous(), self._probe._b[cols]
         return cols[self._probe._dropout_blocks(xs, w, bias, int(n_passes), float(p), int(seed))].numpy()
 
 
-def _rows_of(features, rows, backend=None) -> np.ndarray:
+def _gather(t, rows):
+    """Rows of a torch tensor; on the CPU by numpy's fancy indexing (the same values), which was
+    about 4x faster than ``torch.index_select`` for 8k of 1M rows x 512 on one thread (10.6 -> 2.9 ms)."""
+    import torch
+
+    if t.device.type != "cpu" or t.requires_grad or not t.is_contiguous():
+        return torch.index_select(t, 0, torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(t.device))
+    return torch.from_numpy(t.numpy()[np.asarray(rows, dtype=np.int64)])
+
+
+#: Strategies that never read the subpool's feature array itself (only the probe, and rows
+#: through its Geometry): their subpool's unit rows are gathered only where something reads
+#: them (:class:`_GatheredOnRead`): margin and BADGE read none, DropQuery its candidates'.
+LAZY_ROWS = frozenset({"margin", "entropy", "least_confidence", "power_margin", "dropquery", "badge"})
+
+
+class _GatheredOnRead(Geometry):
+    """A Geometry of some rows of a pool whose unit rows are gathered on the first read of ``X``
+    (3-7 ms of a round at 1M; :meth:`rows` reads some rows straight from the pool). Until :attr:`_source` is set (right
+    after it is adopted) ``X`` is the placeholder the Geometry was built with."""
+
+    _source = None  # (the pool's unit rows, rows)
+
+    @property
+    def X(self):
+        src = self._source
+        if src is not None:
+            self._x, self._source = src[0][src[1]], None
+        return self._x
+
+    @X.setter
+    def X(self, value):
+        self._x = value
+
+    def rows(self, idx) -> np.ndarray:
+        src = self._source
+        if src is None:
+            return self._x[np.asarray(idx, dtype=np.int64)]
+        return src[0][src[1][np.asarray(idx, dtype=np.int64)]]  # the same values, fewer rows gathered
+
+
+def _rows_of(features, rows, backend=None, lazy: bool = False) -> np.ndarray:
     """The subpool's features: the pool's unit rows at ``rows`` (one gather), with their Geometry
     cached for ``strategies.select`` so that a fresh array is not validated, hashed and normalised
     every round (about 20 ms at 1M). Strategies read features only through the Geometry and the
     probe (the subpool's probe answers for its rows by index), and BALD's duplicate check, for
-    which identical unit rows are the same image."""
+    which identical unit rows are the same image. ``lazy`` (the :data:`LAZY_ROWS` strategies):
+    the features handed on are a read-only zero-stride placeholder of the right shape and the
+    Geometry gathers the real rows only when its ``X`` is read."""
     import hashlib
 
     geo = Geometry.of(features, backend=backend)
-    X = geo.X[rows]
     key = hashlib.blake2b(rows.astype("<i8").tobytes(), digest_size=16, key=geo.fingerprint.encode()[:64])
-    Geometry.adopt(X, X, "rows:" + key.hexdigest(), backend=backend)
+    fp = "rows:" + key.hexdigest() + (":lazy" if lazy else "")
+    if lazy:
+        X = np.broadcast_to(np.zeros((1, geo.n_features), np.float32), (rows.size, geo.n_features))
+        _GatheredOnRead.adopt(X, X, fp, backend=backend)._source = (geo.X, rows)
+        return X
+    X = geo.X[rows]
+    Geometry.adopt(X, X, fp, backend=backend)
     return X
 
 
-def _runs_on_subpool(name: str, labels, params: dict) -> bool:
+def _runs_on_subpool(name: str, labels, params: dict, lab) -> bool:
     """Whether the strategy that will run is model-based (not a cold start): only those use the subpool."""
     from .strategies import _common, auto as auto_mod
 
-    seen = np.unique(labels[labels >= 0]).size
+    seen = np.unique(labels[lab]).size
     if seen < 2:
         return False
     if name == "auto":
         n_classes = params.get("n_classes")
         C = max(int(n_classes) if n_classes is not None else seen, 1)
-        per = int((labels >= 0).sum()) / C
+        per = lab.size / C
         return per >= params.get("min_per_class", auto_mod.MIN_LABELS_PER_CLASS)
     strat = _common.REGISTRY.get(name)
     return strat is not None and strat.needs_model
@@ -339,7 +455,8 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, ex
     labels = np.asarray(labels)
     n = labels.shape[0]
     min_pool = SUBPOOL_MIN if min_pool is None else int(min_pool)
-    if n < min_pool or not _runs_on_subpool(name, labels, params):
+    lab = np.flatnonzero(labels >= 0)  # once: the rest reads the labelled rows, not the (N,) array
+    if n < min_pool or not _runs_on_subpool(name, labels, params, lab):
         out = strategies.select(name, features, labels, k, seed=seed, probe=probe, exclude=exclude,
                                 return_info=True, **params)
         out[1]["anchoral"] = False
@@ -349,9 +466,9 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, ex
 
         probe = LinearProbe(seed=seed).fit(features, labels, n_classes=params.get("n_classes"))
     rseed = round_seed(seed, labels)
-    sub, sinfo = subpool(features, labels, exclude=exclude, seed=rseed, **(subpool_params or {}))
-    rows = np.union1d(sub, np.flatnonzero(labels >= 0))
-    X = _rows_of(features, rows, params.get("backend"))
+    sub, sinfo = subpool(features, labels, exclude=exclude, seed=rseed, labelled=lab, **(subpool_params or {}))
+    rows = np.union1d(sub, lab)
+    X = _rows_of(features, rows, params.get("backend"), lazy=name in LAZY_ROWS)
     idx, info = strategies.select(name, X, labels[rows], k, seed=seed, probe=RowsProbe(probe, rows),
                                   return_info=True, **params)
     info = dict(info, anchoral=sinfo)

@@ -348,6 +348,11 @@ class Geometry:
             cls._cache.clear()
             cls._ids.clear()
 
+    def rows(self, idx) -> np.ndarray:
+        """The unit rows at ``idx`` (a copy, ``X[idx]``); AnchorAL's subpool Geometry reads them
+        from its pool's rows without gathering the whole subpool first."""
+        return self.X[np.asarray(idx, dtype=np.int64)]
+
     # -- k-means and kNN ---------------------------------------------------------------
     def _km_key(self, n_clusters, seed, dims):
         """Cache key of a clustering; ``dims`` only when it reduces the features."""

@@ -110,6 +110,7 @@ class Learner:
         self._error: str | None = None
         self._last_update: float | None = None
         self._closed = False
+        self._prefetched: dict | None = None  # the last prefetch: target, rows searched, ms
         self._worker = threading.Thread(target=self._run, name="alwidget-session", daemon=True)
         self._worker.start()
         _LIVE.add(self)
@@ -193,6 +194,8 @@ class Learner:
             except Exception as exc:  # reported, never fatal
                 error = f"{type(exc).__name__}: {exc}"
             self._publish(s["target"], out, error)
+            if error is None:
+                self._prefetch(s["target"], out[1], out[2])
 
     def _publish(self, target, out, error):
         with self._cond:
@@ -210,6 +213,29 @@ class Learner:
         with self._cond:
             self._done = target
             self._busy = False
+            self._cond.notify_all()
+
+    def _prefetch(self, target, batch, info):
+        """AnchorAL: search the neighbour lists of the batch just published (the next round's new
+        anchors once labelled) while the user looks at it. Runs after the batch reached the
+        subscribers, on this thread, holding no lock a label needs; a newer label or close stops
+        it between rows (the round searches what is left). Only when this round ran on a subpool."""
+        if not (info or {}).get("anchoral") or len(batch) == 0:
+            return
+
+        def stale():
+            return self._closed or (self._version, self._round) != target
+
+        t0 = time.perf_counter()
+        try:
+            with limit_threads(self.n_threads):
+                n = _anchoral().prefetch(self.features, np.asarray(batch, dtype=np.int64), should_stop=stale)
+        except Exception as exc:  # reported, never fatal: the next round searches for itself
+            with self._cond:
+                self._error = f"prefetch: {type(exc).__name__}: {exc}"
+            return
+        with self._cond:
+            self._prefetched = {"target": target, "rows": int(n), "ms": 1e3 * (time.perf_counter() - t0)}
             self._cond.notify_all()
 
     def _stop(self):

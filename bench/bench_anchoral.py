@@ -2,10 +2,16 @@
 
 Part 1, speed. Synthetic embeddings (``_common.make_features``: Gaussian mixture, D = 512,
 C = 10, unit rows) at N = 200k .. 1M, 10 labels per class, B = 10. A LinearProbe is fitted on
-the whole pool once and handed to both arms; one round = one ``select`` call with the probe's
-pool scores cleared and the previous round's 10 picks labelled (so new anchors are searched), so each arm scores what its strategy reads (the whole pool, or only the
-subpool: AnchorAL's point). The IVF index AnchorAL builds on first use is
-timed separately (once per feature set).
+the whole pool once and handed to every arm; one round = one ``select`` call with the probe's
+pool scores cleared and the previous round's 10 picks labelled (so new anchors are searched), so
+each arm scores what its strategy reads (the whole pool, or only the subpool: AnchorAL's point).
+Three arms on the same labels: the whole pool; AnchorAL without help (each round searches its
+new anchors' neighbour lists); AnchorAL with ``anchoral.prefetch`` of each batch after its round
+(as a Session does while the user looks at it), each AnchorAL arm with its own list cache.
+Reported side by side: the round after the labels (label -> next batch: what the user waits
+for) and the total work (that round + the prefetch that ran before it), and whether both
+AnchorAL arms picked the same rows. Medians over rounds 2.. (round 1 has no new anchors).
+The IVF index AnchorAL builds on first use is timed separately (once per feature set).
 
 Part 2, label efficiency on a long-tailed pool. EfficientNet-Lite0 features of the 10k
 Fashion-MNIST subset of ``efficiency_data`` (1280-d), split 70/30 stratified; in the pool one
@@ -29,7 +35,20 @@ import numpy as np
 import _common as C
 
 
+def _lists_swap(geo, lists):
+    """Install one arm's neighbour-list cache on the pool's Geometry (each AnchorAL arm keeps its
+    own, so the arm without prefetch never reads lists the other one searched ahead)."""
+    old = geo.scratch("anchoral_lists")
+    geo._scratch["anchoral_lists"] = lists
+    return old
+
+
 def speed(n: int, strategies, seed: int, rounds: int) -> list[dict]:
+    """Per round, same labels for every arm: the whole pool; AnchorAL as a round without help;
+    AnchorAL with :func:`anchoral.prefetch` of the batch after each round. Critical path = the
+    round after the labels (what the user waits for); total = round + the prefetch before it."""
+    from collections import OrderedDict
+
     from alwidget import anchoral, strategies as S
     from alwidget.geometry import Geometry
     from alwidget.probe import LinearProbe
@@ -42,27 +61,50 @@ def speed(n: int, strategies, seed: int, rounds: int) -> list[dict]:
     t = time.perf_counter()
     anchoral.subpool(X, labels, seed=0)  # builds the normalised copy and the IVF index once
     t_index = time.perf_counter() - t
+    geo = Geometry.of(X)
+    first = geo.scratch("anchoral_lists")  # the initial labels' lists: both arms start from them
     rows = []
     for name in strategies:
-        full, sub = [], []
+        full, plain, crit, pre = [], [], [], []
+        caches = {arm: OrderedDict((k, dict(v) if isinstance(v, dict) else v) for k, v in first.items())
+                  for arm in ("plain", "ahead")}
         S.select(name, X, labels, 10, seed=0, probe=probe)  # warm caches for both arms
-        lab = labels.copy()
+        lab, same = labels.copy(), True
         for r in range(rounds):
-            probe._proba = None  # each arm scores what its strategy reads: the pool, or the subpool
-            t0 = time.perf_counter()
-            S.select(name, X, lab, 10, seed=r, probe=probe)
-            t1 = time.perf_counter()
-            probe._proba = None
-            picked, info = anchoral.select(name, X, lab, 10, seed=r, probe=probe, return_info=True, min_pool=0)
-            t2 = time.perf_counter()
-            full.append(t1 - t0)
-            sub.append(t2 - t1)
-            lab[picked] = y[picked]  # the next round has 10 new labels (new anchors to search)
-        rows.append({"n": n, "strategy": name, "full_ms": 1e3 * np.median(full), "anchoral_ms": 1e3 * np.median(sub),
-                     "speedup": np.median(full) / np.median(sub), "index_s": t_index,
-                     "subpool": info["anchoral"]["subpool"], "approximate": info["anchoral"]["approximate"]})
-        print(f"  N={n:,} {name:10s} full {rows[-1]['full_ms']:8.1f} ms | anchoral {rows[-1]['anchoral_ms']:7.1f} ms "
-              f"| x{rows[-1]['speedup']:.1f} (index {t_index:.1f} s once)", flush=True)
+            got = {}
+            for arm in ("plain", "ahead"):
+                # the whole pool right before each AnchorAL arm: both meet the memory it leaves behind
+                probe._proba = None  # each arm scores what its strategy reads: the pool, or the subpool
+                t0 = time.perf_counter()
+                S.select(name, X, lab, 10, seed=r, probe=probe)
+                full.append(time.perf_counter() - t0)
+                _lists_swap(geo, caches[arm])
+                probe._proba = None
+                t0 = time.perf_counter()
+                got[arm], info = anchoral.select(name, X, lab, 10, seed=r, probe=probe, return_info=True, min_pool=0)
+                (plain if arm == "plain" else crit).append(time.perf_counter() - t0)
+                if arm == "ahead":  # while the user looks at the batch: its rows' lists
+                    t0 = time.perf_counter()
+                    anchoral.prefetch(X, got[arm])
+                    pre.append(time.perf_counter() - t0)
+            same &= bool(np.array_equal(got["plain"], got["ahead"]))
+            lab[got["plain"]] = y[got["plain"]]  # the next round has 10 new labels (new anchors)
+        # the round after a label pairs with the prefetch of the round before it
+        tot = [c + p for c, p in zip(crit[1:], pre[:-1])]
+        ms = lambda v: 1e3 * float(np.median(v))  # noqa: E731
+        rows.append({"n": n, "strategy": name, "full_ms": ms(full), "anchoral_ms": ms(plain[1:]),
+                     "critical_ms": ms(crit[1:]), "prefetch_ms": ms(pre), "total_ms": ms(tot),
+                     "speedup": ms(full) / ms(plain[1:]), "speedup_critical": ms(full) / ms(crit[1:]),
+                     "speedup_total": ms(full) / ms(tot), "same_picks": same, "index_s": t_index,
+                     "subpool": info["anchoral"]["subpool"], "approximate": info["anchoral"]["approximate"],
+                     "rounds_ms": {k: [round(1e3 * t, 2) for t in v] for k, v in
+                                   (("full", full), ("plain", plain), ("critical", crit), ("prefetch", pre))}})
+        x = rows[-1]
+        print(f"    per round, ms: {x['rounds_ms']}", flush=True)
+        print(f"  N={n:,} {name:10s} full {x['full_ms']:7.1f} | anchoral {x['anchoral_ms']:6.1f} (x{x['speedup']:.1f}) "
+              f"| with prefetch: waits {x['critical_ms']:6.1f} (x{x['speedup_critical']:.1f}), "
+              f"prefetch {x['prefetch_ms']:5.1f}, total {x['total_ms']:6.1f} (x{x['speedup_total']:.1f}) ms "
+              f"| same picks {same} (index {t_index:.1f} s once)", flush=True)
     Geometry.clear_cache()
     return rows
 
@@ -163,8 +205,10 @@ def main(argv=None) -> int:
         for s in range(args.seeds):
             eff_rows += efficiency(args, s)
     cols = [("n", "N"), ("strategy", "strategy"), ("full_ms", "whole pool, ms/round"),
-            ("anchoral_ms", "AnchorAL, ms/round"), ("speedup", "speed-up"), ("subpool", "subpool rows"),
-            ("index_s", "IVF index, s (once)")]
+            ("anchoral_ms", "AnchorAL, no prefetch"), ("speedup", "speed-up"),
+            ("critical_ms", "AnchorAL + prefetch: label -> batch"), ("speedup_critical", "speed-up (waited)"),
+            ("prefetch_ms", "prefetch (background)"), ("total_ms", "total work"), ("speedup_total", "speed-up (work)"),
+            ("same_picks", "same picks"), ("subpool", "subpool rows"), ("index_s", "IVF index, s (once)")]
     summary = []
     for arm in ARMS:
         r = [e for e in eff_rows if e["arm"] == arm]
@@ -182,7 +226,9 @@ def main(argv=None) -> int:
                  f"{args.seeds} seeds; one thread",
         info=info, records=speed_rows + eff_rows,
         tables=[t for t in [
-            ("Scoring + selection per round (probe fitted on the whole pool for both)", C.markdown_table(speed_rows, cols))
+            ("Scoring + selection per round, ms (probe fitted on the whole pool for every arm; label -> batch = "
+             "the round the user waits for; total work = that round + the prefetch of the batch before it)",
+             C.markdown_table(speed_rows, cols))
             if speed_rows else None,
             ("Long-tailed Fashion-MNIST: minority items found, the probe's recall of the minority on the test split, macro-F1 after the budget (mean ± sd over seeds)",
              C.markdown_table(summary, [("arm", "arm"), ("found", "minority found"),

@@ -276,3 +276,228 @@ def test_same_seed_and_labels_give_the_same_picks_with_a_new_ivf_index(digits, m
         assert info["anchoral"]["approximate"]
         picks.append(idx)
     np.testing.assert_array_equal(*picks)
+
+
+@pytest.mark.parametrize("ivf", [False, True])
+def test_a_rows_list_is_the_same_searched_alone_or_with_others(digits, monkeypatch, ivf):
+    """Lists are cached and searched ahead (prefetch), so a row's list must not depend on the rows
+    searched with it: the exact path pads to one shape, the IVF path stays below faiss's BLAS switch."""
+    if ivf:
+        pytest.importorskip("faiss")
+        monkeypatch.setattr(A, "IVF_MIN", 100)
+    X, _ = digits
+    geo = Geometry.of(X)
+    rows = np.arange(3, 1700, 31)  # 55 rows: blocks of 16, the last one partial
+    sims, idx = A._search(geo, rows, 114)
+    for t in (0, 17, 54):
+        v, j = A._search(geo, rows[t:t + 1], 114)
+        np.testing.assert_array_equal(j[0], idx[t])
+        np.testing.assert_array_equal(v[0], sims[t])
+
+
+def _rounds(X, y, name, n_rounds, sp, prefetch=None):
+    """Picks of n_rounds AnchorAL rounds, each labelling the previous picks (an oracle user)."""
+    labels = labelled(y, 3)
+    out = []
+    for r in range(n_rounds):
+        probe = LinearProbe(seed=0).fit(X, labels)
+        idx = A.select(name, X, labels, 8, seed=r, probe=probe, min_pool=0, subpool_params=sp)
+        out.append(idx)
+        if prefetch is not None:
+            prefetch(idx, labels)
+        labels[idx] = y[idx]
+    return out
+
+
+@pytest.mark.parametrize("ivf", [False, True])
+@pytest.mark.parametrize("name", ["margin", "dropquery"])
+def test_prefetch_fills_the_cache_and_never_changes_the_picks(digits, monkeypatch, name, ivf):
+    if ivf:
+        pytest.importorskip("faiss")
+        monkeypatch.setattr(A, "IVF_MIN", 100)
+    X, y = digits
+    sp = dict(per_class=20, n_neighbors=15, size=300, tail=20)
+    plain = _rounds(X, y, name, 5, sp)
+    Geometry.clear_cache()
+    searched, in_rounds = [], []
+    real = A._search
+    monkeypatch.setattr(A, "_search", lambda geo, rows, k: searched.append(np.asarray(rows).copy()) or real(geo, rows, k))
+
+    def ahead(idx, labels):
+        in_rounds.append(np.concatenate(searched) if searched else np.zeros(0, np.int64))
+        searched.clear()
+        assert A.prefetch(X, idx, n_neighbors=15) == idx.size  # new rows: all searched
+        assert A.prefetch(X, idx, n_neighbors=15) == 0  # cached now
+        cache = A._lists(Geometry.of(X), 15)
+        assert all(int(r) in cache for r in idx)
+        A.prefetch(X, np.flatnonzero(labels < 0)[:5], n_neighbors=15)  # rows never labelled: harmless
+        searched.clear()
+
+    got = _rounds(X, y, name, 5, sp, ahead)
+    for a, b in zip(plain, got):
+        np.testing.assert_array_equal(a, b)
+    # every anchor of the rounds after the first was an initial label (searched in round 1) or a
+    # pick prefetched: those rounds searched nothing
+    assert in_rounds[0].size == 30 and all(s.size == 0 for s in in_rounds[1:])
+
+
+def test_prefetch_of_part_of_a_batch_and_changed_labels_keep_the_picks(digits):
+    X, y = digits
+    sp = dict(per_class=20, n_neighbors=15, size=300, tail=20)
+    labels = labelled(y, 3)
+    probe = LinearProbe(seed=0).fit(X, labels)
+    idx = A.select("margin", X, labels, 8, seed=1, probe=probe, min_pool=0, subpool_params=sp)
+    A.prefetch(X, idx[:3], n_neighbors=15)  # the user labels rows that were not prefetched too
+    labels[idx] = y[idx]
+    labels[idx[0]] = -1  # one label undone, one changed
+    labels[idx[1]] = (y[idx[1]] + 1) % 10
+    probe = LinearProbe(seed=0).fit(X, labels)
+    got = A.select("margin", X, labels, 8, seed=2, probe=probe, min_pool=0, subpool_params=sp)
+    Geometry.clear_cache()
+    np.testing.assert_array_equal(got, A.select("margin", X, labels, 8, seed=2, probe=probe, min_pool=0,
+                                                subpool_params=sp))
+
+
+def test_prefetch_stops_when_asked_and_rejects_bad_rows(digits, monkeypatch):
+    pytest.importorskip("faiss")
+    monkeypatch.setattr(A, "IVF_MIN", 100)  # the IVF path searches one row at a time
+    X, _ = digits
+    calls = []
+    assert A.prefetch(X, [5, 6, 7, 8], should_stop=lambda: calls.append(1) or len(calls) > 2) == 2
+    assert A.prefetch(X, [5, 6, 7, 8]) == 2  # the rest
+    assert A.prefetch(X, []) == 0
+    with pytest.raises(ValueError, match="rows must be in"):
+        A.prefetch(X, [len(X)])
+    with pytest.raises(ValueError, match="1-d array of row indices"):
+        A.prefetch(X, [[1.5]])
+
+
+def _wait_prefetch(s, timeout=120):
+    """Until the worker's prefetch for the published batch is over (it runs after wait() returns)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    with s._cond:
+        while (s._prefetched or {}).get("target") != s._done:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no prefetch for the published batch; status {s.status['error']}"
+            s._cond.wait(left)
+    return s._prefetched
+
+
+def _label_batch(s, y, rows):
+    """Label rows with their true classes as one snapshot (the worker cannot read the labels half-done)."""
+    with s._cond:
+        for c in np.unique(y[rows]):
+            s.label_many(rows[y[rows] == c], str(c))
+
+
+def _session_batches(X, y, prefetch: bool, monkeypatch):
+    from alwidget import Session
+    from alwidget.learner import Learner
+
+    Geometry.clear_cache()
+    batches = []
+    with monkeypatch.context() as m:
+        if not prefetch:
+            m.setattr(Learner, "_prefetch", lambda *a: None)
+        with Session(X, strategy="margin", device="cpu", batch_size=6) as s:
+            _label_batch(s, y, np.arange(30))
+            for _ in range(4):
+                assert s.wait(timeout=120)
+                batch = np.asarray(s.next_batch())
+                if prefetch:
+                    assert _wait_prefetch(s)["rows"] == batch.size  # all new rows, all searched ahead
+                    cache = A._lists(Geometry.of(s.features), A.N_NEIGHBORS)
+                    assert all(int(r) in cache for r in batch)
+                batches.append(batch)
+                _label_batch(s, y, batch)
+            assert s.status["error"] is None
+    return batches
+
+
+def test_a_session_prefetches_the_batch_and_its_picks_do_not_depend_on_it(digits, monkeypatch):
+    X, y = digits
+    monkeypatch.setattr(A, "SUBPOOL_MIN", 1000)  # digits (1797 rows) counts as huge here
+    plain = _session_batches(X, y, False, monkeypatch)
+    ahead = _session_batches(X, y, True, monkeypatch)
+    for a, b in zip(plain, ahead):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_session_labels_outside_the_batch_undoes_and_labels_during_a_prefetch(digits, monkeypatch):
+    import threading
+
+    from alwidget import Session
+
+    X, y = digits
+    monkeypatch.setattr(A, "SUBPOOL_MIN", 1000)
+    entered, release = threading.Event(), threading.Event()
+    real, searched = A.prefetch, []
+
+    def held(features, rows, **kw):  # the worker waits here until the test has labelled
+        entered.set()
+        release.wait(60)
+        searched.append(real(features, rows, **kw))
+        return searched[-1]
+
+    with Session(X, strategy="margin", device="cpu", batch_size=5) as s:
+        _label_batch(s, y, np.arange(30))
+        assert s.wait(timeout=120)
+        assert _wait_prefetch(s)["rows"] == 5
+        outside = np.setdiff1d(np.flatnonzero(s.label_array() < 0), s.next_batch())[7]
+        s.label(int(outside), str(y[outside]))  # not in the batch: never prefetched, searched by the round
+        assert s.wait(timeout=120) and s.status["error"] is None
+        s.undo()
+        assert s.wait(timeout=120) and s.status["error"] is None and outside not in s.labels
+        _wait_prefetch(s)
+        monkeypatch.setattr(A, "prefetch", held)
+        _label_batch(s, y, np.asarray(s.next_batch()))
+        assert entered.wait(60)  # the worker is in its prefetch ...
+        assert s.wait(timeout=60)  # ... with the batch published: nobody waits for the prefetch
+        stale_target = s._done
+        s.label(int(outside), str(y[outside]))  # a label during the prefetch
+        release.set()
+        assert s.wait(timeout=120) and s.status["error"] is None
+        assert s._done != stale_target and len(s.next_batch()) == 5
+        info = _wait_prefetch(s)  # the new batch's prefetch ran after the interrupted one
+        cache = A._lists(Geometry.of(s.features), A.N_NEIGHBORS)
+        assert searched[0] == 0  # the label stopped the stale prefetch before its first search
+        assert info["target"] == s._done and all(int(r) in cache for r in s.next_batch())
+        assert s.labels[int(outside)] == str(y[outside])
+
+
+@pytest.mark.parametrize("names", [("margin", "entropy", "badge"), ("dropquery",)])
+def test_lazy_strategies_never_gather_the_subpools_features_and_pick_the_same(digits, monkeypatch, names):
+    X, y = digits
+    labels = labelled(y, 6)
+    probe = LinearProbe(seed=0).fit(X, labels)
+    sp = dict(per_class=4, n_neighbors=15, size=200, tail=20)
+    made = []
+    real = A._GatheredOnRead.adopt.__func__
+    monkeypatch.setattr(A._GatheredOnRead, "adopt", classmethod(lambda cls, *a, **k: made.append(real(cls, *a, **k))
+                                                                 or made[-1]))
+    for name in names:
+        lazy = A.select(name, X, labels, 10, seed=3, probe=probe, min_pool=0, subpool_params=sp)
+        assert made and made[-1]._source is not None  # its unit rows were never gathered as a whole
+        with monkeypatch.context() as m:
+            m.setattr(A, "LAZY_ROWS", frozenset())
+            np.testing.assert_array_equal(lazy, A.select(name, X, labels, 10, seed=3, probe=probe, min_pool=0,
+                                                         subpool_params=sp))
+    geo, (_, rows) = made[-1], made[-1]._source
+    np.testing.assert_array_equal(geo.rows([4, 0, 9]), normalize(X[rows[[4, 0, 9]]]))  # some rows, bitwise
+    assert geo._source is not None
+    np.testing.assert_array_equal(geo.X, normalize(X[rows]))  # read: the real rows, bitwise
+    assert geo._source is None and geo.X.shape == (rows.size, X.shape[1])
+    n = len(made)
+    A.select("bald", X, labels, 10, seed=3, probe=probe, min_pool=0, subpool_params=sp)
+    assert len(made) == n  # BALD reads the feature array itself: gathered
+
+
+@pytest.mark.parametrize("ivf", [False, True])
+def test_searching_no_rows_gives_empty_lists(digits, monkeypatch, ivf):
+    if ivf:
+        pytest.importorskip("faiss")
+        monkeypatch.setattr(A, "IVF_MIN", 100)
+    sims, idx = A._search(Geometry.of(digits[0]), np.zeros(0, np.int64), 20)
+    assert sims.shape == idx.shape == (0, 20)

@@ -108,7 +108,7 @@ def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candi
         info["detail"] = (f"dropquery: only {cand.size} points flip under dropout (< {k}); "
                           f"took them all and {k - cand.size} at random")
         return np.concatenate([cand, fill]), info
-    Xc = ctx.geometry.X[cand]
+    Xc = ctx.geometry.rows(cand)  # on an AnchorAL subpool: only these rows are gathered
     n_fit = max(2000, 40 * k) if kmeans_sample is None else int(kmeans_sample)
     fit = Xc if cand.size <= n_fit else Xc[np.sort(ctx.rng(11).choice(cand.size, size=n_fit, replace=False))]
     _, cent = kmeans(fit, k, seed=ctx.seed, backend=ctx.backend)
