@@ -86,6 +86,10 @@ def test_auto_explores_with_probcover_while_declared_classes_have_no_label(digit
     few = some_labels(y, 1)
     few[y == 9] = -1  # 0.9 per class: below the hand-over, TypiClust
     assert S.select("auto", X, few, 5, **kw)[1]["strategy"] == "typiclust"
+    late = some_labels(y, 6)
+    late[y == 9] = -1  # 5.4 per class, a class still missing: margin's phase, and its words
+    _, info = S.select("auto", X, late, 5, **kw)
+    assert info["strategy"] == "margin" and not info["exploring"] and "hardest" in info["reason"]
     for other in (dict(kw, explore_from=float("inf")), dict(kw, n_classes=None)):  # switched off; classes undeclared
         assert S.select("auto", X, lab, 5, **other)[1]["strategy"] == "typiclust"
     assert auto_mod.EXPLORE_FROM == 2

@@ -142,8 +142,9 @@ def auto(ctx: Context, k: int, *, cold_start: str = "auto", min_per_class: float
     C = max(int(n_classes) if n_classes is not None else seen, 1)
     per = L / C
     params = dict(params, n_classes=n_classes)
-    explore = _explores(cold_start, per, seen, n_classes, explore_from)
+    explore = False
     if seen < 2 or per < min_per_class:
+        explore = _explores(cold_start, per, seen, n_classes, explore_from)
         phase, name = 0, ("probcover" if explore else cold_start)
     else:
         phase, name = (1, then) if per < late_per_class else (2, late)
