@@ -39,6 +39,8 @@ SUBPOOL_MIN = 200_000
 #: From this many rows the anchors' neighbours come from an IVF index (faiss) instead of an
 #: exact scan of the pool per anchor.
 IVF_MIN = 200_000
+#: The IVF index's codec (``ann.CODECS``); its candidates are re-ranked exactly either way.
+IVF_CODEC = "pq4"
 PER_CLASS = 50
 N_NEIGHBORS = 50
 SIZE = 10_000
@@ -86,20 +88,22 @@ def _exact_path(geo) -> bool:
 
 
 def _ivf(geo):
-    """The feature set's fp16 IVF index, built on first use (seconds at 1M, under the Geometry's lock)."""
+    """The feature set's IVF index, built on first use (seconds at 1M, under the Geometry's lock)."""
     with geo.lock:
         memo = geo.scratch("anchoral_ivf")
         if "index" not in memo:
-            # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes). fp16 rows:
-            # the scan of the probed cells is memory-bound (BENCHMARKS.md, section 7).
+            # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes). 4-bit
+            # product codes: the scan of the probed cells was most of the search, 3-4x cheaper than
+            # fp16 rows at the same recall once re-ranked (BENCHMARKS.md, section 7).
             memo["index"] = ann.IVFIndex(geo.X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0,
-                                         codec="fp16")
+                                         codec=IVF_CODEC)
         return memo["index"]
 
 
 def _search(geo, rows, k):
     """(sims (A, k), idx (A, k), -1 = none) of the rows' nearest pool rows by inner product,
-    best first (ties by index); sims exact (the IVF index keeps fp16 rows, re-scored here).
+    best first (ties by index); sims exact: the IVF index's ``k * oversample`` candidates are
+    re-scored from the pool's rows and the best k kept.
     Each row's result is the same whichever rows are searched with it (``_QUERIES``)."""
     X, rows = geo.X, np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
@@ -113,10 +117,12 @@ def _search(geo, rows, k):
             sims[a:a + r.size], idx[a:a + r.size] = v[:r.size], j[:r.size]
         return sims, idx
     index = _ivf(geo)
-    idx = np.concatenate([index.search(X[rows[a:a + _QUERIES]], k)[1] for a in range(0, rows.size, _QUERIES)])
-    sims = np.einsum("ad,akd->ak", X[rows], X[np.maximum(idx, 0)])
+    kc = int(min(geo.n_samples, k * index.oversample))
+    idx = np.concatenate([index.search(X[rows[a:a + _QUERIES]], kc)[1] for a in range(0, rows.size, _QUERIES)])
+    # one row's candidates at a time: a (A, kc, D) gather would be A * kc * 2 KB at D = 512
+    sims = np.stack([X[np.maximum(j, 0)] @ X[r] for r, j in zip(rows.tolist(), idx)])
     sims[idx < 0] = -np.inf
-    order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), -sims), axis=1)  # ties by index
+    order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), -sims), axis=1)[:, :k]  # ties by index
     return np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
 
 

@@ -6,8 +6,14 @@ one core, ``bench/results/bench_search.md``). Two faiss indexes, each where it w
 - the whole kNN graph (near-duplicates, outliers): ``IndexHNSWFlat`` (M = 16, efConstruction 40,
   efSearch :data:`EF_SEARCH`); on 60k Fashion-MNIST pixel rows (784-d) 17 s with recall 0.98,
   where an IVF graph at the same recall took 47 s (its cells are unbalanced on real data);
-- a few hundred queries against a big pool (AnchorAL's retrieval): ``IndexIVFFlat``, one
-  O(N D sqrt N) build, then each query scans only its ``nprobe`` nearest cells.
+- a few hundred queries against a big pool (AnchorAL's retrieval): an IVF index, one
+  O(N D sqrt N) build, then each query scans only its ``nprobe`` nearest cells. The rows in the
+  cells are kept as float32, fp16, or 4-bit product codes ("pq4", faiss fast scan, d / 4 bytes a
+  row). AnchorAL uses "pq4" and re-ranks 8 candidates per neighbour exactly: at 1M rows (D = 512,
+  one thread) 10 queries cost 10.6 instead of 29.6 ms with fp16 rows, whose scan is compute-bound
+  in faiss (8-bit scalar codes: 26 ms), at the same recall@50 against exact (within 0.01 on
+  synthetic, Fashion-MNIST pixel and EfficientNet pools); the build is 20 instead of 10 s, the
+  codes 122 instead of 977 MB (``bench/bench_ivf_codecs.py``, BENCHMARKS.md section 7).
 
 Distances returned are exact for the rows found; what is missed is measured, never assumed
 (tests, ``bench/bench_selection.py --knn``). faiss is optional (the ``faiss`` extra): without it
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["APPROX_KNN_MIN", "EF_SEARCH", "NPROBE", "IVFIndex", "available", "knn_graph", "recall"]
+__all__ = ["APPROX_KNN_MIN", "CODECS", "EF_SEARCH", "NPROBE", "OVERSAMPLE", "IVFIndex", "available", "knn_graph", "recall"]
 
 #: From this many rows Geometry.knn builds the approximate graph (when faiss is installed and the
 #: search runs on the CPU). Below it the exact search is at most a few seconds (bench_search.md:
@@ -49,17 +55,39 @@ def default_nlist(n: int) -> int:
     return int(max(1, min(int(4 * np.sqrt(n)), n // 39)))
 
 
+#: IVF codecs: rows kept as float32, half precision, or 4-bit product codes (fast scan).
+CODECS = ("flat", "fp16", "pq4")
+#: Candidates per wanted neighbour a caller re-ranks exactly (:attr:`IVFIndex.oversample`): "pq4"
+#: values are coarse (a 16-level code per 2 dims), so the true k nearest are found among more:
+#: with 8, recall@50 and @114 stayed within 0.01 of "fp16" on the three pools of
+#: bench_ivf_codecs (4 lost 0.026 @114 on the synthetic pool, 0.014 @20 on digits).
+OVERSAMPLE = {"flat": 1, "fp16": 1, "pq4": 8}
+# Dimensions per sub-quantiser of "pq4" (2: 2 bits per dimension; 4 lost recall on the synthetic pool).
+_PQ_DSUB = 2
+# faiss fast-scan search implementation, pinned: 11 = one query at a time with a reservoir of
+# candidates, so a query's result never depends on the queries searched with it (auto picks by
+# the batch's shape).
+_PQ_IMPLEM = 11
+
+
 class IVFIndex:
     """A faiss IVF index over the rows of X (metric "l2" or "inner"), trained with a seed.
 
-    ``codec``: "flat" (float32 rows, IndexIVFFlat) or "fp16" (IndexIVFScalarQuantizer with
-    half-precision rows: half the memory and, the scan being memory-bound, 1.5x faster at 1M rows
-    in ``bench_anchoral``; values then carry fp16 rounding, so callers that need exact values
-    re-score the rows found).
+    ``codec`` (:data:`CODECS`): "flat" (float32 rows, IndexIVFFlat); "fp16"
+    (IndexIVFScalarQuantizer with half-precision rows, half the memory of "flat"); "pq4"
+    (IndexIVFPQFastScan: residuals to the cell centre in 4-bit product codes, one code per 2
+    dimensions, d / 4 bytes per row, a 16th of "fp16"; scanned with SIMD table look-ups). The
+    scan of the probed cells costs per row about as much for "fp16" as for 8-bit scalar codes
+    (both compute-bound in faiss on this CPU); "pq4" is 3-4x cheaper at 1M rows
+    (``bench/bench_ivf_codecs.py``). "fp16" values carry fp16 rounding, "pq4" values are coarse:
+    callers that need exact values or order re-score the rows found, taking
+    ``k * oversample`` candidates (:data:`OVERSAMPLE`) to keep the recall of "fp16".
 
     ``search(Q, k, nprobe)`` -> ``(values (M, k) float32, idx (M, k) int64)``: squared Euclidean
     distances ascending ("l2") or inner products descending ("inner"); -1 where fewer than k rows
-    were found in the probed cells.
+    were found in the probed cells. A query's result does not depend on the others searched with
+    it while fewer than 20 are searched at once (faiss's coarse search switches to a BLAS product
+    from 20 queries, another rounding).
     """
 
     def __init__(self, X, *, metric: str = "l2", nlist: int | None = None, seed: int = 0, codec: str = "flat"):
@@ -67,18 +95,16 @@ class IVFIndex:
 
         if metric not in ("l2", "inner"):
             raise ValueError(f"metric must be 'l2' or 'inner', got {metric!r}")
-        if codec not in ("flat", "fp16"):
-            raise ValueError(f"codec must be 'flat' or 'fp16', got {codec!r}")
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {', '.join(map(repr, CODECS))}, got {codec!r}")
         X = np.ascontiguousarray(X, dtype=np.float32)
         n, d = X.shape
         self.nlist = default_nlist(n) if nlist is None else int(max(1, min(int(nlist), n)))
-        self.metric, self.codec = metric, codec
-        mt = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        quant = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
-        if codec == "flat":
-            index = faiss.IndexIVFFlat(quant, d, self.nlist, mt)
-        else:
-            index = faiss.IndexIVFScalarQuantizer(quant, d, self.nlist, faiss.ScalarQuantizer.QT_fp16, mt)
+        self.metric, self.codec, self.oversample = metric, codec, OVERSAMPLE[codec]
+        # "pq4" needs d divisible by its sub-vector length: zero columns change no distance.
+        self._pad = (-d) % _PQ_DSUB if codec == "pq4" else 0
+        X = self._padded(X)
+        index, quant = _make_ivf(faiss, X.shape[1], self.nlist, metric, codec)
         index.cp.seed = int(seed) % 2**31
         index.cp.min_points_per_centroid = 1
         m = min(n, _TRAIN_PER_CELL * self.nlist)
@@ -87,11 +113,27 @@ class IVFIndex:
         index.add(X)
         self._quant, self.index, self.n_samples = quant, index, n
 
+    def _padded(self, X):
+        return np.pad(X, ((0, 0), (0, self._pad))) if self._pad else X
+
     def search(self, Q, k: int, nprobe: int = NPROBE):
-        Q = np.ascontiguousarray(Q, dtype=np.float32)
+        Q = self._padded(np.ascontiguousarray(np.atleast_2d(Q), dtype=np.float32))
         self.index.nprobe = int(max(1, min(int(nprobe), self.nlist)))
         vals, idx = self.index.search(Q, int(k))
         return vals.astype(np.float32, copy=False), idx.astype(np.int64, copy=False)
+
+
+def _make_ivf(faiss, d: int, nlist: int, metric: str, codec: str):
+    """(untrained faiss IVF index, its coarse quantiser) for one codec."""
+    mt = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    quant = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
+    if codec == "flat":
+        return faiss.IndexIVFFlat(quant, d, nlist, mt), quant
+    if codec == "fp16":
+        return faiss.IndexIVFScalarQuantizer(quant, d, nlist, faiss.ScalarQuantizer.QT_fp16, mt), quant
+    index = faiss.IndexIVFPQFastScan(quant, d, nlist, d // _PQ_DSUB, 4, mt)
+    index.implem = _PQ_IMPLEM
+    return index, quant
 
 
 def knn_graph(X, k: int, *, exclude_self: bool = True, ef_search: int = EF_SEARCH, progress=None):

@@ -83,6 +83,66 @@ def test_ivf_index_with_half_precision_rows_finds_the_same_neighbours(fmnist_pix
         ann.IVFIndex(X, metric="inner", codec="pq")
 
 
+def _reranked(X, q, idx, k):
+    """The best k of each query's candidates by exact inner product (as anchoral._search)."""
+    s = np.stack([X[np.maximum(j, 0)] @ v for v, j in zip(q, idx)])
+    s[idx < 0] = -np.inf
+    o = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(idx, o, 1)
+
+
+@pytest.mark.parametrize("data", ["digits", "fmnist_pixels"])
+def test_pq4_codes_reranked_keep_the_recall_of_fp16(data, request):
+    X = normalize(request.getfixturevalue(data)[0] if data == "digits" else request.getfixturevalue(data))
+    q, k = X[::25], 20
+    ie = knn_query(X, q, k, metric="inner")[1]
+    fp16 = ann.IVFIndex(X, metric="inner", seed=0, codec="fp16")
+    pq = ann.IVFIndex(X, metric="inner", seed=0, codec="pq4")
+    assert (fp16.oversample, pq.oversample) == (1, ann.OVERSAMPLE["pq4"]) and pq.oversample > 1
+    r16 = ann.recall(_reranked(X, q, fp16.search(q, k)[1], k), ie)
+    v, i = pq.search(q, k * pq.oversample)
+    assert i.shape == (len(q), k * pq.oversample) and i.dtype == np.int64 and v.dtype == np.float32
+    assert np.all(np.diff(v, axis=1) <= 1e-6)  # approximate inner products, descending
+    got = _reranked(X, q, i, k)
+    assert ann.recall(got, ie) >= max(0.9, r16 - 0.01)
+    # 4-bit codes alone, without the re-rank, lose neighbours: the candidates are what pays
+    assert ann.recall(pq.search(q, k)[1], ie) < ann.recall(got, ie)
+
+
+def test_pq4_pads_an_odd_dimension_and_searches_l2(digits):
+    X = normalize(digits[0][:, :63])  # 63 columns: one zero column is added inside
+    index = ann.IVFIndex(X, metric="l2", seed=0, codec="pq4")
+    q = X[::40]
+    v, i = index.search(q, 10 * index.oversample)
+    assert np.all(np.diff(v, axis=1) >= -1e-6)  # squared distances ascending
+    d = ((q[:, None, :] - X[np.maximum(i, 0)]) ** 2).sum(-1)
+    got = np.take_along_axis(i, np.argsort(d, axis=1, kind="stable")[:, :10], 1)
+    assert ann.recall(got, knn_query(X, q, 10)[1]) >= 0.9
+    assert ann.recall(index.search(q[0], 5)[1], knn_query(X, q[:1], 5)[1]) >= 0.2  # a 1-d query row
+
+
+@pytest.mark.parametrize("codec", ann.CODECS)
+def test_a_query_finds_the_same_rows_alone_or_with_others(fmnist_pixels, codec):
+    X = fmnist_pixels
+    index = ann.IVFIndex(X, metric="inner", seed=0, codec=codec)
+    q = X[7:7 + 16]  # the largest block anchoral searches at once (its _QUERIES)
+    k = 60 * index.oversample
+    v, i = index.search(q, k)
+    for t in (0, 5, 15):
+        va, ia = index.search(q[t:t + 1], k)
+        np.testing.assert_array_equal(ia[0], i[t])
+        np.testing.assert_array_equal(va[0], v[t])
+    vb, ib = index.search(q[3:9], k)  # another grouping
+    np.testing.assert_array_equal(ib, i[3:9])
+
+
+def test_ivf_index_rejects_unknown_codecs(digits):
+    X = normalize(digits[0])
+    for bad in ("pq", "sq8", "PQ4", "", None):
+        with pytest.raises(ValueError, match="codec must be one of 'flat', 'fp16', 'pq4'"):
+            ann.IVFIndex(X, metric="inner", codec=bad)
+
+
 def test_geometry_knn_goes_approximate_from_the_threshold(fmnist_pixels, monkeypatch):
     X = fmnist_pixels
     geo = Geometry.of(X, backend="faiss")
