@@ -7,9 +7,10 @@ versions it missed. An error in a round is reported in ``status["error"]``, neve
 
 On pools of ``anchoral.SUBPOOL_MIN`` rows or more a round publishes twice: the batch first (the
 fit, the subpool's selection and the trust monitor need no pool-wide scores; the monitor reads its
-rows through :class:`ByRow`), then the whole pool's probabilities for the map, which on a CPU cost
-most of the round (250 of 290 ms at 1M). Subscribers are called after each; ``next_batch()``
-waits for the first, ``wait()`` for both.
+rows through :class:`ByRow`), then, after the look-ahead of the batch's neighbour lists, the whole
+pool's probabilities for the map, which on a CPU cost most of the round (250 of 290 ms at 1M) and
+which a newer label stops between blocks of rows. Subscribers are called after each publication;
+``next_batch()`` waits for the first, ``wait()`` for both.
 
 The Session provides: ``features``, ``probe``, ``store``, ``prior``, ``seed``, ``n_threads``,
 ``_strategies``, ``_trust``, ``classes``, ``_training(st)``, ``_excluded(st)``,
@@ -224,13 +225,14 @@ class Learner:
 
     def _rescore(self, target):
         """(proba, ms) of the whole pool for the model that picked target's batch; None when newer
-        labels or a refresh came meanwhile (the next round scores its own model) or on close."""
+        labels or a refresh came before or during the pass (it stops between blocks of rows: the
+        next round scores its own model) or on close."""
         with self._model_lock, limit_threads(self.n_threads):
             if self._stale(target):
                 return None
             t0 = time.perf_counter()
-            proba = self.probe.pool_proba()
-            return proba, 1e3 * (time.perf_counter() - t0)
+            proba = self.probe.pool_proba(should_stop=lambda: self._stale(target))
+            return None if proba is None else (proba, 1e3 * (time.perf_counter() - t0))
 
     def _run(self):
         while True:
@@ -250,10 +252,10 @@ class Learner:
                 error = f"{type(exc).__name__}: {exc}"
             later = error is None and out[0] is _LATER
             self._publish(s["target"], out, error, final=not later)
+            if error is None:  # first: a label soon after the batch then finds its rows searched
+                self._prefetch(s["target"], out[1], out[2])
             if later:
                 self._publish_scores(s["target"])
-            if error is None:
-                self._prefetch(s["target"], out[1], out[2])
 
     def _publish(self, target, out, error, final: bool = True):
         with self._cond:

@@ -337,18 +337,17 @@ class Session(Learner):
             self._wait_batch()  # on huge pools the batch comes before the map's scores
         with self._cond:
             st = self.store.state()
-            labels = self._training(st)
-            free = (st.cls < 0) & ~st.unsure
-            batch = self._batch[free[self._batch]]
+            rows = self._batch
+            batch = rows[(st.cls[rows] < 0) & ~st.unsure[rows]]  # minus rows answered since
             current = self._batch_done == (self._version, self._round)
             strategy = self._strategy
         if len(batch) >= k or not wait or self._in_worker() or not current:
             return batch[:k].copy()
-        if free.sum() <= len(batch):
+        if ((st.cls < 0) & ~st.unsure).sum() <= len(batch):
             return batch.copy()
         # More than the background batch: select now with the current model.
         with self._model_lock, limit_threads(self.n_threads):
-            idx, _ = self._select(labels, k, strategy, self._excluded(st))
+            idx, _ = self._select(self._training(st), k, strategy, self._excluded(st))
         return idx
 
     def predict_proba(self):

@@ -66,10 +66,10 @@ def test_the_batch_comes_before_the_pools_scores_and_both_reach_subscribers(digi
         entered, release = threading.Event(), threading.Event()
         real = LinearProbe.pool_proba
 
-        def held(probe):  # the whole-pool pass waits until the test has looked
+        def held(probe, **kw):  # the whole-pool pass waits until the test has looked
             entered.set()
             release.wait(60)
-            return real(probe)
+            return real(probe, **kw)
 
         monkeypatch.setattr(LinearProbe, "pool_proba", held)
         rec.calls.clear()
@@ -132,7 +132,7 @@ def test_a_label_while_the_batch_is_shown_skips_the_stale_rescore(digits, monkey
     X, y = digits
     calls = []
     real = LinearProbe.pool_proba
-    monkeypatch.setattr(LinearProbe, "pool_proba", lambda probe: calls.append(1) or real(probe))
+    monkeypatch.setattr(LinearProbe, "pool_proba", lambda probe, **kw: calls.append(1) or real(probe, **kw))
     with Session(X, strategy="margin", device="cpu", batch_size=5) as s:
         label_rows(s, y, np.arange(30))
         assert s.wait(timeout=120)
@@ -163,3 +163,37 @@ def test_small_pools_publish_once(digits, monkeypatch):
         assert s.wait(timeout=120)
         assert len(rec.calls) == 1 and s.status["last_rescore_ms"] is None
         assert rec.calls[0][0] == s.proba_version
+
+
+def test_a_label_during_the_pools_rescore_stops_it(digits, monkeypatch):
+    from alwidget import probe as probe_mod
+
+    X, y = digits
+    monkeypatch.setattr(probe_mod, "BLOCK_BYTES", 64 * 4 * 100)  # 100-row blocks
+    entered, release, results = threading.Event(), threading.Event(), []
+    real = LinearProbe.pool_proba
+
+    def held(probe, should_stop=None):  # the first pass waits, mid-pool, for the test's next label
+        def stop():
+            if not entered.is_set():
+                entered.set()
+                release.wait(60)
+            return should_stop()
+
+        results.append(real(probe, should_stop=stop))
+        return results[-1]
+
+    with Session(X, strategy="margin", device="cpu", batch_size=5) as s:
+        label_rows(s, y, np.arange(30))
+        assert s.wait(timeout=120)
+        version = s.proba_version
+        monkeypatch.setattr(LinearProbe, "pool_proba", held)
+        batch = np.asarray(s.next_batch())
+        label_rows(s, y, batch[:1])
+        assert entered.wait(60)  # the batch is out; the pool's pass has begun
+        label_rows(s, y, batch[1:3])
+        release.set()
+        assert s.wait(timeout=120) and s.status["error"] is None
+        assert results[0] is None and results[-1] is not None  # the stale pass stopped, the latest ran
+        assert s.proba_version == version + 1  # only the latest model's scores were published
+        np.testing.assert_array_equal(s.predict_proba(), results[-1])
