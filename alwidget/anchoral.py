@@ -119,11 +119,24 @@ def _search(geo, rows, k):
     index = _ivf(geo)
     kc = int(min(geo.n_samples, k * index.oversample))
     idx = np.concatenate([index.search(X[rows[a:a + _QUERIES]], kc)[1] for a in range(0, rows.size, _QUERIES)])
-    # one row's candidates at a time: a (A, kc, D) gather would be A * kc * 2 KB at D = 512
-    sims = np.stack([X[np.maximum(j, 0)] @ X[r] for r, j in zip(rows.tolist(), idx)])
-    sims[idx < 0] = -np.inf
-    order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), -sims), axis=1)[:, :k]  # ties by index
-    return np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
+    best = [_rescored(X, r, j, k) for r, j in zip(rows.tolist(), idx)]  # a row at a time: no (A, kc, D) gather
+    return np.stack([b[0] for b in best]), np.stack([b[1] for b in best])
+
+
+def _rescored(X, row: int, cand, k: int):
+    """(sims (k,), idx (k,)): the best k of one row's candidate rows by exact inner product, best
+    first, ties by index, -1 (sim -inf) for missing candidates last."""
+    j = np.where(cand < 0, np.iinfo(np.int64).max, cand)  # missing ones sort last
+    s = X[np.maximum(cand, 0)] @ X[row]
+    s[cand < 0] = -np.inf
+    if k < s.size:  # the k best without sorting all: those above the k-th value, then its ties by index
+        t = s[np.argpartition(-s, k - 1)[k - 1]]
+        above, ties = np.flatnonzero(s > t), np.flatnonzero(s == t)
+        keep = np.concatenate([above, ties[np.argsort(j[ties], kind="stable")][:k - above.size]])
+        j, s = j[keep], s[keep]
+    order = np.lexsort((j, -s))
+    j = j[order]
+    return s[order], np.where(j == np.iinfo(np.int64).max, -1, j)
 
 
 def _lists(geo, k: int) -> dict:
