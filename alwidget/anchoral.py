@@ -7,9 +7,10 @@ Each round, for pools of at least :data:`SUBPOOL_MIN` rows (a setting; ``min_poo
    round from the round's seed, which keeps exploring. A class with fewer labels (a rare one)
    anchors all of them.
 2. Each anchor retrieves its ``n_neighbors`` (50) nearest *unlabelled*, not excluded items by
-   cosine similarity (exact below :data:`IVF_MIN` rows; above, a faiss IVF index with fp16 rows
-   built once per feature set, :class:`alwidget.ann.IVFIndex`, when faiss is installed; the rows
-   found are re-scored exactly). Each anchor's list is searched once and filtered by later labels.
+   cosine similarity (exact below :data:`IVF_MIN` rows; above, a faiss IVF index of 4-bit codes
+   (:data:`IVF_CODEC`) built once per feature set, :class:`alwidget.ann.IVFIndex`, when faiss is
+   installed; 8x the candidates are re-scored exactly). Each anchor's list is searched once and
+   filtered by later labels.
 3. Score = 1 - mean cosine distance to the anchors that retrieved the item. The subpool holds
    ``size`` (10,000) of them: first each anchor class's ``size // classes`` best, so a rare
    class's neighbourhood is not crowded out by denser classes (whose neighbours score higher),
@@ -93,8 +94,8 @@ def _ivf(geo):
         memo = geo.scratch("anchoral_ivf")
         if "index" not in memo:
             # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes). 4-bit
-            # product codes: the scan of the probed cells was most of the search, 3-4x cheaper than
-            # fp16 rows at the same recall once re-ranked (BENCHMARKS.md, section 7).
+            # product codes: the scan of the probed cells was most of the search; with 8x the
+            # candidates re-ranked 2.9x cheaper than fp16 rows at the same recall (BENCHMARKS.md, 7).
             memo["index"] = ann.IVFIndex(geo.X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0,
                                          codec=IVF_CODEC)
         return memo["index"]

@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pools", type=C.parse_names, default=["effnet", "pixels", "synthetic"])
     p.add_argument("--arms", type=lambda s: [a.strip() for a in s.split(",") if a.strip()],
-                   default=["fp16", "pq4 x2", "pq4 x4", "pq4 x8", "sq8 x1", "pq64x8 x4", "pq64x8 x8"])
+                   default=["fp16", "pq4 x2", "pq4 x4", "pq4 x6", "pq4 x8", "sq8 x1", "pq64x8 x8"])
     p.add_argument("--queries", type=int, default=320, help="rows whose lists are checked against exact")
     p.add_argument("--trials", type=int, default=15, help="draws of 10 rows timed per arm")
     p.add_argument("--out", default="bench_ivf_codecs")
