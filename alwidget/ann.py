@@ -66,6 +66,7 @@ CODECS = ("flat", "fp16", "pq4")
 OVERSAMPLE = {"flat": 1, "fp16": 1, "pq4": 8}
 # Dimensions per sub-quantiser of "pq4" (2: 2 bits per dimension; 4 lost recall on the synthetic pool).
 _PQ_DSUB = 2
+_PQ_LEVELS = 16  # 4-bit codes
 # faiss fast-scan search implementation, pinned: 11 = one query at a time with a reservoir of
 # candidates, so a query's result never depends on the queries searched with it (auto picks by
 # the batch's shape).
@@ -101,6 +102,8 @@ class IVFIndex:
             raise ValueError(f"codec must be one of {', '.join(map(repr, CODECS))}, got {codec!r}")
         X = np.ascontiguousarray(X, dtype=np.float32)
         n, d = X.shape
+        if codec == "pq4" and n < _PQ_LEVELS:
+            raise ValueError(f"codec 'pq4' needs at least {_PQ_LEVELS} rows (its codes' levels are trained on them), got {n}")
         self.nlist = default_nlist(n) if nlist is None else int(max(1, min(int(nlist), n)))
         self.metric, self.codec, self.oversample = metric, codec, OVERSAMPLE[codec]
         # "pq4" needs d divisible by its sub-vector length: zero columns change no distance.

@@ -141,6 +141,9 @@ def test_ivf_index_rejects_unknown_codecs(digits):
     for bad in ("pq", "sq8", "PQ4", "", None):
         with pytest.raises(ValueError, match="codec must be one of 'flat', 'fp16', 'pq4'"):
             ann.IVFIndex(X, metric="inner", codec=bad)
+    with pytest.raises(ValueError, match="at least 16 rows"):
+        ann.IVFIndex(X[:15], metric="inner", codec="pq4")
+    assert ann.IVFIndex(X[:16], metric="inner", codec="pq4").search(X[:2], 3)[1].shape == (2, 3)
 
 
 def test_geometry_knn_goes_approximate_from_the_threshold(fmnist_pixels, monkeypatch):
