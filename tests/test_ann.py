@@ -118,7 +118,8 @@ def test_pq4_pads_an_odd_dimension_and_searches_l2(digits):
     d = ((q[:, None, :] - X[np.maximum(i, 0)]) ** 2).sum(-1)
     got = np.take_along_axis(i, np.argsort(d, axis=1, kind="stable")[:, :10], 1)
     assert ann.recall(got, knn_query(X, q, 10)[1]) >= 0.9
-    assert ann.recall(index.search(q[0], 5)[1], knn_query(X, q[:1], 5)[1]) >= 0.2  # a 1-d query row
+    for a, b in zip(index.search(q[0], 5), index.search(q[:1], 5)):  # a 1-d query row is one query
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("codec", ann.CODECS)
