@@ -52,8 +52,8 @@ class Session(Learner):
         Where labels live. A path opens (or creates) a store file; reopening restores the labels
         and the undo history. None keeps labels in memory only.
     strategy : str
-        A name from ``alwidget.strategies.available()``; "auto" switches from a cold-start
-        strategy to DropQuery when the probe has enough labels per class.
+        A name from ``alwidget.strategies.available()``; "auto" starts with ProbCover or
+        TypiClust (chosen from the pool's shape) and switches to margin at 5 labels per class.
     seed : int
         Seeds the probe and every selection.
     device : "auto", "cpu", "cuda"

@@ -69,7 +69,7 @@ SETUP_ALWIDGET = '''
 {data}
 import time
 from alwidget.widget import Labeller
-X, xy, y = bench_data({n})
+X, xy, y = bench_data({n}, {dim})
 CLASSES = {classes!r}
 t = time.perf_counter()
 w = Labeller(X, coords=xy, classes=CLASSES, store=":memory:", strategy="random", batch_size=10, height=600)
@@ -85,7 +85,7 @@ SETUP_PLOTLY = '''
 import time
 import plotly.graph_objects as go
 from alwidget.session import Session
-X, xy, y = bench_data({n})
+X, xy, y = bench_data({n}, {dim})
 CLASSES = {classes!r}
 SCALE = [[k / 9, c] for k, c in enumerate(["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"])]
@@ -125,7 +125,7 @@ fig
 INIT_JS = r"""
 (() => {
   const rec = window.__bench = { recv: [], exec: null, paint: null, paints: [], restyles: [],
-                                 keyT: null, downT: null };
+                                 keyT: null, downT: null, cards: [] };
   const next = (fn) => requestAnimationFrame((t) => fn(performance.now()));
   const Native = window.WebSocket;
   class Counting extends Native {
@@ -167,7 +167,15 @@ INIT_JS = r"""
     }
   }).observe(document.documentElement, { attributes: true, subtree: true,
                                          attributeFilter: ["data-alw-ready", "data-alw-paints"] });
-  if (document.documentElement) watch(); else document.addEventListener("DOMContentLoaded", watch);
+  // batch cards as they appear ([frame time, row]): "the next batch is on screen"
+  const watchCards = () => new MutationObserver((muts) => {
+    for (const m of muts) for (const el of m.addedNodes) {
+      if (el.classList && el.classList.contains("alw-card") && el.closest(".alw-gallery"))
+        next((t) => rec.cards.push([t, Number(el.dataset.index)]));
+    }
+  }).observe(document.documentElement, { childList: true, subtree: true });
+  const both = () => { watch(); watchCards(); };
+  if (document.documentElement) both(); else document.addEventListener("DOMContentLoaded", both);
 })();
 """
 
@@ -296,11 +304,34 @@ def bench_alwidget(page, n: int, y: np.ndarray, reps: int, recolour: bool, timeo
         recoloured.append(r["recoloured"])
         own.append(r["own"])
         time.sleep(0.5)
-    out.update(recoloured_ms=recoloured, own_recolour_ms=own, click_missed=missed)
+    out.update(recoloured_ms=recoloured, own_recolour_ms=own, click_missed=missed,
+               batch_ms=time_next_batch(page, y, reps, timeout_s))
     return out
 
 
-def bench_plotly(page, n: int, reps: int, recolour: bool, timeout_s: float) -> dict:
+def time_next_batch(page, y: np.ndarray, reps: int, timeout_s: float) -> list:
+    """Label suggested images as a user does (→ selects the next card, a digit labels it); ms from
+    the keydown to the first frame with a card of a row not shown before: the answered card's slot
+    refilled by the next batch."""
+    out = []
+    for _ in range(reps):
+        page.keyboard.press("Escape")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("() => document.querySelector('.alw-root').alw.state().selected.length === 1",
+                               timeout=5000)
+        i = int(page.evaluate("() => document.querySelector('.alw-root').alw.state().selected[0]"))
+        page.evaluate("""() => { const b = window.__bench; b.cards = [];
+            b.shown = new Set(Array.from(document.querySelectorAll('.alw-gallery .alw-card'), (e) => Number(e.dataset.index))); }""")
+        page.keyboard.press(str((int(y[i]) + 1) % 10))
+        page.wait_for_function("() => window.__bench.cards.some(([t, i]) => !window.__bench.shown.has(i))",
+                               timeout=timeout_s * 1000, polling=50)
+        out.append(page.evaluate("""() => { const b = window.__bench;
+            return b.cards.find(([t, i]) => !b.shown.has(i))[0] - b.keyT; }"""))
+        time.sleep(1.0)  # as a user looks at the new card: the map's scores and the look-ahead finish
+    return out
+
+
+def bench_plotly(page, n: int, reps: int, recolour: bool, timeout_s: float, dim: int = 16) -> dict:
     out = time_display(page, timeout_s)
     out["esm_bytes"] = esm_bytes("plotly")
     if not recolour:
@@ -318,7 +349,7 @@ def bench_plotly(page, n: int, reps: int, recolour: bool, timeout_s: float) -> d
                  xr: xa.range, yr: ya.range }; }""")
     ns = {}
     exec(DATA_CODE, ns)
-    _, xy, _ = ns["bench_data"](n)
+    _, xy, _ = ns["bench_data"](n, dim)
     px = np.empty((n, 2))
     px[:, 0] = geo["left"] + (xy[:, 0] - geo["xr"][0]) / (geo["xr"][1] - geo["xr"][0]) * geo["w"]
     px[:, 1] = geo["top"] + (geo["yr"][1] - xy[:, 1]) / (geo["yr"][1] - geo["yr"][0]) * geo["h"]
@@ -403,6 +434,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=C.parse_ints, default=[10_000, 100_000, 1_000_000], help="display sizes")
     p.add_argument("--recolour-n", type=C.parse_ints, default=[10_000, 100_000], help="label->recolour sizes")
     p.add_argument("--reps", type=int, default=7, help="timed labels per (widget, N)")
+    p.add_argument("--dim", type=int, default=16, help="feature dimension (512: image embeddings, whose "
+                   "rescore dominates a label at 1M)")
     p.add_argument("--widgets", type=C.parse_names, default=["alwidget", "plotly"])
     p.add_argument("--timeout", type=float, default=600, help="seconds per step before it is reported as a timeout")
     p.add_argument("--grid-items", type=int, default=5000, help="images in the review grid benchmark (0: skip it)")
@@ -434,12 +467,12 @@ def main(argv=None) -> int:
             with sync_playwright() as pw:
                 browser = launch_chromium(pw)
                 for n in sorted(set(args.n) | set(args.recolour_n)):
-                    _, _, y = ns["bench_data"](n)
+                    _, _, y = ns["bench_data"](n, args.dim)
                     for widget in args.widgets:
                         recolour = n in args.recolour_n
                         name = f"bench_{widget}_{n}.ipynb"
                         setup = (SETUP_ALWIDGET if widget == "alwidget" else SETUP_PLOTLY).format(
-                            data=DATA_CODE, n=n, classes=CLASSES)
+                            data=DATA_CODE, n=n, dim=args.dim, classes=CLASSES)
                         write_notebook(root / name, [setup, DISPLAY_ALWIDGET if widget == "alwidget" else DISPLAY_PLOTLY])
                         context = browser.new_context(viewport={"width": 1400, "height": 1000})
                         local_only(context, blocked)
@@ -452,7 +485,7 @@ def main(argv=None) -> int:
                             if widget == "alwidget":
                                 r = bench_alwidget(page, n, y, args.reps, recolour, args.timeout)
                             else:
-                                r = bench_plotly(page, n, args.reps, recolour, args.timeout)
+                                r = bench_plotly(page, n, args.reps, recolour, args.timeout, args.dim)
                             r["status"] = "ok"
                         except Exception as exc:  # a timeout or crash at 1M is a result, not a bench failure
                             r = {"status": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
@@ -465,12 +498,13 @@ def main(argv=None) -> int:
                                "display": r.get("displayMs"), "render": r.get("renderAfterDataMs"),
                                "own_paint": (r.get("own") or {}).get("firstPaintMs"),
                                "mb": (r["bytes"] - r["esm_bytes"]) / 1e6 if "bytes" in r else None,
-                               "recol": median(r.get("recoloured_ms")),
+                               "recol": median(r.get("recoloured_ms")), "batch": median(r.get("batch_ms")),
                                "own_recol": median(r.get("own_recolour_ms"))}
                         rows.append(row)
                         print(f"  N={n:>9,} {widget:<8} {r['status']:<4} display {C.fmt(row['display'], 0)} ms, "
                               f"render after data {C.fmt(row['render'], 0)} ms, {C.fmt(row['mb'], 2)} MB; "
-                              f"label->recoloured p50 {C.fmt(row['recol'], 0)} ms", flush=True)
+                              f"label->recoloured p50 {C.fmt(row['recol'], 0)} ms, "
+                              f"label->next batch shown p50 {C.fmt(row['batch'], 0)} ms", flush=True)
                 if args.grid_items:
                     grid = run_grid(browser, server, root, blocked, args)
                     records.append({"grid": grid})
@@ -480,8 +514,9 @@ def main(argv=None) -> int:
     cols = [("n", "N"), ("widget", "widget"), ("display", "run cell → first paint (ms)"),
             ("render", "render after data (ms)"), ("own_paint", "alwidget commit → drawn (ms)"),
             ("mb", "MB received (data)"), ("recol", "label → recoloured p50 (ms)"), ("own_recol", "alwidget update → drawn p50 (ms)"),
+            ("batch", "label → a new card of the next batch shown p50 (ms)"),
             ("status", "status")]
-    settings = (f"synthetic 16-d Gaussian blobs, 10 classes, given 2-D coordinates; Session strategy random, "
+    settings = (f"synthetic {args.dim}-d Gaussian blobs, 10 classes, given 2-D coordinates; Session strategy random, "
                 f"2 labels per class before timing; {args.reps} timed labels per size; headless Chromium "
                 f"(SwiftShader WebGL) + JupyterLab on 127.0.0.1" + ("; QUICK smoke run" if args.quick else ""))
     notes = [f"bundle: alwidget widget.js {sizes['alwidget_kb']:.0f} kB ({sizes['alwidget_gz_kb']:.0f} kB gzipped); "

@@ -216,6 +216,11 @@ def test_html_in_file_and_class_names_is_shown_as_text(lab):
     lab.run_all_cells(page, timeout_s=300)
     page.wait_for_selector(f'{ROOT}[data-alw-ready="1"]', timeout=120_000)
     page.wait_for_selector(".alw-card-name", timeout=60_000)
+    try:  # names travel on demand: a card shows "#row" until its name arrives
+        page.wait_for_function("(n) => [...document.querySelectorAll('.alw-card-name')]"
+                               ".some((e) => e.innerText.includes(n))", arg=EVIL_NAME, timeout=60_000)
+    except Exception:
+        pass  # the assertion below says what the cards show
     card_names = page.locator(".alw-card-name").all_inner_texts()
     assert any(EVIL_NAME in t for t in card_names), card_names
     legend = " ".join(page.locator("button.alw-class").all_inner_texts())
