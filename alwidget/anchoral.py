@@ -128,7 +128,7 @@ def _rescored(X, row: int, cand, k: int):
     """(sims (k,), idx (k,)): the best k of one row's candidate rows by exact inner product, best
     first, ties by index, -1 (sim -inf) for missing candidates last."""
     j = np.where(cand < 0, np.iinfo(np.int64).max, cand)  # missing ones sort last
-    s = X[np.maximum(cand, 0)] @ X[row]
+    s = ann.inner_products(X, X[row], np.maximum(cand, 0))
     s[cand < 0] = -np.inf
     if k < s.size:  # the k best without sorting all: those above the k-th value, then its ties by index
         t = s[np.argpartition(-s, k - 1)[k - 1]]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["APPROX_KNN_MIN", "CODECS", "EF_SEARCH", "NPROBE", "OVERSAMPLE", "IVFIndex", "available", "knn_graph", "recall"]
+__all__ = ["APPROX_KNN_MIN", "CODECS", "EF_SEARCH", "NPROBE", "OVERSAMPLE", "IVFIndex", "available", "inner_products", "knn_graph", "recall"]
 
 #: From this many rows Geometry.knn builds the approximate graph (when faiss is installed and the
 #: search runs on the CPU). Below it the exact search is at most a few seconds (bench_search.md:
@@ -139,6 +139,24 @@ def _make_ivf(faiss, d: int, nlist: int, metric: str, codec: str):
     index = faiss.IndexIVFPQFastScan(quant, d, nlist, d // _PQ_DSUB, 4, mt)
     index.implem = _PQ_IMPLEM
     return index, quant
+
+
+def inner_products(X, q, ids) -> np.ndarray:
+    """(len(ids),) float32: the exact inner products of the query row q with the rows ``ids`` of X
+    (faiss's by-index kernel: the rows are read in place, no gathered copy, 0.24 instead of 0.37 ms
+    for 912 rows of a 1M x 512 pool; each product is the same whichever other rows are asked)."""
+    import faiss
+
+    ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+    if ids.size and (ids.min() < 0 or ids.max() >= X.shape[0]):
+        raise ValueError(f"ids must be in [0, {X.shape[0]}), got {ids.min()}..{ids.max()}")
+    if not (isinstance(X, np.ndarray) and X.dtype == np.float32 and X.flags.c_contiguous):
+        return np.asarray(X[ids] @ q, dtype=np.float32)
+    q = np.ascontiguousarray(q, dtype=np.float32).reshape(-1)
+    out = np.empty(ids.size, np.float32)
+    faiss.fvec_inner_products_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(X),
+                                     faiss.swig_ptr(ids), X.shape[1], 1, ids.size)
+    return out
 
 
 def knn_graph(X, k: int, *, exclude_self: bool = True, ef_search: int = EF_SEARCH, progress=None):

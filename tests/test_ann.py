@@ -137,6 +137,19 @@ def test_a_query_finds_the_same_rows_alone_or_with_others(fmnist_pixels, codec):
     np.testing.assert_array_equal(ib, i[3:9])
 
 
+def test_inner_products_by_index_are_exact_and_per_row(fmnist_pixels):
+    X = fmnist_pixels
+    ids = np.arange(3, 4000, 7)
+    got = ann.inner_products(X, X[11], ids)
+    assert got.dtype == np.float32 and got.shape == ids.shape
+    np.testing.assert_allclose(got, X[ids] @ X[11], atol=1e-5)
+    np.testing.assert_array_equal(ann.inner_products(X, X[11], ids[5:9]), got[5:9])  # same, asked alone
+    np.testing.assert_allclose(ann.inner_products(X[:, ::2], X[11, ::2], ids), X[ids, ::2] @ X[11, ::2], atol=1e-5)
+    for bad in ([-1, 2], [0, len(X)]):
+        with pytest.raises(ValueError, match="ids must be in"):
+            ann.inner_products(X, X[0], bad)
+
+
 def test_ivf_index_rejects_unknown_codecs(digits):
     X = normalize(digits[0])
     for bad in ("pq", "sq8", "PQ4", "", None):
