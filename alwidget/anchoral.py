@@ -95,7 +95,7 @@ def _ivf(geo):
         if "index" not in memo:
             # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes). 4-bit
             # product codes: the scan of the probed cells was most of the search; with 8x the
-            # candidates re-ranked 2.9x cheaper than fp16 rows at the same recall (BENCHMARKS.md, 7).
+            # candidates re-ranked about 3x cheaper than fp16 rows at the same recall (BENCHMARKS.md, 7).
             memo["index"] = ann.IVFIndex(geo.X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0,
                                          codec=IVF_CODEC)
         return memo["index"]

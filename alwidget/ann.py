@@ -10,10 +10,10 @@ one core, ``bench/results/bench_search.md``). Two faiss indexes, each where it w
   O(N D sqrt N) build, then each query scans only its ``nprobe`` nearest cells. The rows in the
   cells are kept as float32, fp16, or 4-bit product codes ("pq4", faiss fast scan, d / 4 bytes a
   row). AnchorAL uses "pq4" and re-ranks 8 candidates per neighbour exactly: at 1M rows (D = 512,
-  one thread) 10 queries cost 10.1 instead of 28.9 ms with fp16 rows, whose scan is compute-bound
-  in faiss (8-bit scalar codes: 24.6 ms), at the same recall against exact (recall@50 and @114
+  one thread) 10 queries cost 9.6 instead of 29.6 ms with fp16 rows, whose scan is compute-bound
+  in faiss (8-bit scalar codes: 25.6 ms), at the same recall against exact (recall@50 and @114
   within 0.01 of fp16 on synthetic, Fashion-MNIST pixel and EfficientNet pools); the build takes
-  20.5 instead of 10.7 s, the codes 122 instead of 977 MB (``bench/bench_ivf_codecs.py``,
+  20.5 instead of 11.6 s, the codes 122 instead of 977 MB (``bench/bench_ivf_codecs.py``,
   BENCHMARKS.md section 7).
 
 The graph's distances are exact for the rows found (the IVF index's values carry its codec's
@@ -81,7 +81,7 @@ class IVFIndex:
     (IndexIVFPQFastScan: residuals to the cell centre in 4-bit product codes, one code per 2
     dimensions, d / 4 bytes per row, an eighth of "fp16"; scanned with SIMD table look-ups).
     The scan of the probed cells costs per row about as much for "fp16" as for 8-bit scalar
-    codes (both compute-bound in faiss on this CPU); "pq4" with 8x candidates re-ranked is 2.9x
+    codes (both compute-bound in faiss on this CPU); "pq4" with 8x candidates re-ranked is about 3x
     cheaper at 1M rows (``bench/bench_ivf_codecs.py``). "fp16" values carry fp16 rounding,
     "pq4" values are coarse: callers that need exact values or order re-score the rows found,
     taking ``k * oversample`` candidates (:data:`OVERSAMPLE`) to keep the recall of "fp16".
