@@ -56,14 +56,20 @@ def banked(xs, w, bias, n_passes: int, p: float, seed: int, bank):
     return out
 
 
-def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, block_ids=None):
+def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, block_ids=None, *,
+           rows=None, clean=None):
     """One bank row per block of ``block`` rows and pass, applied to the weights: x (m W).
 
     Every block of the pool, or only ``block_ids`` (their rows in order). ``bank``: (>= 1, D)
-    inverted-scaled masks; the seed picks a row per block and pass."""
+    inverted-scaled masks; the seed picks a row per block and pass.
+
+    ``rows`` (CPU): read rows ``xs[rows]`` instead of xs itself, a block at a time into a small
+    buffer, so that they are never copied out as a whole (the same values, the same products:
+    the same result as on ``xs[rows]``). ``clean``: an (n, C) float32 tensor that receives each
+    block's logits without dropout, ``linear(x, w, bias)``, from the same read of its rows."""
     import torch
 
-    n, d = xs.shape
+    n, d = xs.shape if rows is None else (len(rows), xs.shape[1])
     c = w.shape[0]
     n_blocks = -(-n // block)
     pick = torch.from_numpy(np.random.default_rng([seed, n, 1]).integers(0, bank.shape[0], (n_blocks, n_passes)))
@@ -71,12 +77,20 @@ def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, bl
     sizes = np.minimum(block, n - ids * block)
     out = torch.empty((n_passes, int(sizes.sum())), dtype=torch.int64, device=xs.device)
     b_all = bias.repeat(n_passes)
+    src = None if rows is None else xs.numpy()
+    buf = None if rows is None else np.empty((block, d), np.float32)
     at = 0
     with torch.no_grad():
         for blk, r in zip(ids.tolist(), sizes.tolist()):
             a = blk * block
+            if src is None:
+                xb = xs[a:a + r]
+            else:  # mode="clip": no checking copy of `out` (the rows are valid indices)
+                xb = torch.from_numpy(np.take(src, rows[a:a + r], axis=0, out=buf[:r], mode="clip"))
+            if clean is not None:
+                clean[at:at + r] = torch.nn.functional.linear(xb, w, bias)
             wk = (bank[pick[blk]][:, None, :] * w[None]).reshape(n_passes * c, d)  # (passes * C, D)
-            z = torch.nn.functional.linear(xs[a:a + r], wk, b_all)
+            z = torch.nn.functional.linear(xb, wk, b_all)
             out[:, at:at + r] = torch.nan_to_num(z, nan=0.0).view(r, n_passes, c).argmax(2).T
             at += r
     return out

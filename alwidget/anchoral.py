@@ -151,26 +151,38 @@ def _neighbours(geo, anchor_rows, taken, n_neighbors):
     cache = _lists(geo, k)
     with geo.lock:
         have = {a: cache[a] for a in anchor_rows.tolist() if a in cache}
-    sims = np.full((anchor_rows.size, k), -np.inf, np.float32)
-    idx = np.full((anchor_rows.size, k), -1, np.int64)
     todo = [a for a in anchor_rows.tolist() if a not in have]
     fetch = k + _MARGIN
     for _ in range(8):  # a longer list each time an anchor runs short (labels piled up near it)
         if todo:
             have.update(_fill(geo, cache, np.asarray(todo, np.int64), min(geo.n_samples, fetch)))
-        short = []
-        for i, a in enumerate(anchor_rows.tolist()):
-            v, j = have[a]
-            ok = (j >= 0) & ~taken[np.maximum(j, 0)]
-            m = min(k, int(ok.sum()))
-            if m < k and j.size < geo.n_samples and (j >= 0).all():
-                short.append(a)
-                continue
-            sims[i, :m], idx[i, :m] = v[ok][:m], j[ok][:m]
+        sims, idx, short = _untaken(have, anchor_rows, taken, k, geo.n_samples)
         if not short:
             break
         todo, fetch = short, fetch * 4
     return sims, idx
+
+
+def _untaken(have, anchor_rows, taken, k: int, n: int):
+    """(sims (A, k), idx (A, k), short): each anchor's first k untaken rows of its list ``have[a]``
+    (-inf / -1 after its last one); ``short``: the anchors (in order) whose list of fewer than n
+    rows ran out before k, left unfilled. Lists of one length are read together, not one by one."""
+    sims = np.full((anchor_rows.size, k), -np.inf, np.float32)
+    idx = np.full((anchor_rows.size, k), -1, np.int64)
+    rows = anchor_rows.tolist()
+    length = np.array([have[a][1].size for a in rows])
+    short = []
+    for size in np.unique(length).tolist():
+        at = np.flatnonzero(length == size)
+        v = np.stack([have[rows[i]][0] for i in at.tolist()])
+        j = np.stack([have[rows[i]][1] for i in at.tolist()])
+        ok = (j >= 0) & ~taken[np.maximum(j, 0)]
+        rank = np.cumsum(ok, 1)  # 1-based place of each untaken row among its list's
+        bad = (rank[:, -1] < k) & (size < n) & (j >= 0).all(1)
+        short += at[bad].tolist()
+        r, c = np.nonzero(ok & (rank <= k) & ~bad[:, None])
+        sims[at[r], rank[r, c] - 1], idx[at[r], rank[r, c] - 1] = v[r, c], j[r, c]
+    return sims, idx, [rows[i] for i in sorted(short)]
 
 
 def prefetch(features, rows, *, n_neighbors: int = N_NEIGHBORS, should_stop=None) -> int:
@@ -221,26 +233,38 @@ def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_nei
     lab = np.flatnonzero(labels >= 0) if labelled is None else np.asarray(labelled, dtype=np.int64)
     taken = np.zeros(n, bool)
     taken[lab] = True
+    gone = lab  # what the tail never draws, with the retrieved rows
     if exclude is not None:
         ex = np.asarray(exclude)
         if ex.dtype == bool:
             taken = taken | ex
+            gone = np.flatnonzero(taken)
         else:  # indices: no (N,) isin
-            taken[ex.astype(np.int64)] = True
+            ex = ex.astype(np.int64)
+            taken[ex] = True  # IndexError out of range; negative ones count from the end
+            gone = np.union1d(lab, np.where(ex < 0, ex + n, ex))
     a = anchors(geo.X, labels, per_class, seed, labelled=lab)
     picked, found = np.zeros(0, np.int64), 0
     if a.size:
         sims, idx = _neighbours(geo, a, taken, int(n_neighbors))
         picked, found = _assemble(sims, idx, labels[a] if balanced else np.zeros(a.size, np.int64), int(size))
-    rest = ~taken
-    rest[picked] = False
-    rest = np.flatnonzero(rest)
-    t = min(int(tail), rest.size)
-    extra = np.random.default_rng([int(seed), 43]).choice(rest, t, replace=False) if t else np.zeros(0, np.int64)
+    extra = _tail(n, np.union1d(gone, picked), int(tail), seed)
+    t = extra.size
     out = np.sort(np.concatenate([picked, extra]).astype(np.int64))
     info = {"anchors": int(a.size), "retrieved": int(found), "subpool": int(out.size), "tail": int(t),
             "approximate": bool(n >= IVF_MIN and ann.available())}
     return out, info
+
+
+def _tail(n: int, gone, tail: int, seed: int) -> np.ndarray:
+    """``tail`` rows drawn at random (seeded) from the rows of ``range(n)`` not in ``gone`` (sorted,
+    unique, in range): the same rows as drawing from ``np.setdiff1d(np.arange(n), gone)``, whose i-th row is
+    i plus the number of gone rows up to it, found without a pass over the n rows."""
+    t = min(int(tail), n - gone.size)
+    if t <= 0:
+        return np.zeros(0, np.int64)
+    i = np.random.default_rng([int(seed), 43]).choice(n - gone.size, t, replace=False)
+    return i + np.searchsorted(gone - np.arange(gone.size), i, side="right")
 
 
 def _assemble(sims, idx, group, size: int):
@@ -360,7 +384,7 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, ex
         from .probe import LinearProbe
 
         probe = LinearProbe(seed=seed).fit(features, labels, n_classes=params.get("n_classes"))
-    rseed = round_seed(seed, labels)
+    rseed = round_seed(seed, labels, labelled=lab)
     sub, sinfo = subpool(features, labels, exclude=exclude, seed=rseed, labelled=lab, **(subpool_params or {}))
     rows = np.union1d(sub, lab)
     X = _rows_of(features, rows, params.get("backend"), lazy=name in LAZY_ROWS)

@@ -67,41 +67,74 @@ class RowsProbe:
         """Class probabilities of the rows only (the pool is not scored)."""
         import torch
 
+        with torch.no_grad():
+            return self._to_proba(self._probe._logits(self.transform(None)))
+
+    def _to_proba(self, z) -> np.ndarray:
+        """(rows, n_classes) probabilities from the logits over the seen classes (0 for the others)."""
         from .probe import _softmax_
 
-        seen = np.flatnonzero(self._probe.seen_classes)
         out = np.zeros((self._rows.size, self._probe.n_classes), np.float32)
-        with torch.no_grad():
-            out[:, seen] = _softmax_(self._probe._logits(self.transform(None))).cpu().numpy()
+        out[:, np.flatnonzero(self._probe.seen_classes)] = _softmax_(z).cpu().numpy()
         return out
 
     def predict(self, X=None) -> np.ndarray:
         return self.predict_proba(X).argmax(1).astype(np.int64)
 
+    def _streams(self, n_passes, p) -> bool:
+        """Whether the dropout passes read the rows from the pool in place (the CPU path, valid input)."""
+        pool = self._probe.transform(None)
+        return not (pool.is_cuda or pool.requires_grad or not pool.is_contiguous() or isinstance(n_passes, bool)
+                    or not isinstance(n_passes, (int, np.integer)) or n_passes < 1 or not 0 <= p < 1)
+
     def predict_dropout(self, X=None, n_passes: int = 3, p: float = 0.75, seed: int = 0, rows=None, blocks=None):
         """(n_passes, rows) class ids under input dropout, as the wrapped probe's. On the CPU the
         masks are shared per block of ``DROPOUT_BLOCK`` of our rows (the probe's own path from
         ``SHARED_MASKS_MIN`` rows): its fixed mask bank is reused, where the per-point path would
-        draw a bank of 4096 x D numbers for every new seed, every round (31 -> 6 ms at 8.4k rows)."""
-        import torch
-
+        draw a bank of 4096 x D numbers for every new seed, every round (31 -> 6 ms at 8.4k rows).
+        The rows are read from the pool a block at a time (``_dropout.shared``'s ``rows``), not
+        gathered first, unless :meth:`transform` gathered them already."""
         from .probe import DROPOUT_BLOCK
 
         if X is not None:
             return self._probe.predict_dropout(X, n_passes=n_passes, p=p, seed=seed)
-        if blocks is not None:  # blocks of our rows (DropQuery on a big subpool): gathered rows
+        if blocks is not None:  # blocks of our rows (DropQuery on a big subpool)
             b = np.asarray(blocks, dtype=np.int64)
             rows = (b[:, None] * DROPOUT_BLOCK + np.arange(DROPOUT_BLOCK)[None, :]).ravel()
             rows = rows[rows < self._rows.size]
         r = self._rows if rows is None else self._rows[np.asarray(rows, dtype=np.int64)]
-        pool = self._probe.transform(None)
-        if pool.is_cuda or isinstance(n_passes, bool) or not isinstance(n_passes, (int, np.integer)) \
-                or n_passes < 1 or not 0 <= p < 1:  # i.i.d. masks on the device; the probe rejects bad input
+        if not self._streams(n_passes, p):  # i.i.d. masks on the device; the probe rejects bad input
             return self._probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed, rows=r)
-        xs = self.transform(None) if rows is None else _gather(pool, r)
+        return self._dropout(r, int(n_passes), float(p), int(seed))
+
+    def _dropout(self, r, n_passes: int, p: float, seed: int, clean=None):
+        """Class ids of the shared-mask passes over pool rows ``r`` (CPU); ``clean``: see ``_dropout.shared``."""
+        import torch
+
         cols = torch.from_numpy(np.flatnonzero(self._probe.seen_classes))
         w, bias = self._probe._W[:, cols].T.contiguous(), self._probe._b[cols]
-        return cols[self._probe._dropout_blocks(xs, w, bias, int(n_passes), float(p), int(seed))].numpy()
+        if self._xs is not None and r is self._rows:  # gathered already: read them there
+            out = self._probe._dropout_blocks(self._xs, w, bias, n_passes, p, seed, clean=clean)
+        else:
+            out = self._probe._dropout_blocks(self._probe.transform(None), w, bias, n_passes, p, seed, rows=r,
+                                              clean=clean)
+        return cols[out].numpy()
+
+    def proba_and_dropout(self, n_passes: int = 3, p: float = 0.75, seed: int = 0):
+        """``(predict_proba(), predict_dropout(None, n_passes, p, seed))`` in one read of the rows
+        when neither has been computed: each block's logits without dropout come from the block
+        the dropout passes read (the same products, so the same values as apart). DropQuery's
+        round on a subpool: 11k rows x 512 were gathered, then read twice (BENCHMARKS.md, section 7)."""
+        import torch
+
+        if self._proba is not None or getattr(self._probe, "_proba", None) is not None \
+                or not self._streams(n_passes, p):
+            return self.predict_proba(), self.predict_dropout(None, n_passes=n_passes, p=p, seed=seed)
+        z = torch.empty((self._rows.size, int(self._probe.seen_classes.sum())), dtype=torch.float32)
+        drops = self._dropout(self._rows, int(n_passes), float(p), int(seed), clean=z)
+        z = torch.nan_to_num(z, nan=0.0, posinf=3e38, neginf=-3e38)  # as LinearProbe._logits
+        self._proba, self._exact = self._to_proba(z), True
+        return self._proba.copy(), drops
 
 
 def _gather(t, rows):
