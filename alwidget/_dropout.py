@@ -65,8 +65,10 @@ def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, bl
 
     ``rows`` (CPU): read rows ``xs[rows]`` instead of xs itself, a block at a time into a small
     buffer, so that they are never copied out as a whole (the same values, the same products:
-    the same result as on ``xs[rows]``). ``clean``: an (n, C) float32 tensor that receives each
-    block's logits without dropout, ``linear(x, w, bias)``, from the same read of its rows."""
+    the same result as on ``xs[rows]``). ``clean``: an (n, C) float32 tensor that receives the
+    logits without dropout, ``linear(x, w, bias)``, as C more columns of each block's product
+    (one read of the rows for both). Blocks go in groups of ``_GROUP``: their masked weights in
+    one product, their classes in one reduction (the first largest logit, as ``argmax``)."""
     import torch
 
     n, d = xs.shape if rows is None else (len(rows), xs.shape[1])
@@ -76,24 +78,36 @@ def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, bl
     ids = np.arange(n_blocks) if block_ids is None else np.asarray(block_ids, dtype=np.int64)
     sizes = np.minimum(block, n - ids * block)
     out = torch.empty((n_passes, int(sizes.sum())), dtype=torch.int64, device=xs.device)
-    b_all = bias.repeat(n_passes)
+    b_all = bias.repeat(n_passes) if clean is None else torch.cat([bias.repeat(n_passes), bias])
     src = None if rows is None else xs.numpy()
     buf = None if rows is None else np.empty((block, d), np.float32)
+    m = n_passes * c
     at = 0
     with torch.no_grad():
-        for blk, r in zip(ids.tolist(), sizes.tolist()):
-            a = blk * block
-            if src is None:
-                xb = xs[a:a + r]
-            else:  # mode="clip": no checking copy of `out` (the rows are valid indices)
-                xb = torch.from_numpy(np.take(src, rows[a:a + r], axis=0, out=buf[:r], mode="clip"))
+        for g in range(0, ids.size, _GROUP):
+            gid, gsz = ids[g:g + _GROUP], sizes[g:g + _GROUP]
+            wk = (bank[pick[torch.from_numpy(gid)]][:, :, None, :] * w[None, None]).reshape(gid.size, m, d)
             if clean is not None:
-                clean[at:at + r] = torch.nn.functional.linear(xb, w, bias)
-            wk = (bank[pick[blk]][:, None, :] * w[None]).reshape(n_passes * c, d)  # (passes * C, D)
-            z = torch.nn.functional.linear(xb, wk, b_all)
-            out[:, at:at + r] = torch.nan_to_num(z, nan=0.0).view(r, n_passes, c).argmax(2).T
-            at += r
+                wk = torch.cat([wk, w.expand(gid.size, c, d)], 1)  # (blocks, passes * C + C, D)
+            z = torch.empty((int(gsz.sum()), wk.shape[1]), dtype=torch.float32, device=xs.device)
+            zt = 0
+            for blk, r, wb in zip(gid.tolist(), gsz.tolist(), wk):
+                a = blk * block
+                if src is None:
+                    xb = xs[a:a + r]
+                else:  # mode="clip": no checking copy of `out` (the rows are valid indices)
+                    xb = torch.from_numpy(np.take(src, rows[a:a + r], axis=0, out=buf[:r], mode="clip"))
+                torch.addmm(b_all, xb, wb.T, out=z[zt:zt + r])  # = linear(xb, wb, b_all)
+                zt += r
+            if clean is not None:
+                clean[at:at + zt] = z[:, m:]
+            out[:, at:at + zt] = torch.nan_to_num(z[:, :m], nan=0.0).view(zt, n_passes, c).max(2).indices.T
+            at += zt
     return out
+
+
+#: Blocks per group in :func:`shared` (their masked weights: 16 x passes * C x D floats).
+_GROUP = 16
 
 
 def iid(xs, w, bias, n_passes: int, p: float, seed: int):
