@@ -230,7 +230,7 @@ def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_nei
     labels = np.asarray(labels)
     n = labels.shape[0]
     geo = Geometry.of(features)
-    lab = np.flatnonzero(labels >= 0) if labelled is None else np.asarray(labelled, dtype=np.int64)
+    lab = np.flatnonzero(labels >= 0) if labelled is None else np.unique(np.asarray(labelled, dtype=np.int64))
     taken = np.zeros(n, bool)
     taken[lab] = True
     gone = lab  # what the tail never draws, with the retrieved rows
@@ -248,7 +248,7 @@ def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_nei
     if a.size:
         sims, idx = _neighbours(geo, a, taken, int(n_neighbors))
         picked, found = _assemble(sims, idx, labels[a] if balanced else np.zeros(a.size, np.int64), int(size))
-    extra = _tail(n, np.union1d(gone, picked), int(tail), seed)
+    extra = _tail(n, np.sort(np.concatenate([gone, picked])), int(tail), seed)  # disjoint: picked rows are untaken
     t = extra.size
     out = np.sort(np.concatenate([picked, extra]).astype(np.int64))
     info = {"anchors": int(a.size), "retrieved": int(found), "subpool": int(out.size), "tail": int(t),
@@ -267,6 +267,20 @@ def _tail(n: int, gone, tail: int, seed: int) -> np.ndarray:
     return i + np.searchsorted(gone - np.arange(gone.size), i, side="right")
 
 
+def _best_first(score) -> np.ndarray:
+    """``np.lexsort((np.arange(n), -score))``: positions by score, best first, ties by position.
+    An unstable sort and a re-sort of the tied runs only (a stable sort of 11k floats: 0.6 ms)."""
+    order = np.argsort(-score)
+    s = score[order]
+    tied = np.zeros(order.size, bool)
+    eq = s[1:] == s[:-1]
+    tied[1:] |= eq
+    tied[:-1] |= eq
+    if tied.any():  # the runs of equal scores keep their places; inside one, positions ascend
+        order[tied] = order[tied][np.lexsort((order[tied], -s[tied]))]
+    return order
+
+
 def _assemble(sims, idx, group, size: int):
     """(rows, n_found): at most ``size`` of the rows the anchors retrieved (``idx`` (A, k), -1 =
     none). Score = mean similarity over the anchors that found a row; each anchor group (its
@@ -275,17 +289,17 @@ def _assemble(sims, idx, group, size: int):
     g = np.broadcast_to(np.asarray(group)[:, None], idx.shape)[ok]
     rows, inv = np.unique(idx[ok], return_inverse=True)
     score = np.bincount(inv, weights=sims[ok], minlength=rows.size) / np.bincount(inv, minlength=rows.size)
-    order = np.lexsort((rows, -score))  # best first, ties by index
+    order = _best_first(score)
     if rows.size <= size:
         return rows, rows.size
-    rank = np.empty(rows.size, np.int64)
-    rank[order] = np.arange(rows.size)
-    groups = np.unique(g)
+    groups, gi = np.unique(g, return_inverse=True)
     quota = size // groups.size
     chosen = np.zeros(rows.size, bool)
-    for c in groups:
-        mine = np.unique(rank[inv[g == c]])  # this group's rows, as global ranks, best first
-        chosen[order[mine[:quota]]] = True
+    mine = np.zeros(rows.size, bool)
+    for c in range(groups.size):
+        mine[:] = False
+        mine[inv[gi == c]] = True
+        chosen[order[mine[order]][:quota]] = True  # this group's best rows
     fill = order[~chosen[order]][: size - int(chosen.sum())]
     chosen[fill] = True
     return rows[chosen], rows.size
@@ -386,7 +400,7 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, ex
         probe = LinearProbe(seed=seed).fit(features, labels, n_classes=params.get("n_classes"))
     rseed = round_seed(seed, labels, labelled=lab)
     sub, sinfo = subpool(features, labels, exclude=exclude, seed=rseed, labelled=lab, **(subpool_params or {}))
-    rows = np.union1d(sub, lab)
+    rows = np.sort(np.concatenate([sub, lab]))  # = union1d: the subpool holds no labelled row
     X = _rows_of(features, rows, params.get("backend"), lazy=name in LAZY_ROWS)
     idx, info = strategies.select(name, X, labels[rows], k, seed=seed, probe=RowsProbe(probe, rows),
                                   return_info=True, **params)

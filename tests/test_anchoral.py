@@ -544,3 +544,11 @@ def test_anchors_lists_are_filtered_together_as_one_by_one():
         np.testing.assert_array_equal(sims[i, :m], v[ok][:m])
         assert (idx[i, m:] == -1).all()
     assert short == want_short and len(short) > 0
+
+
+def test_best_first_is_the_stable_order_of_scores_with_ties():
+    rng = np.random.default_rng(3)
+    for trial in range(50):
+        n = int(rng.integers(1, 400))
+        score = rng.integers(0, 1 + trial % 9, n) / 8.0 if trial % 2 else rng.random(n)  # many ties, or none
+        np.testing.assert_array_equal(A._best_first(score), np.lexsort((np.arange(n), -score)))
