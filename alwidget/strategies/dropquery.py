@@ -122,7 +122,7 @@ def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candi
     Xc = ctx.geometry.rows(cand)  # on an AnchorAL subpool: only these rows are gathered
     n_fit = max(2000, 40 * k) if kmeans_sample is None else int(kmeans_sample)
     fit = Xc if cand.size <= n_fit else Xc[np.sort(ctx.rng(11).choice(cand.size, size=n_fit, replace=False))]
-    _, cent = kmeans(fit, k, seed=ctx.seed, backend=ctx.backend)
+    _, cent = kmeans(fit, k, seed=ctx.seed, backend=ctx.backend, assign=False)  # centroids only
     idx = cand[nearest_distinct(Xc, cent)]
     info["kmeans_fitted_on"] = int(fit.shape[0])
     info["detail"] = (f"dropquery: {cand.size} points flip in >= {bar + 1} of {n_passes} dropout passes; "
