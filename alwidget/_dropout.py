@@ -78,25 +78,27 @@ def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, bl
     ids = np.arange(n_blocks) if block_ids is None else np.asarray(block_ids, dtype=np.int64)
     sizes = np.minimum(block, n - ids * block)
     out = torch.empty((n_passes, int(sizes.sum())), dtype=torch.int64, device=xs.device)
-    b_all = bias.repeat(n_passes) if clean is None else torch.cat([bias.repeat(n_passes), bias])
+    b_all = bias.repeat(n_passes) if clean is None else bias.repeat(n_passes + 1)
     src = None if rows is None else xs.numpy()
     buf = None if rows is None else np.empty((block, d), np.float32)
+    tbuf = None if rows is None else torch.from_numpy(buf)
     m = n_passes * c
     at = 0
     with torch.no_grad():
         for g in range(0, ids.size, _GROUP):
             gid, gsz = ids[g:g + _GROUP], sizes[g:g + _GROUP]
-            wk = (bank[pick[torch.from_numpy(gid)]][:, :, None, :] * w[None, None]).reshape(gid.size, m, d)
-            if clean is not None:
-                wk = torch.cat([wk, w.expand(gid.size, c, d)], 1)  # (blocks, passes * C + C, D)
+            masks = bank[pick[torch.from_numpy(gid)]]  # (blocks, passes, D)
+            if clean is not None:  # a mask of ones: the clean weights, w * 1 = w
+                masks = torch.cat([masks, masks.new_ones((gid.size, 1, d))], 1)
+            wk = (masks[:, :, None, :] * w[None, None]).reshape(gid.size, -1, d)  # (blocks, passes * C [+ C], D)
             z = torch.empty((int(gsz.sum()), wk.shape[1]), dtype=torch.float32, device=xs.device)
             zt = 0
-            for blk, r, wb in zip(gid.tolist(), gsz.tolist(), wk):
-                a = blk * block
+            for a, r, wb in zip((gid * block).tolist(), gsz.tolist(), wk):
                 if src is None:
                     xb = xs[a:a + r]
                 else:  # mode="clip": no checking copy of `out` (the rows are valid indices)
-                    xb = torch.from_numpy(np.take(src, rows[a:a + r], axis=0, out=buf[:r], mode="clip"))
+                    np.take(src, rows[a:a + r], axis=0, out=buf[:r], mode="clip")
+                    xb = tbuf if r == block else tbuf[:r]
                 torch.addmm(b_all, xb, wb.T, out=z[zt:zt + r])  # = linear(xb, wb, b_all)
                 zt += r
             if clean is not None:
