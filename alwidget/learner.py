@@ -5,6 +5,13 @@ published results (probabilities, batch, reason, timings) and the condition ever
 Bursts of labels coalesce: the worker always starts from the latest labels and skips the
 versions it missed. An error in a round is reported in ``status["error"]``, never fatal.
 
+On pools of ``anchoral.SUBPOOL_MIN`` rows or more a round publishes twice: the batch first (the
+fit, the subpool's selection and the trust monitor need no pool-wide scores; the monitor reads its
+rows through :class:`ByRow`), then, after the look-ahead of the batch's neighbour lists, the whole
+pool's probabilities for the map, which on a CPU cost most of the round (250 of 290 ms at 1M) and
+which a newer label stops between blocks of rows. Subscribers are called after each publication;
+``next_batch()`` waits for the first, ``wait()`` for both.
+
 The Session provides: ``features``, ``probe``, ``store``, ``prior``, ``seed``, ``n_threads``,
 ``_strategies``, ``_trust``, ``classes``, ``_training(st)``, ``_excluded(st)``,
 ``_skipped_rows(st)`` and ``_subscribers``.
@@ -58,6 +65,22 @@ def _anchoral():
     return anchoral
 
 
+_LATER = object()  # a round's probabilities that the second publication brings (early batch)
+
+
+class ByRow:
+    """A fitted probe's probabilities read by row: ``scores[rows]`` is the exact float32 pass on
+    those rows alone, ``scores.shape`` the pool's. Stands in for the (N, C) array where a round
+    publishes its batch before the whole pool is scored (the trust monitor reads a few thousand rows)."""
+
+    def __init__(self, probe, n_rows: int):
+        self._probe = probe
+        self.shape = (int(n_rows), probe.n_classes)
+
+    def __getitem__(self, rows):
+        return self._probe.exact_proba(np.asarray(rows, dtype=np.int64).reshape(-1))
+
+
 def select_next(strategies, features, labels: np.ndarray, k: int, strategy: str, *, exclude=None, probe=None,
                 seed: int = 0, n_threads: int = 1, n_classes: int = 0, prior=None, classes=()):
     """(indices, info): the strategy's next k rows for these labels; empty when nothing is unlabelled.
@@ -102,8 +125,10 @@ class Learner:
         self._round = 0  # bumps on next_batch(refresh=True)
         self._skipped: list[int] = []  # suggestions passed over by refresh since the last label
         self._done = None  # (version, round) the published results belong to
+        self._batch_done = None  # (version, round) of the published batch (ahead of _done: early batch)
         self._busy = False
         self._proba = None
+        self._proba_version = 0  # bumps with every publication of probabilities
         self._batch = np.zeros(0, dtype=np.int64)
         self._info: dict = {}
         self._timings: dict = {}
@@ -129,11 +154,18 @@ class Learner:
         Returns True when caught up, False on timeout. Subscribers have been called by then.
         Returns at once when called from a subscriber (the worker thread).
         """
+        return self._wait_for(lambda: not self._busy and self._done == (self._version, self._round), timeout)
+
+    def _wait_batch(self, timeout: float | None = None) -> bool:
+        """Like wait(), but only until the batch is published (on huge pools, before the map's scores)."""
+        return self._wait_for(lambda: self._batch_done == (self._version, self._round), timeout)
+
+    def _wait_for(self, caught_up, timeout):
         if self._in_worker():
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._closed and (self._busy or self._done != (self._version, self._round)):
+            while not self._closed and not caught_up():
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -154,15 +186,29 @@ class Learner:
                     k=self._batch_size + len(self._skipped), skipped=np.asarray(self._skipped, dtype=np.int64),
                     strategy=self._strategy, batch_size=self._batch_size)
 
-    def _compute(self, s):
-        """(proba, batch, info, timings) for a snapshot, or None when the session closed meanwhile."""
+    def _early_batch(self) -> bool:
+        """Whether rounds publish the batch before the whole pool's scores (see the module docstring)."""
+        return self.features.shape[0] >= _anchoral().SUBPOOL_MIN
+
+    def _stale(self, target) -> bool:
+        return self._closed or (self._version, self._round) != target
+
+    def _compute(self, s, early: bool = False):
+        """(proba, batch, info, timings) for a snapshot, or None when the session closed meanwhile.
+
+        early: leave the pool unscored (proba is _LATER, or None without labels); the monitor then
+        reads its rows by row.
+        """
         labels, st = s["labels"], s["st"]  # test labels never reach the probe
-        proba = None
+        proba = scores = None
         with self._model_lock, limit_threads(self.n_threads):
             t0 = time.perf_counter()
             if (labels >= 0).any():
                 self.probe.fit(self.features, labels, n_classes=max(s["n_classes"], int(labels.max()) + 1))
-                proba = self.probe.pool_proba()  # read-only, not copied: Session.predict_proba() copies
+                if early:
+                    proba, scores = _LATER, ByRow(self.probe, labels.shape[0])
+                else:
+                    proba = scores = self.probe.pool_proba()  # read-only: Session.predict_proba() copies
             t1 = time.perf_counter()
             if self._closed:
                 return None
@@ -170,12 +216,23 @@ class Learner:
             t2 = time.perf_counter()
             if s["skipped"].size:
                 batch = batch[~np.isin(batch, s["skipped"])]
-            batch = self._trust.update(st.cls, labels, proba, batch[:s["batch_size"]], s["n_classes"],
+            batch = self._trust.update(st.cls, labels, scores, batch[:s["batch_size"]], s["n_classes"],
                                        s["batch_size"], hold=np.union1d(s["skipped"], self._skipped_rows(st)))
             t3 = time.perf_counter()
         timings = {"retrain_ms": 1e3 * (t1 - t0), "select_ms": 1e3 * (t2 - t1), "trust_ms": 1e3 * (t3 - t2),
                    "total_ms": 1e3 * (t3 - t0)}
         return proba, batch, info, timings
+
+    def _rescore(self, target):
+        """(proba, ms) of the whole pool for the model that picked target's batch; None when newer
+        labels or a refresh came before or during the pass (it stops between blocks of rows: the
+        next round scores its own model) or on close."""
+        with self._model_lock, limit_threads(self.n_threads):
+            if self._stale(target):
+                return None
+            t0 = time.perf_counter()
+            proba = self.probe.pool_proba(should_stop=lambda: self._stale(target))
+            return None if proba is None else (proba, 1e3 * (time.perf_counter() - t0))
 
     def _run(self):
         while True:
@@ -186,34 +243,66 @@ class Learner:
                     return
                 s = self._snapshot()
                 self._busy = True
-            error, out = None, None
+            error, out, early = None, None, self._early_batch()
             try:
-                out = self._compute(s)
+                out = self._compute(s, early)
                 if out is None:
                     return
             except Exception as exc:  # reported, never fatal
                 error = f"{type(exc).__name__}: {exc}"
-            self._publish(s["target"], out, error)
-            if error is None:
+            later = error is None and out[0] is _LATER
+            self._publish(s["target"], out, error, final=not later)
+            if error is None:  # first: a label soon after the batch then finds its rows searched
                 self._prefetch(s["target"], out[1], out[2])
+            if later:
+                self._publish_scores(s["target"])
 
-    def _publish(self, target, out, error):
+    def _publish(self, target, out, error, final: bool = True):
         with self._cond:
             if error is None:
-                self._proba, self._batch, self._info, self._timings = out
+                proba, self._batch, self._info, self._timings = out
+                if proba is not _LATER:
+                    self._proba = proba
+                    self._proba_version += 1
                 self._last_update = time.time()
             self._error = error
             subscribers = list(self._subscribers)
+        self._notify(subscribers)
+        with self._cond:
+            self._batch_done = target
+            if final:
+                self._done = target
+                self._busy = False
+            self._cond.notify_all()
+
+    def _publish_scores(self, target):
+        """The second publication of an early-batch round: the pool's probabilities, then subscribers."""
+        out = error = None
+        try:
+            out = self._rescore(target)
+        except Exception as exc:  # reported, never fatal: the map keeps the previous colours
+            error = f"rescoring the pool: {type(exc).__name__}: {exc}"
+        with self._cond:
+            if out is not None:
+                self._proba, self._timings = out[0], {**self._timings, "rescore_ms": out[1]}
+                self._proba_version += 1
+                self._last_update = time.time()
+            if error is not None:
+                self._error = error
+            subscribers = list(self._subscribers) if out is not None else []
+        self._notify(subscribers)
+        with self._cond:
+            self._done = target
+            self._busy = False
+            self._cond.notify_all()
+
+    def _notify(self, subscribers):
         for cb in subscribers:
             try:
                 cb(self)
             except Exception as exc:
                 with self._cond:
                     self._error = f"subscriber {getattr(cb, '__name__', cb)!r} failed: {type(exc).__name__}: {exc}"
-        with self._cond:
-            self._done = target
-            self._busy = False
-            self._cond.notify_all()
 
     def _prefetch(self, target, batch, info):
         """AnchorAL: search the neighbour lists of the batch just published (the next round's new
@@ -223,13 +312,11 @@ class Learner:
         if not (info or {}).get("anchoral") or len(batch) == 0:
             return
 
-        def stale():
-            return self._closed or (self._version, self._round) != target
-
         t0 = time.perf_counter()
         try:
             with limit_threads(self.n_threads):
-                n = _anchoral().prefetch(self.features, np.asarray(batch, dtype=np.int64), should_stop=stale)
+                n = _anchoral().prefetch(self.features, np.asarray(batch, dtype=np.int64),
+                                         should_stop=lambda: self._stale(target))
         except Exception as exc:  # reported, never fatal: the next round searches for itself
             with self._cond:
                 self._error = f"prefetch: {type(exc).__name__}: {exc}"

@@ -87,6 +87,7 @@ class MapState:
         self.pred, self.conf, self.uncert = model_arrays(None, n)
         self.batch = np.zeros(0, np.int64)
         self.version = 0
+        self.model_key = None  # what the model arrays were made from (the widget's business)
 
     # ------------------------------------------------------------------ updates (pure state)
     def set_labels(self, label, flags=None) -> np.ndarray:

@@ -245,13 +245,19 @@ class LinearProbe:
             return self.pool_proba().copy()
         return self._score(self.transform(X))
 
-    def pool_proba(self) -> np.ndarray:
-        """The pool's cached probabilities, read-only and not copied (what the strategies read)."""
+    def pool_proba(self, should_stop=None) -> np.ndarray | None:
+        """The pool's cached probabilities, read-only and not copied (what the strategies read).
+
+        should_stop: called between blocks of rows; True abandons the pass and returns None
+        (nothing cached), so a newer label need not wait for a whole pool's scores.
+        """
         self._check_fitted()
         if self._proba is None:
             xs = self.transform(None)
             lowp = self._use_lowp(xs)
-            out = self._score_lowp() if lowp else self._score(xs)
+            out = self._score_lowp(should_stop) if lowp else self._score(xs, should_stop)
+            if out is None:
+                return None
             out.setflags(write=False)
             self._proba, self._proba_exact = out, not lowp
         return self._proba
@@ -276,8 +282,9 @@ class LinearProbe:
         c = int(self._seen.sum())
         return self.low_precision is True or lowp_faster(xs, 1 << max(0, c - 1).bit_length())  # C to a power of 2
 
-    def _score(self, xs) -> np.ndarray:
-        """Float32 probabilities of the rows of xs (a float32 tensor on the device)."""
+    def _score(self, xs, should_stop=None) -> np.ndarray | None:
+        """Float32 probabilities of the rows of xs (a float32 tensor on the device); None when
+        ``should_stop()`` said so between blocks."""
         import torch
 
         n = xs.shape[0]
@@ -289,6 +296,8 @@ class LinearProbe:
         rows = n if xs.is_cuda else max(1, BLOCK_BYTES // (xs.element_size() * xs.shape[1]))
         with torch.no_grad():
             for a in range(0, n, rows):
+                if should_stop is not None and should_stop():
+                    return None
                 p = _softmax_(self._logits(xs[a:a + rows]))
                 if every:  # written in place, no (rows, C) numpy temporary
                     dst[a:a + rows].copy_(p)
@@ -296,7 +305,7 @@ class LinearProbe:
                     out[a:a + rows, cols] = p.cpu().numpy()
         return out
 
-    def _score_lowp(self) -> np.ndarray:
+    def _score_lowp(self, should_stop=None) -> np.ndarray | None:
         """The pool's probabilities from the bfloat16 pass, near ties re-scored in float32.
 
         One pass over the pool block by block; within a block, the rows that are within both
@@ -321,6 +330,8 @@ class LinearProbe:
         self.n_rescored_ = 0
         with torch.no_grad():
             for a in range(0, n, rows):
+                if should_stop is not None and should_stop():
+                    return None
                 z = torch.nn.functional.linear(x16[a:a + rows], w16).float().add_(b)
                 z = torch.nan_to_num_(z, nan=0.0, posinf=3e38, neginf=-3e38)
                 near = near_ties(z, norms[:, a:a + rows], coef, b_abs, ARGMAX_GUARD, bounded)

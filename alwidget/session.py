@@ -334,27 +334,27 @@ class Session(Learner):
                 self._round += 1
                 self._cond.notify_all()
         if wait and not self._in_worker():
-            self.wait()
+            self._wait_batch()  # on huge pools the batch comes before the map's scores
         with self._cond:
             st = self.store.state()
-            labels = self._training(st)
-            free = (st.cls < 0) & ~st.unsure
-            batch = self._batch[free[self._batch]]
-            current = self._done == (self._version, self._round)
+            rows = self._batch
+            batch = rows[(st.cls[rows] < 0) & ~st.unsure[rows]]  # minus rows answered since
+            current = self._batch_done == (self._version, self._round)
             strategy = self._strategy
         if len(batch) >= k or not wait or self._in_worker() or not current:
             return batch[:k].copy()
-        if free.sum() <= len(batch):
+        if ((st.cls < 0) & ~st.unsure).sum() <= len(batch):
             return batch.copy()
         # More than the background batch: select now with the current model.
         with self._model_lock, limit_threads(self.n_threads):
-            idx, _ = self._select(labels, k, strategy, self._excluded(st))
+            idx, _ = self._select(self._training(st), k, strategy, self._excluded(st))
         return idx
 
     def predict_proba(self):
         """(n_samples, n_classes) float32 probabilities from the latest probe, or None before one exists.
 
-        Classes that appeared after the last retrain get zero columns.
+        Classes that appeared after the last retrain get zero columns. On pools of
+        ``anchoral.SUBPOOL_MIN`` rows or more they arrive after the batch: ``wait()`` first.
         """
         with self._cond:
             proba = self._proba
@@ -366,6 +366,11 @@ class Session(Learner):
         if proba.shape[1] < c:
             proba = np.concatenate([proba, np.zeros((proba.shape[0], c - proba.shape[1]), np.float32)], 1)
         return proba.copy()
+
+    @property
+    def proba_version(self) -> int:
+        """Bumps whenever new probabilities are published: compare it before pulling predict_proba()."""
+        return self._proba_version
 
     @property
     def status(self) -> dict:
@@ -392,6 +397,7 @@ class Session(Learner):
                 "labels_version": self._version,
                 "last_retrain_ms": self._timings.get("retrain_ms"),
                 "last_select_ms": self._timings.get("select_ms"),
+                "last_rescore_ms": self._timings.get("rescore_ms"),  # huge pools: the pool's scores after the batch
                 "last_update_ms": self._timings.get("total_ms"),
                 "last_update": self._last_update,
                 "error": self._error,

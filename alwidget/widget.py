@@ -337,17 +337,22 @@ class Labeller(FindMixin, TrustMixin, ProjectionMixin, anywidget.AnyWidget):
     # ------------------------------------------------------------------ background updates
     def _refresh_model_outputs(self):
         """Pull predictions and the suggested batch from the Session and push what changed."""
-        proba = self.session.predict_proba()
         train = self.session.label_array()
         two_classes = np.unique(train[train >= 0]).size >= 2  # one class: every prediction is that class
         guess = self.session.prior is not None  # a text prior: the zero-shot guess colours the map at once
+        # Huge pools publish the batch before the scores: skip re-reading (and copying) unchanged ones.
+        model = (self.session.proba_version, two_classes or guess)
+        fresh = model != self.state.model_key
+        proba = self.session.predict_proba() if fresh and model[1] else None
         suggested = [int(i) for i in self.session.next_batch(wait=False) if int(i) not in self._passed]
         with self._send_lock:
             names = []
             changed = self._read_labels()
             if changed.size:
                 self.emit_all(self.state.labels_message(changed))
-            if self.state.set_model(proba if two_classes or guess else None):
+            if fresh:
+                self.state.model_key = model
+            if fresh and self.state.set_model(proba):
                 names += ["pred", "uncert"]
             if self.state.set_batch(suggested, self.session.batch_size):
                 names.append("batch")

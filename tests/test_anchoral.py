@@ -454,8 +454,8 @@ def test_a_session_labels_outside_the_batch_undoes_and_labels_during_a_prefetch(
         monkeypatch.setattr(A, "prefetch", held)
         _label_batch(s, y, np.asarray(s.next_batch()))
         assert entered.wait(60)  # the worker is in its prefetch ...
-        assert s.wait(timeout=60)  # ... with the batch published: nobody waits for the prefetch
-        stale_target = s._done
+        assert s._wait_batch(timeout=60)  # ... with the batch published: next_batch() does not wait for it
+        stale_target = s._batch_done
         s.label(int(outside), str(y[outside]))  # a label during the prefetch
         release.set()
         assert s.wait(timeout=120) and s.status["error"] is None

@@ -368,3 +368,22 @@ def test_lowp_calibration_runs_once_per_setting(digits, monkeypatch):
     assert probe_mod.lowp_faster(x, 16) is first and len(_lowp._LOWP_FASTER) == 1
     with pytest.raises(ValueError, match="low_precision"):
         LinearProbe(low_precision="bf16")
+
+
+@pytest.mark.parametrize("lowp", [False, True])
+def test_a_pool_pass_stops_between_blocks_and_caches_nothing(digits, monkeypatch, lowp):
+    X, y = digits
+    monkeypatch.setattr(probe_mod, "BLOCK_BYTES", 64 * 4 * 100)  # 100-row blocks: 18 on digits
+    p = LinearProbe(seed=0, device="cpu", low_precision=lowp).fit(X, _partial(y, 30))
+    asked = []
+
+    def stop_at_fifth():
+        asked.append(1)
+        return len(asked) >= 5
+
+    assert p.pool_proba(should_stop=stop_at_fifth) is None and len(asked) == 5  # stopped mid-pool
+    assert p._proba is None  # nothing half-done is kept
+    full = p.pool_proba(should_stop=lambda: False)
+    np.testing.assert_array_equal(full, LinearProbe(seed=0, device="cpu", low_precision=lowp)
+                                  .fit(X, _partial(y, 30)).pool_proba())
+    assert p.pool_proba(should_stop=lambda: True) is full  # a cached result is not recomputed

@@ -65,6 +65,22 @@ def test_unsure_skip_and_test_answers():
     assert s.state().skip_age[3] == 1  # the skip is back, with its age recomputed
 
 
+def test_state_is_one_read_only_snapshot_until_the_rows_change():
+    s = LabelStore(":memory:", keys(6))
+    s.label(0, "a")
+    st = s.state()
+    assert s.state() is st  # shared while nothing changes
+    with pytest.raises(ValueError, match="read-only"):
+        st.cls[1] = 0
+    for change in (lambda: s.label(1, "b"), lambda: s.mark_unsure([2]), lambda: s.skip([3]),
+                   lambda: s.label(4, "a", role="test"), s.undo, lambda: s.unlabel([0])):
+        change()
+        new = s.state()
+        assert new is not st and st.cls[0] == 0  # a new snapshot; the old one stays as it was
+        st = new
+    assert st.cls.tolist() == [-1, 1, -1, -1, -1, -1] and st.unsure[2] and st.skip_age[3] == 0  # test label undone
+
+
 def test_events_are_append_only():
     s = LabelStore(":memory:", n_samples=5)
     s.label(0, "a")

@@ -537,3 +537,24 @@ def test_running_the_cell_twice_leaves_one_live_widget(digits, capsys):
     first.close()
     with LabelStore(second.store_path, second.session.items) as back:
         assert back.current() == {3: "one", 5: "two"}
+
+
+def test_on_a_huge_pool_the_map_gets_the_batch_first_and_pulls_the_scores_once(digits, tmp_path, monkeypatch):
+    from alwidget import anchoral
+
+    _, y, _ = digits
+    monkeypatch.setattr(anchoral, "SUBPOOL_MIN", 100)  # 240 rows count as huge: batch, then scores
+    w, rec = make(digits, tmp_path)
+    label_two_classes(w, y)
+    pulls = []
+    real = w.session.predict_proba
+    w.session.predict_proba = lambda: pulls.append(1) or real()
+    rec.messages.clear()
+    w.handle_message({"type": "label", "indices": [int(w.state.batch[0])], "class": "two"})
+    w.session.wait()
+    # the round published twice: the batch (old scores not re-read), then the new scores once
+    assert len(pulls) == 1 and w.session.status["last_rescore_ms"] is not None
+    names = [c["name"] for c in rec.contents("array")]
+    assert "batch" in names and "pred" in names and names.index("batch") < names.index("pred")
+    np.testing.assert_array_equal(w.state.pred, real().argmax(1))
+    w.close()
