@@ -289,9 +289,9 @@ def _assemble(sims, idx, group, size: int):
     g = np.broadcast_to(np.asarray(group)[:, None], idx.shape)[ok]
     rows, inv = np.unique(idx[ok], return_inverse=True)
     score = np.bincount(inv, weights=sims[ok], minlength=rows.size) / np.bincount(inv, minlength=rows.size)
-    order = _best_first(score)
     if rows.size <= size:
         return rows, rows.size
+    order = _best_first(score)
     groups, gi = np.unique(g, return_inverse=True)
     quota = size // groups.size
     chosen = np.zeros(rows.size, bool)
