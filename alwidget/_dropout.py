@@ -56,30 +56,60 @@ def banked(xs, w, bias, n_passes: int, p: float, seed: int, bank):
     return out
 
 
-def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, block_ids=None):
+def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, block_ids=None, *,
+           rows=None, clean=None):
     """One bank row per block of ``block`` rows and pass, applied to the weights: x (m W).
 
     Every block of the pool, or only ``block_ids`` (their rows in order). ``bank``: (>= 1, D)
-    inverted-scaled masks; the seed picks a row per block and pass."""
+    inverted-scaled masks; the seed picks a row per block and pass.
+
+    ``rows`` (CPU): read rows ``xs[rows]`` instead of xs itself, a block at a time into a small
+    buffer, so that they are never copied out as a whole (the same values, the same products:
+    the same result as on ``xs[rows]``). ``clean``: an (n, C) float32 tensor that receives the
+    logits without dropout, ``linear(x, w, bias)``, as C more columns of each block's product
+    (one read of the rows for both). Blocks go in groups of ``_GROUP``: their masked weights in
+    one product, their classes in one reduction (the first largest logit, as ``argmax``)."""
     import torch
 
-    n, d = xs.shape
+    n, d = xs.shape if rows is None else (len(rows), xs.shape[1])
     c = w.shape[0]
     n_blocks = -(-n // block)
     pick = torch.from_numpy(np.random.default_rng([seed, n, 1]).integers(0, bank.shape[0], (n_blocks, n_passes)))
     ids = np.arange(n_blocks) if block_ids is None else np.asarray(block_ids, dtype=np.int64)
     sizes = np.minimum(block, n - ids * block)
     out = torch.empty((n_passes, int(sizes.sum())), dtype=torch.int64, device=xs.device)
-    b_all = bias.repeat(n_passes)
+    b_all = bias.repeat(n_passes) if clean is None else bias.repeat(n_passes + 1)
+    src = None if rows is None else xs.numpy()
+    buf = None if rows is None else np.empty((block, d), np.float32)
+    tbuf = None if rows is None else torch.from_numpy(buf)
+    m = n_passes * c
     at = 0
     with torch.no_grad():
-        for blk, r in zip(ids.tolist(), sizes.tolist()):
-            a = blk * block
-            wk = (bank[pick[blk]][:, None, :] * w[None]).reshape(n_passes * c, d)  # (passes * C, D)
-            z = torch.nn.functional.linear(xs[a:a + r], wk, b_all)
-            out[:, at:at + r] = torch.nan_to_num(z, nan=0.0).view(r, n_passes, c).argmax(2).T
-            at += r
+        for g in range(0, ids.size, _GROUP):
+            gid, gsz = ids[g:g + _GROUP], sizes[g:g + _GROUP]
+            masks = bank[pick[torch.from_numpy(gid)]]  # (blocks, passes, D)
+            if clean is not None:  # a mask of ones: the clean weights, w * 1 = w
+                masks = torch.cat([masks, masks.new_ones((gid.size, 1, d))], 1)
+            wk = (masks[:, :, None, :] * w[None, None]).reshape(gid.size, -1, d)  # (blocks, passes * C [+ C], D)
+            z = torch.empty((int(gsz.sum()), wk.shape[1]), dtype=torch.float32, device=xs.device)
+            zt = 0
+            for a, r, wb in zip((gid * block).tolist(), gsz.tolist(), wk):
+                if src is None:
+                    xb = xs[a:a + r]
+                else:  # mode="clip": no checking copy of `out` (the rows are valid indices)
+                    np.take(src, rows[a:a + r], axis=0, out=buf[:r], mode="clip")
+                    xb = tbuf if r == block else tbuf[:r]
+                torch.addmm(b_all, xb, wb.T, out=z[zt:zt + r])  # = linear(xb, wb, b_all)
+                zt += r
+            if clean is not None:
+                clean[at:at + zt] = z[:, m:]
+            out[:, at:at + zt] = torch.nan_to_num(z[:, :m], nan=0.0).view(zt, n_passes, c).max(2).indices.T
+            at += zt
     return out
+
+
+#: Blocks per group in :func:`shared` (their masked weights: 16 x passes * C x D floats).
+_GROUP = 16
 
 
 def iid(xs, w, bias, n_passes: int, p: float, seed: int):

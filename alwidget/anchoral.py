@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ann
+from .anchoral_probe import RowsProbe, _gather  # noqa: F401 (re-exported)
 from .geometry import Geometry, knn_query
 
 __all__ = ["IVF_MIN", "SUBPOOL_MIN", "RowsProbe", "anchors", "prefetch", "select", "subpool"]
@@ -170,26 +171,38 @@ def _neighbours(geo, anchor_rows, taken, n_neighbors):
     cache = _lists(geo, k)
     with geo.lock:
         have = {a: cache[a] for a in anchor_rows.tolist() if a in cache}
-    sims = np.full((anchor_rows.size, k), -np.inf, np.float32)
-    idx = np.full((anchor_rows.size, k), -1, np.int64)
     todo = [a for a in anchor_rows.tolist() if a not in have]
     fetch = k + _MARGIN
     for _ in range(8):  # a longer list each time an anchor runs short (labels piled up near it)
         if todo:
             have.update(_fill(geo, cache, np.asarray(todo, np.int64), min(geo.n_samples, fetch)))
-        short = []
-        for i, a in enumerate(anchor_rows.tolist()):
-            v, j = have[a]
-            ok = (j >= 0) & ~taken[np.maximum(j, 0)]
-            m = min(k, int(ok.sum()))
-            if m < k and j.size < geo.n_samples and (j >= 0).all():
-                short.append(a)
-                continue
-            sims[i, :m], idx[i, :m] = v[ok][:m], j[ok][:m]
+        sims, idx, short = _untaken(have, anchor_rows, taken, k, geo.n_samples)
         if not short:
             break
         todo, fetch = short, fetch * 4
     return sims, idx
+
+
+def _untaken(have, anchor_rows, taken, k: int, n: int):
+    """(sims (A, k), idx (A, k), short): each anchor's first k untaken rows of its list ``have[a]``
+    (-inf / -1 after its last one); ``short``: the anchors (in order) whose list of fewer than n
+    rows ran out before k, left unfilled. Lists of one length are read together, not one by one."""
+    sims = np.full((anchor_rows.size, k), -np.inf, np.float32)
+    idx = np.full((anchor_rows.size, k), -1, np.int64)
+    rows = anchor_rows.tolist()
+    length = np.array([have[a][1].size for a in rows])
+    short = []
+    for size in np.unique(length).tolist():
+        at = np.flatnonzero(length == size)
+        v = np.stack([have[rows[i]][0] for i in at.tolist()])
+        j = np.stack([have[rows[i]][1] for i in at.tolist()])
+        ok = (j >= 0) & ~taken[np.maximum(j, 0)]
+        rank = np.cumsum(ok, 1)  # 1-based place of each untaken row among its list's
+        bad = (rank[:, -1] < k) & (size < n) & (j >= 0).all(1)
+        short += at[bad].tolist()
+        r, c = np.nonzero(ok & (rank <= k) & ~bad[:, None])
+        sims[at[r], rank[r, c] - 1], idx[at[r], rank[r, c] - 1] = v[r, c], j[r, c]
+    return sims, idx, [rows[i] for i in sorted(short)]
 
 
 def prefetch(features, rows, *, n_neighbors: int = N_NEIGHBORS, should_stop=None) -> int:
@@ -237,29 +250,55 @@ def subpool(features, labels, *, exclude=None, per_class: int = PER_CLASS, n_nei
     labels = np.asarray(labels)
     n = labels.shape[0]
     geo = Geometry.of(features)
-    lab = np.flatnonzero(labels >= 0) if labelled is None else np.asarray(labelled, dtype=np.int64)
+    lab = np.flatnonzero(labels >= 0) if labelled is None else np.unique(np.asarray(labelled, dtype=np.int64))
     taken = np.zeros(n, bool)
     taken[lab] = True
+    gone = lab  # what the tail never draws, with the retrieved rows
     if exclude is not None:
         ex = np.asarray(exclude)
         if ex.dtype == bool:
             taken = taken | ex
+            gone = np.flatnonzero(taken)
         else:  # indices: no (N,) isin
-            taken[ex.astype(np.int64)] = True
+            ex = ex.astype(np.int64)
+            taken[ex] = True  # IndexError out of range; negative ones count from the end
+            gone = np.union1d(lab, np.where(ex < 0, ex + n, ex))
     a = anchors(geo.X, labels, per_class, seed, labelled=lab)
     picked, found = np.zeros(0, np.int64), 0
     if a.size:
         sims, idx = _neighbours(geo, a, taken, int(n_neighbors))
         picked, found = _assemble(sims, idx, labels[a] if balanced else np.zeros(a.size, np.int64), int(size))
-    rest = ~taken
-    rest[picked] = False
-    rest = np.flatnonzero(rest)
-    t = min(int(tail), rest.size)
-    extra = np.random.default_rng([int(seed), 43]).choice(rest, t, replace=False) if t else np.zeros(0, np.int64)
+    extra = _tail(n, np.sort(np.concatenate([gone, picked])), int(tail), seed)  # disjoint: picked rows are untaken
+    t = extra.size
     out = np.sort(np.concatenate([picked, extra]).astype(np.int64))
     info = {"anchors": int(a.size), "retrieved": int(found), "subpool": int(out.size), "tail": int(t),
             "approximate": bool(n >= IVF_MIN and ann.available())}
     return out, info
+
+
+def _tail(n: int, gone, tail: int, seed: int) -> np.ndarray:
+    """``tail`` rows drawn at random (seeded) from the rows of ``range(n)`` not in ``gone`` (sorted,
+    unique, in range): the same rows as drawing from ``np.setdiff1d(np.arange(n), gone)``, whose i-th row is
+    i plus the number of gone rows up to it, found without a pass over the n rows."""
+    t = min(int(tail), n - gone.size)
+    if t <= 0:
+        return np.zeros(0, np.int64)
+    i = np.random.default_rng([int(seed), 43]).choice(n - gone.size, t, replace=False)
+    return i + np.searchsorted(gone - np.arange(gone.size), i, side="right")
+
+
+def _best_first(score) -> np.ndarray:
+    """``np.lexsort((np.arange(n), -score))``: positions by score, best first, ties by position.
+    An unstable sort and a re-sort of the tied runs only (a stable sort of 11k floats: 0.6 ms)."""
+    order = np.argsort(-score)
+    s = score[order]
+    tied = np.zeros(order.size, bool)
+    eq = s[1:] == s[:-1]
+    tied[1:] |= eq
+    tied[:-1] |= eq
+    if tied.any():  # the runs of equal scores keep their places; inside one, positions ascend
+        order[tied] = order[tied][np.lexsort((order[tied], -s[tied]))]
+    return order
 
 
 def _assemble(sims, idx, group, size: int):
@@ -270,126 +309,20 @@ def _assemble(sims, idx, group, size: int):
     g = np.broadcast_to(np.asarray(group)[:, None], idx.shape)[ok]
     rows, inv = np.unique(idx[ok], return_inverse=True)
     score = np.bincount(inv, weights=sims[ok], minlength=rows.size) / np.bincount(inv, minlength=rows.size)
-    order = np.lexsort((rows, -score))  # best first, ties by index
     if rows.size <= size:
         return rows, rows.size
-    rank = np.empty(rows.size, np.int64)
-    rank[order] = np.arange(rows.size)
-    groups = np.unique(g)
+    order = _best_first(score)
+    groups, gi = np.unique(g, return_inverse=True)
     quota = size // groups.size
     chosen = np.zeros(rows.size, bool)
-    for c in groups:
-        mine = np.unique(rank[inv[g == c]])  # this group's rows, as global ranks, best first
-        chosen[order[mine[:quota]]] = True
+    mine = np.zeros(rows.size, bool)
+    for c in range(groups.size):
+        mine[:] = False
+        mine[inv[gi == c]] = True
+        chosen[order[mine[order]][:quota]] = True  # this group's best rows
     fill = order[~chosen[order]][: size - int(chosen.sum())]
     chosen[fill] = True
     return rows[chosen], rows.size
-
-
-class RowsProbe:
-    """A probe fitted on the whole pool, read on some of its rows (the subpool + labelled).
-
-    ``predict_proba()``, ``predict()``, ``predict_dropout()`` and ``transform()`` with ``X=None``
-    answer for ``rows`` only (in that order); everything else is the wrapped probe's. A view for
-    one selection call: it keeps the rows' scores and standardised features once gathered."""
-
-    #: The strategies' Context reads ``proba_exact`` / ``exact_proba`` of this wrapper itself (they
-    #: answer for its rows), so a reduced-precision pool pass still gets its exact shortlist re-score.
-    exact_rows = True
-
-    def __init__(self, probe, rows):
-        self._probe = probe
-        self._rows = np.asarray(rows, dtype=np.int64)
-        self._proba = None
-        self._exact = True
-        self._xs = None  # our rows of the pool's standardised tensor, gathered once per call
-
-    def __getattr__(self, name):
-        return getattr(self._probe, name)
-
-    def transform(self, X=None):
-        if X is not None:
-            return self._probe.transform(X)
-        if self._xs is None:  # read-only, like the probe's own pool tensor
-            self._xs = _gather(self._probe.transform(None), self._rows)
-        return self._xs
-
-    def predict_proba(self, X=None) -> np.ndarray:
-        if X is not None:
-            return self._probe.predict_proba(X)
-        return self._rows_proba().copy()
-
-    def _rows_proba(self) -> np.ndarray:
-        if self._proba is None:
-            cached = getattr(self._probe, "_proba", None)  # the pool's scores, when computed already
-            if cached is not None:  # possibly the pool's bf16 pass
-                self._proba, self._exact = cached[self._rows], bool(getattr(self._probe, "proba_exact", True))
-            else:
-                self._proba, self._exact = self._score_rows(), True
-        return self._proba
-
-    @property
-    def proba_exact(self) -> bool:
-        """Whether predict_proba() is float32-exact on these rows."""
-        self._rows_proba()
-        return self._exact
-
-    def exact_proba(self, rows) -> np.ndarray:
-        """Float32 probabilities of positions ``rows`` of this wrapper (rows of the wrapped pool)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if self.proba_exact:
-            return self._rows_proba()[rows]
-        return np.asarray(self._probe.exact_proba(self._rows[rows]))
-
-    def _score_rows(self) -> np.ndarray:
-        """Class probabilities of the rows only (the pool is not scored)."""
-        import torch
-
-        from .probe import _softmax_
-
-        seen = np.flatnonzero(self._probe.seen_classes)
-        out = np.zeros((self._rows.size, self._probe.n_classes), np.float32)
-        with torch.no_grad():
-            out[:, seen] = _softmax_(self._probe._logits(self.transform(None))).cpu().numpy()
-        return out
-
-    def predict(self, X=None) -> np.ndarray:
-        return self.predict_proba(X).argmax(1).astype(np.int64)
-
-    def predict_dropout(self, X=None, n_passes: int = 3, p: float = 0.75, seed: int = 0, rows=None, blocks=None):
-        """(n_passes, rows) class ids under input dropout, as the wrapped probe's. On the CPU the
-        masks are shared per block of ``DROPOUT_BLOCK`` of our rows (the probe's own path from
-        ``SHARED_MASKS_MIN`` rows): its fixed mask bank is reused, where the per-point path would
-        draw a bank of 4096 x D numbers for every new seed, every round (31 -> 6 ms at 8.4k rows)."""
-        import torch
-
-        from .probe import DROPOUT_BLOCK
-
-        if X is not None:
-            return self._probe.predict_dropout(X, n_passes=n_passes, p=p, seed=seed)
-        if blocks is not None:  # blocks of our rows (DropQuery on a big subpool): gathered rows
-            b = np.asarray(blocks, dtype=np.int64)
-            rows = (b[:, None] * DROPOUT_BLOCK + np.arange(DROPOUT_BLOCK)[None, :]).ravel()
-            rows = rows[rows < self._rows.size]
-        r = self._rows if rows is None else self._rows[np.asarray(rows, dtype=np.int64)]
-        pool = self._probe.transform(None)
-        if pool.is_cuda or isinstance(n_passes, bool) or not isinstance(n_passes, (int, np.integer)) \
-                or n_passes < 1 or not 0 <= p < 1:  # i.i.d. masks on the device; the probe rejects bad input
-            return self._probe.predict_dropout(None, n_passes=n_passes, p=p, seed=seed, rows=r)
-        xs = self.transform(None) if rows is None else _gather(pool, r)
-        cols = torch.from_numpy(np.flatnonzero(self._probe.seen_classes))
-        w, bias = self._probe._W[:, cols].T.contiguous(), self._probe._b[cols]
-        return cols[self._probe._dropout_blocks(xs, w, bias, int(n_passes), float(p), int(seed))].numpy()
-
-
-def _gather(t, rows):
-    """Rows of a torch tensor; on the CPU by numpy's fancy indexing (the same values), which was
-    about 4x faster than ``torch.index_select`` for 8k of 1M rows x 512 on one thread (10.6 -> 2.9 ms)."""
-    import torch
-
-    if t.device.type != "cpu" or t.requires_grad or not t.is_contiguous():
-        return torch.index_select(t, 0, torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(t.device))
-    return torch.from_numpy(t.numpy()[np.asarray(rows, dtype=np.int64)])
 
 
 #: Strategies that never read the subpool's feature array itself (only the probe, and rows
@@ -485,9 +418,9 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, ex
         from .probe import LinearProbe
 
         probe = LinearProbe(seed=seed).fit(features, labels, n_classes=params.get("n_classes"))
-    rseed = round_seed(seed, labels)
+    rseed = round_seed(seed, labels, labelled=lab)
     sub, sinfo = subpool(features, labels, exclude=exclude, seed=rseed, labelled=lab, **(subpool_params or {}))
-    rows = np.union1d(sub, lab)
+    rows = np.sort(np.concatenate([sub, lab]))  # = union1d: the subpool holds no labelled row
     X = _rows_of(features, rows, params.get("backend"), lazy=name in LAZY_ROWS)
     idx, info = strategies.select(name, X, labels[rows], k, seed=seed, probe=RowsProbe(probe, rows),
                                   return_info=True, **params)

@@ -220,15 +220,14 @@ def _query_scores_torch(X, q, euclidean: bool):
 
 
 def kmeans(X, n_clusters: int, *, seed: int = 0, n_iter: int = 20, backend=None, device=None,
-           max_points_per_centroid: int = 256):
+           max_points_per_centroid: int = 256, assign: bool = True):
     """Seeded k-means (Lloyd) on the rows of X.
 
-    Returns ``(assign, centroids)``: (N,) int64 cluster ids in ``0..K-1`` and (K, D) float32
-    centroids, ``K = min(n_clusters, N)``. Training uses at most ``max_points_per_centroid * K``
-    rows and at most :data:`KMEANS_TRAIN_MAX` (but >= 39 per centroid): a seeded subsample, as
-    faiss does; every row is then assigned to its nearest centroid. Clusters may come out empty
-    when X has fewer distinct rows than K.
-    """
+    Returns ``(assign, centroids)``: (N,) int64 cluster ids in ``0..K-1`` (None with ``assign=False``:
+    no last pass over X) and (K, D) float32 centroids, ``K = min(n_clusters, N)``. Training uses at most
+    ``max_points_per_centroid * K`` rows and at most :data:`KMEANS_TRAIN_MAX` (but >= 39 per centroid):
+    a seeded subsample, as faiss does; every row is then assigned to its nearest centroid. Clusters
+    may come out empty when X has fewer distinct rows than K."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     n, d = X.shape
     K = int(max(1, min(int(n_clusters), n)))
@@ -237,12 +236,14 @@ def kmeans(X, n_clusters: int, *, seed: int = 0, n_iter: int = 20, backend=None,
     if kind == "faiss":
         import faiss
 
-        km = faiss.Kmeans(d, K, niter=int(n_iter), seed=int(seed) % 2**31, verbose=False,
+        if not np.isfinite(X).all():  # numpy's scan, not faiss's (0.4 ms for 1.3k x 512)
+            raise ValueError("k-means input contains NaN or inf")
+        km = faiss.Kmeans(d, K, niter=int(n_iter), seed=int(seed) % 2**31, verbose=False, check_input_data_for_NaNs=False,
                           max_points_per_centroid=int(max_points_per_centroid), min_points_per_centroid=1)
         km.train(X)
-        _, assign = km.index.search(X, 1)
-        return assign[:, 0].astype(np.int64), np.asarray(km.centroids, dtype=np.float32)
-    return _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid)
+        return (km.index.search(X, 1)[1][:, 0].astype(np.int64) if assign else None), km.centroids.astype(np.float32)
+    ids, cent = _kmeans_torch(X, K, seed, n_iter, dev, max_points_per_centroid)
+    return (ids if assign else None), cent
 
 
 # --------------------------------------------------------------------------- the cache

@@ -392,12 +392,13 @@ class LinearProbe:
         """(n_passes, N): a bank row per point and pass (small CPU pools; :func:`_dropout.banked`)."""
         return _dropout.banked(xs, w, bias, n_passes, p, seed, self._dropout_bank(xs.shape[1], p, seed))
 
-    def _dropout_blocks(self, xs, w, bias, n_passes: int, p: float, seed: int, block_ids=None):
-        """(n_passes, rows): one shared mask per block and pass (:func:`_dropout.shared`). One
-        fixed bank (drawn once per D and p); the seed picks its rows, so rounds with new seeds
-        reuse it instead of drawing 4096 x D numbers again."""
+    def _dropout_blocks(self, xs, w, bias, n_passes: int, p: float, seed: int, block_ids=None, *, rows=None,
+                        clean=None):
+        """(n_passes, rows): one shared mask per block and pass (:func:`_dropout.shared`, which
+        says what ``rows`` and ``clean`` do). One fixed bank (drawn once per D and p); the seed
+        picks its rows, so rounds with new seeds reuse it instead of drawing 4096 x D numbers again."""
         bank = self._dropout_bank(xs.shape[1], p, 0)[:4096]
-        return _dropout.shared(xs, w, bias, n_passes, p, seed, bank, DROPOUT_BLOCK, block_ids)
+        return _dropout.shared(xs, w, bias, n_passes, p, seed, bank, DROPOUT_BLOCK, block_ids, rows=rows, clean=clean)
 
     _dropout_iid = staticmethod(_dropout.iid)
 

@@ -501,3 +501,54 @@ def test_searching_no_rows_gives_empty_lists(digits, monkeypatch, ivf):
         monkeypatch.setattr(A, "IVF_MIN", 100)
     sims, idx = A._search(Geometry.of(digits[0]), np.zeros(0, np.int64), 20)
     assert sims.shape == idx.shape == (0, 20)
+
+
+def test_the_tail_is_the_draw_from_the_rows_left_without_listing_them():
+    """_tail draws the rows np.setdiff1d would list, with the same generator calls (small pools and
+    pools over 10,000 rows, where numpy draws another way), so the subpool is what it was."""
+    for trial in range(60):
+        rng = np.random.default_rng(trial)
+        n = int(rng.integers(1, 3000)) if trial % 3 else int(rng.integers(10_001, 300_000))
+        gone = np.unique(rng.choice(n, int(rng.integers(0, n + 1)), replace=True)) if trial % 5 else np.zeros(0, int)
+        tail, seed = int(rng.integers(0, 1200)), int(rng.integers(2**31))
+        rest = np.setdiff1d(np.arange(n), gone)
+        t = min(tail, rest.size)
+        want = np.random.default_rng([seed, 43]).choice(rest, t, replace=False) if t else np.zeros(0, int)
+        np.testing.assert_array_equal(A._tail(n, gone, tail, seed), want)
+
+
+def test_anchors_lists_are_filtered_together_as_one_by_one():
+    """_untaken on lists of two lengths, with taken rows, -1 padding and lists that run short."""
+    rng = np.random.default_rng(0)
+    n, k = 500, 6
+    taken = rng.random(n) < 0.4
+    have = {}
+    for a in range(40):
+        size = 12 if a % 3 else 30
+        j = rng.choice(n, size, replace=False)
+        if a % 7 == 0:
+            j[-4:] = -1  # a list that reached the end of the pool
+        have[a] = (rng.random(size).astype(np.float32), j)
+    anchors_ = np.arange(40)[::-1].copy()
+    sims, idx, short = A._untaken(have, anchors_, taken, k, n)
+    want_short = []
+    for i, a in enumerate(anchors_.tolist()):
+        v, j = have[a]
+        ok = (j >= 0) & ~taken[np.maximum(j, 0)]
+        m = min(k, int(ok.sum()))
+        if m < k and j.size < n and (j >= 0).all():
+            want_short.append(a)
+            assert (idx[i] == -1).all() and np.isneginf(sims[i]).all()
+            continue
+        np.testing.assert_array_equal(idx[i, :m], j[ok][:m])
+        np.testing.assert_array_equal(sims[i, :m], v[ok][:m])
+        assert (idx[i, m:] == -1).all()
+    assert short == want_short and len(short) > 0
+
+
+def test_best_first_is_the_stable_order_of_scores_with_ties():
+    rng = np.random.default_rng(3)
+    for trial in range(50):
+        n = int(rng.integers(1, 400))
+        score = rng.integers(0, 1 + trial % 9, n) / 8.0 if trial % 2 else rng.random(n)  # many ties, or none
+        np.testing.assert_array_equal(A._best_first(score), np.lexsort((np.arange(n), -score)))

@@ -58,6 +58,14 @@ def test_kmeans_seeded_assigns_to_nearest_centroid(blobs, backend):
     np.testing.assert_array_equal(a1, a2)
     np.testing.assert_array_equal(c1, c2)
     assert a1.dtype == np.int64 and c1.shape == (6, 8)
+    none, c3 = kmeans(X, 6, seed=3, backend=backend, assign=False)  # the same centroids, no assignment
+    assert none is None
+    np.testing.assert_array_equal(c3, c1)
+    if backend == "faiss":  # numpy's check of the input, in place of faiss's slower one
+        bad = X.copy()
+        bad[3, 2] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            kmeans(bad, 6, backend=backend)
     d = ((X[:, None, :] - c1[None]) ** 2).sum(-1)
     np.testing.assert_allclose(d[np.arange(len(X)), a1], d.min(1), atol=1e-5)
     # Well-separated blobs: every blob ends up in (mostly) one cluster.

@@ -49,15 +49,16 @@ def register(name: str, *, needs_model: bool = False, summary: str = ""):
     return deco
 
 
-def round_seed(seed: int, labels) -> int:
+def round_seed(seed: int, labels, *, labelled=None) -> int:
     """The seed of one selection round: a hash of ``seed``, the labelled indices and their classes.
 
     Successive rounds (one more label) get unrelated seeds, so random parts (random sampling,
     tie orders, fills, dropout masks, DropQuery's k-means) never replay the previous round;
     the same seed and the same labels give the same value. Returns an int in [0, 2**31).
+    ``labelled``: ``flatnonzero(labels >= 0)`` when the caller has it (no pass over the labels).
     """
     lab = np.asarray(labels)
-    idx = np.flatnonzero(lab >= 0)  # sorted
+    idx = np.flatnonzero(lab >= 0) if labelled is None else np.asarray(labelled, dtype=np.int64)  # sorted
     h = hashlib.blake2b(digest_size=8)
     h.update(np.int64(seed).tobytes())
     h.update(idx.astype("<i8").tobytes())

@@ -83,6 +83,17 @@ def _flips(probe, proba, unl, n_passes, p, seed, subset, need):
     return (drops[:, unl] != y_hat[unl][None, :]).sum(0), n
 
 
+def _flips_of(ctx, probe, n_classes, unl, n_passes, p, subset, need):
+    """:func:`_flips` of the probe's clean scores. A probe with ``proba_and_dropout`` (an AnchorAL
+    subpool's, :class:`alwidget.anchoral.RowsProbe`) gives the clean scores and the passes over
+    all its rows in one read of them, where :func:`_flips` would not sample blocks."""
+    both = getattr(probe, "proba_and_dropout", None)
+    if both is not None and (subset is None or unl.size <= int(subset)):
+        proba, drops = both(n_passes=n_passes, p=p, seed=ctx.seed)
+        return (np.asarray(drops)[:, unl] != proba.argmax(1)[unl][None, :]).sum(0), proba.shape[0]
+    return _flips(probe, ctx.proba(n_classes), unl, n_passes, p, ctx.seed, subset, need)
+
+
 @register("dropquery", needs_model=True, summary="dropout-disagreement candidates, k-means for diversity")
 def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candidate_factor: int = 25,
               n_classes=None, cold_start: str = "typiclust", kmeans_sample: int | None = None,
@@ -92,7 +103,7 @@ def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candi
         return model_cold_start(ctx, k, "dropquery", cold_start, {"n_classes": n_classes})
     probe = ctx.fitted_probe(n_classes)
     unl = ctx.candidates
-    f_unl, scored = _flips(probe, ctx.proba(n_classes), unl, n_passes, p, ctx.seed, subset, candidate_factor * k)
+    f_unl, scored = _flips_of(ctx, probe, n_classes, unl, n_passes, p, subset, candidate_factor * k)
     bar = n_passes // 2  # candidates flip in more than `bar` passes
     while bar > 0 and np.count_nonzero(f_unl > bar) < candidate_factor * k:
         bar -= 1
@@ -111,7 +122,7 @@ def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candi
     Xc = ctx.geometry.rows(cand)  # on an AnchorAL subpool: only these rows are gathered
     n_fit = max(2000, 40 * k) if kmeans_sample is None else int(kmeans_sample)
     fit = Xc if cand.size <= n_fit else Xc[np.sort(ctx.rng(11).choice(cand.size, size=n_fit, replace=False))]
-    _, cent = kmeans(fit, k, seed=ctx.seed, backend=ctx.backend)
+    _, cent = kmeans(fit, k, seed=ctx.seed, backend=ctx.backend, assign=False)  # centroids only
     idx = cand[nearest_distinct(Xc, cent)]
     info["kmeans_fitted_on"] = int(fit.shape[0])
     info["detail"] = (f"dropquery: {cand.size} points flip in >= {bar + 1} of {n_passes} dropout passes; "

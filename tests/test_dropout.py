@@ -1,0 +1,53 @@
+"""alwidget._dropout.shared: grouped blocks, rows read in place and the clean logits from the same
+products give, bitwise, what one product per block of gathered rows gave."""
+import numpy as np
+import pytest
+import torch
+
+from alwidget import _dropout
+
+
+def reference(xs, w, bias, n_passes, seed, bank, block, block_ids=None):
+    """The passes as first written: per block its masked weights, one linear(), then argmax."""
+    n, d = xs.shape
+    c = w.shape[0]
+    n_blocks = -(-n // block)
+    pick = torch.from_numpy(np.random.default_rng([seed, n, 1]).integers(0, bank.shape[0], (n_blocks, n_passes)))
+    ids = np.arange(n_blocks) if block_ids is None else np.asarray(block_ids)
+    out = []
+    for blk in ids.tolist():
+        xb = xs[blk * block:(blk + 1) * block]
+        wk = (bank[pick[blk]][:, None, :] * w[None]).reshape(n_passes * c, d)
+        z = torch.nn.functional.linear(xb, wk, bias.repeat(n_passes))
+        out.append(torch.nan_to_num(z, nan=0.0).view(xb.shape[0], n_passes, c).argmax(2).T)
+    return torch.cat(out, 1)
+
+
+@pytest.mark.parametrize("d, n_pool, n_rows, c", [(64, 1797, 1797, 10), (512, 20_000, 5_000, 10), (512, 9_000, 4_200, 3)])
+def test_shared_masks_match_one_product_per_block(digits, d, n_pool, n_rows, c):
+    rng = np.random.default_rng(d + c)
+    pool = torch.from_numpy(digits[0].astype(np.float32)) if d == 64 else torch.randn(n_pool, d, generator=torch.Generator().manual_seed(1))
+    rows = np.sort(rng.choice(pool.shape[0], n_rows, replace=False))
+    w = torch.randn(c, d, generator=torch.Generator().manual_seed(2))
+    b = torch.randn(c, generator=torch.Generator().manual_seed(3))
+    bank = (torch.rand(4096, d, generator=torch.Generator().manual_seed(4)) >= 0.75).float() / 0.25
+    xs = pool[torch.from_numpy(rows)].contiguous()
+    want = reference(xs, w, b, 3, 9, bank, 256)
+    torch.testing.assert_close(_dropout.shared(xs, w, b, 3, 0.75, 9, bank, 256), want, rtol=0, atol=0)
+    clean = torch.empty((n_rows, c))
+    got = _dropout.shared(pool, w, b, 3, 0.75, 9, bank, 256, rows=rows, clean=clean)  # read in place
+    assert torch.equal(got, want)
+    assert torch.equal(clean, torch.nn.functional.linear(xs, w, b))  # bitwise, as one product of all rows
+    some = np.arange(1, -(-n_rows // 256), 2)  # every other block, the last one partial or not
+    assert torch.equal(_dropout.shared(pool, w, b, 3, 0.75, 9, bank, 256, some, rows=rows),
+                       reference(xs, w, b, 3, 9, bank, 256, some))
+
+
+def test_ties_take_the_first_class_as_argmax():
+    """Equal logits (zero weights, and NaN read as 0): class 0, as argmax gives."""
+    xs = torch.ones((300, 8))
+    w = torch.zeros((4, 8))
+    w[2, 0] = float("nan")
+    bank = torch.ones((16, 8))
+    out = _dropout.shared(xs, w, torch.zeros(4), 2, 0.0, 0, bank, 256)
+    assert out.shape == (2, 300) and (out == 0).all()
