@@ -28,13 +28,15 @@ classes, or auto's first phase) run on the whole pool as usual; so does every st
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import ann
 from .anchoral_probe import RowsProbe, _gather  # noqa: F401 (re-exported)
 from .geometry import Geometry, knn_query
 
-__all__ = ["IVF_MIN", "SUBPOOL_MIN", "RowsProbe", "anchors", "prefetch", "select", "subpool"]
+__all__ = ["IVF_MIN", "SUBPOOL_MIN", "RowsProbe", "anchors", "prefetch", "select", "subpool", "warm"]
 
 #: Pools from this many rows get AnchorAL subpools by default (BENCHMARKS.md, section 6).
 SUBPOOL_MIN = 200_000
@@ -90,9 +92,12 @@ def _exact_path(geo) -> bool:
 
 
 def _ivf(geo):
-    """The feature set's IVF index, built on first use (seconds at 1M, under the Geometry's lock)."""
+    """The feature set's IVF index, built on first use (20 s at 1M) under a lock of its own: a
+    build ahead (:func:`warm`) never holds the Geometry's lock that other strategies need."""
     with geo.lock:
         memo = geo.scratch("anchoral_ivf")
+        building = memo.setdefault("lock", threading.Lock())
+    with building:
         if "index" not in memo:
             # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes). 4-bit
             # product codes: the scan of the probed cells was most of the search; with 8x the
@@ -100,6 +105,16 @@ def _ivf(geo):
             memo["index"] = ann.IVFIndex(geo.X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0,
                                          codec=IVF_CODEC)
         return memo["index"]
+
+
+def warm(features) -> bool:
+    """Build the search index of a pool that subpools will search with one (from IVF_MIN rows,
+    faiss installed), so that the first subpool round does not wait for it. True if it has one."""
+    geo = Geometry.of(features)
+    if _exact_path(geo):
+        return False
+    _ivf(geo)
+    return True
 
 
 def _search(geo, rows, k):

@@ -10,7 +10,9 @@ fit, the subpool's selection and the trust monitor need no pool-wide scores; the
 rows through :class:`ByRow`), then, after the look-ahead of the batch's neighbour lists, the whole
 pool's probabilities for the map, which on a CPU cost most of the round (250 of 290 ms at 1M) and
 which a newer label stops between blocks of rows. Subscribers are called after each publication;
-``next_batch()`` waits for the first, ``wait()`` for both.
+``next_batch()`` waits for the first, ``wait()`` for both. A second thread builds the probe's
+standardised pool and the subpools' search index (:func:`alwidget.anchoral.warm`) at the start,
+while the cold start's batches are labelled.
 
 The Session provides: ``features``, ``probe``, ``store``, ``prior``, ``seed``, ``n_threads``,
 ``_strategies``, ``_trust``, ``classes``, ``_training(st)``, ``_excluded(st)``,
@@ -138,8 +140,25 @@ class Learner:
         self._prefetched: dict | None = None  # the last prefetch: target, rows searched, ms
         self._worker = threading.Thread(target=self._run, name="alwidget-session", daemon=True)
         self._worker.start()
+        self._indexer = None
+        if self._early_batch():  # huge pools: what the first labelled round needs, built while the user starts
+            self._indexer = threading.Thread(target=self._warm_up, name="alwidget-index", daemon=True)
+            self._indexer.start()
         _LIVE.add(self)
         self._kick()
+
+    def _warm_up(self):
+        """Build the probe's standardised pool (6 s at 1M) and AnchorAL's search index (20 s) ahead,
+        while the cold start's batches are labelled, so the first labelled round waits for neither.
+        On failure that round builds them."""
+        from ._pool import _get_pool
+
+        try:
+            _get_pool(self.features, self.probe.device)
+            _anchoral().warm(self.features)
+        except Exception as exc:  # reported, never fatal
+            with self._cond:
+                self._error = f"preparing the pool: {type(exc).__name__}: {exc}"
 
     def _in_worker(self) -> bool:
         return threading.current_thread() is self._worker
@@ -334,4 +353,6 @@ class Learner:
         _LIVE.discard(self)
         if not self._in_worker():
             self._worker.join(timeout=60)
+        if self._indexer is not None and threading.current_thread() is not self._indexer:
+            self._indexer.join(timeout=60)  # faiss must not run while the interpreter tears down
         return True

@@ -197,3 +197,36 @@ def test_a_label_during_the_pools_rescore_stops_it(digits, monkeypatch):
         assert results[0] is None and results[-1] is not None  # the stale pass stopped, the latest ran
         assert s.proba_version == version + 1  # only the latest model's scores were published
         np.testing.assert_array_equal(s.predict_proba(), results[-1])
+
+
+def test_a_huge_pool_builds_its_search_index_ahead_without_blocking_rounds(digits, monkeypatch):
+    pytest.importorskip("faiss")
+    X, y = digits
+    monkeypatch.setattr(A, "IVF_MIN", 1000)  # the IVF path on digits
+    entered, release, real = threading.Event(), threading.Event(), A.ann.IVFIndex
+
+    def held(*args, **kw):  # the build ahead waits until the test has run a round
+        entered.set()
+        release.wait(60)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(A.ann, "IVFIndex", held)
+    from alwidget import _pool
+
+    _pool.clear_pool_cache()
+    with Session(X, strategy="typiclust", device="cpu", batch_size=5) as s:
+        assert entered.wait(60)  # building, before any label; the probe's pool is built already
+        built, real_pool = [], _pool._Pool
+        monkeypatch.setattr(_pool, "_Pool", lambda *a, **k: built.append(1) or real_pool(*a, **k))
+        label_rows(s, y, np.arange(20))
+        assert s.wait(timeout=120)  # a round on the Geometry (TypiClust) while the build holds its own lock
+        assert s.status["error"] is None and len(s.next_batch()) == 5
+        assert built == []  # the round's fit found the pool standardised ahead
+        release.set()
+        s._indexer.join(60)
+        memo = Geometry.of(s.features).scratch("anchoral_ivf")
+        index = memo["index"]
+        s.strategy = "margin"  # subpools: the round searches with the index built ahead
+        label_rows(s, y, np.arange(20, 40))
+        assert s.wait(timeout=120) and s.status["error"] is None
+        assert memo["index"] is index and s.status["strategy_info"]["anchoral"]["approximate"]
