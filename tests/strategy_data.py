@@ -22,11 +22,11 @@ def digits_sample():
     return X.copy(), y.copy()
 
 
-def some_labels(y, per_class, seed=0):
-    """Labels (N,) with ``per_class`` seeded rows of every class, -1 elsewhere."""
+def some_labels(y, per_class, seed=0, classes=None):
+    """Labels (N,) with ``per_class`` seeded rows of every class (or of ``classes``), -1 elsewhere."""
     rng = np.random.default_rng(seed)
     labels = np.full(len(y), -1, np.int64)
-    for c in np.unique(y):
+    for c in (np.unique(y) if classes is None else classes):
         idx = rng.choice(np.flatnonzero(y == c), per_class, replace=False)
         labels[idx] = c
     return labels

@@ -6,6 +6,7 @@ import pytest
 from alwidget import anchoral as A
 from alwidget.geometry import Geometry
 from alwidget.probe import LinearProbe
+from strategy_data import some_labels as labelled
 
 
 @pytest.fixture(autouse=True)
@@ -13,14 +14,6 @@ def _fresh_cache():
     Geometry.clear_cache()
     yield
     Geometry.clear_cache()
-
-
-def labelled(y, per_class, seed=0, classes=None):
-    rng = np.random.default_rng(seed)
-    labels = np.full(len(y), -1)
-    for c in (np.unique(y) if classes is None else classes):
-        labels[rng.choice(np.flatnonzero(y == c), per_class, replace=False)] = c
-    return labels
 
 
 def gathered_dropout(probe, r, n_passes, p, seed):
