@@ -230,3 +230,59 @@ def test_a_huge_pool_builds_its_search_index_ahead_without_blocking_rounds(digit
         label_rows(s, y, np.arange(20, 40))
         assert s.wait(timeout=120) and s.status["error"] is None
         assert memo["index"] is index and s.status["strategy_info"]["anchoral"]["approximate"]
+
+
+HUGE_CHILD = """
+import sys
+import numpy as np
+from alwidget import Session, anchoral
+anchoral.SUBPOOL_MIN, anchoral.IVF_MIN = 1000, 1000  # digits count as huge: early batch, index ahead
+X, y = np.load(sys.argv[1]), np.load(sys.argv[2])
+s = Session(X, classes=[str(c) for c in range(10)], store=sys.argv[3], strategy="margin", device="cpu",
+            batch_size=5)
+print("ready", s.labels == {}, flush=True)
+done = []
+for _ in range(int(sys.argv[4])):
+    for i in s.next_batch():  # the user labels the batch as it comes, before the map is rescored
+        s.label(int(i), str(y[i]))
+        done.append(int(i))
+        print("acked", int(i), flush=True)
+if sys.argv[5] == "check":
+    assert s.wait(timeout=120) and s.status["error"] is None, s.status["error"]
+    print("proba", s.predict_proba() is not None, "batch", len(s.next_batch()), flush=True)
+"""
+
+
+def test_a_huge_pool_session_killed_mid_labelling_resumes_in_a_new_process(digits, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pytest.importorskip("faiss")
+    X, y = digits
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    store, script = tmp_path / "labels.sqlite", tmp_path / "child.py"
+    script.write_text(HUGE_CHILD)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    args = [sys.executable, str(script), str(tmp_path / "X.npy"), str(tmp_path / "y.npy"), str(store)]
+    proc = subprocess.Popen(args + ["1000", "go"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    acked = []
+    try:
+        assert proc.stdout.readline().split() == ["ready", "True"], proc.stderr.read()  # a first run
+        while len(acked) < 40:
+            parts = proc.stdout.readline().split()
+            assert parts, proc.stderr.read()
+            acked.append(int(parts[1]))
+        os.kill(proc.pid, signal.SIGKILL)  # the kernel dies while it labels, rescores and searches
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    again = subprocess.run(args + ["2", "check"], capture_output=True, text=True, env=env, timeout=300)
+    out = again.stdout.split("\n")
+    assert again.returncode == 0, again.stderr
+    assert out[0] == "ready False" and "proba True batch 5" in again.stdout  # resumed, both phases done
+    with Session(X, store=store, device="cpu") as s:  # every acknowledged label came back, none lost
+        assert {i: str(y[i]) for i in acked}.items() <= s.labels.items()
+        assert len(s.labels) >= len(acked) + 10
