@@ -1,5 +1,7 @@
 """The subpool's probe (alwidget.anchoral_probe.RowsProbe): DropQuery's one read of the rows gives
-what the clean pass and the dropout passes gave apart, bitwise, and the same picks."""
+what the clean pass and the dropout passes gave apart (the passes bitwise, the clean scores to
+rounding: they come from a product of another shape, which BLAS may sum in another order), and the
+same picks."""
 import numpy as np
 import pytest
 
@@ -26,7 +28,7 @@ def gathered_dropout(probe, r, n_passes, p, seed):
     return cols[probe._dropout_blocks(xs, w, b, n_passes, p, seed)].numpy()
 
 
-def test_one_read_gives_the_clean_scores_and_the_passes_bitwise(digits):
+def test_one_read_gives_the_clean_scores_and_the_passes(digits):
     X, y = digits
     probe = LinearProbe(seed=0, device="cpu").fit(X, labelled(y, 6, classes=range(7)), n_classes=10)
     rows = np.arange(5, 1700, 2)  # 848 rows: 3 full blocks of 256 and a partial one
@@ -38,9 +40,9 @@ def test_one_read_gives_the_clean_scores_and_the_passes_bitwise(digits):
         one = A.RowsProbe(probe, rows)
         got_p, got_d = one.proba_and_dropout(n_passes=3, p=0.75, seed=seed)
         assert one._xs is None  # nothing gathered
-        np.testing.assert_array_equal(got_p, want_p)
+        np.testing.assert_allclose(got_p, want_p, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(got_d, want_d)
-        np.testing.assert_array_equal(one.predict_proba(), want_p)  # kept for later reads
+        np.testing.assert_array_equal(one.predict_proba(), got_p)  # kept for later reads
         assert got_p[:, 7:].max() == 0  # classes without labels: probability 0, as before
     probe.predict_proba()  # the pool's scores exist: they are read, the passes still stream
     cached = A.RowsProbe(probe, rows)
