@@ -5,15 +5,19 @@ from __future__ import annotations
 __all__ = ["lbfgs", "minimize"]
 
 
-def _loss_grad(x, onehot, W, b, reg: float):
-    """Mean softmax cross-entropy + reg * ||W||^2 and its analytic gradient (no autograd)."""
+def _loss_grad(x, onehot, Wt, b, reg: float):
+    """Mean softmax cross-entropy + reg * ||W||^2 and its analytic gradient (no autograd).
+
+    The weights are (C, D), transposed: for the skinny C of a probe, linear() with a (C, D)
+    weight and the gradient as g.T @ x are 2x and 6x faster on CPUs than x @ (D, C) and x.T @ g
+    (measured at 200-800 rows x 1280 features x 10 classes, one thread)."""
     import torch
 
-    z = torch.addmm(b, x, W)
+    z = torch.nn.functional.linear(x, Wt, b)
     logp = z.log_softmax(1)
-    loss = -(logp * onehot).sum() / x.shape[0] + reg * W.square().sum()
+    loss = -(logp * onehot).sum() / x.shape[0] + reg * Wt.square().sum()
     g = (logp.exp() - onehot) / x.shape[0]
-    return float(loss), x.T @ g + (2 * reg) * W, g.sum(0)
+    return float(loss), g.T @ x + (2 * reg) * Wt, g.sum(0)
 
 
 def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: float = 1e-6,
@@ -24,7 +28,7 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
     (for reg > 0) strongly convex, so this converges like torch's or SciPy's L-BFGS. Written
     here because the first torch.optim optimizer of a process imports torch._dynamo (seconds
     on a small machine) and SciPy's L-BFGS-B costs milliseconds per step at this size.
-    Returns (W, b) float32 tensors on x's device and the number of iterations.
+    W0 is (D, C); returns (W (D, C), b) float32 tensors on x's device and the number of iterations.
     """
     import torch
 
@@ -32,11 +36,11 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
     onehot = torch.nn.functional.one_hot(y, c).to(x.dtype)
 
     def f(theta):
-        loss, gw, gb = _loss_grad(x, onehot, theta[:d * c].view(d, c), theta[d * c:], reg)
+        loss, gw, gb = _loss_grad(x, onehot, theta[:c * d].view(c, d), theta[c * d:], reg)
         return loss, torch.cat([gw.reshape(-1), gb])
 
-    theta, n_iter = minimize(f, torch.cat([W0.reshape(-1), b0]).float(), max_iter, history, gtol, ftol)
-    return theta[:d * c].view(d, c).clone(), theta[d * c:].clone(), n_iter
+    theta, n_iter = minimize(f, torch.cat([W0.T.reshape(-1), b0]).float(), max_iter, history, gtol, ftol)
+    return theta[:c * d].view(c, d).T.contiguous(), theta[c * d:].clone(), n_iter
 
 
 def minimize(f, theta, max_iter: int, history: int = 10, gtol: float = 1e-6, ftol: float = 1e-9):
