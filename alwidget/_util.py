@@ -81,6 +81,41 @@ def check_k(k, name: str = "k") -> int:
     return int(k)
 
 
+def check_seed(seed) -> int:
+    """A non-negative int seed, or a clear error."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed}")
+    return int(seed)
+
+
+def check_index(i, n: int) -> int:
+    """One row number of a pool of n rows, or a clear error."""
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+        raise TypeError(f"index must be an int (a row of features), got {type(i).__name__} {i!r}")
+    if not 0 <= i < n:
+        raise ValueError(f"index {i} is out of range for {n} samples (valid: 0..{n - 1})")
+    return int(i)
+
+
+def check_indices(indices, n: int) -> np.ndarray:
+    """A non-empty 1-D list or array of row numbers of a pool of n rows as int64, or a clear error."""
+    if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__"):
+        raise TypeError(f"indices must be a list or array of ints, got {type(indices).__name__}")
+    arr = np.asarray(indices)
+    if arr.ndim != 1:
+        raise ValueError(f"indices must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("indices is empty; pass at least one index")
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"indices must be integers, got dtype {arr.dtype}")
+    bad = arr[(arr < 0) | (arr >= n)]
+    if bad.size:
+        raise ValueError(f"index {int(bad[0])} is out of range for {n} samples (valid: 0..{n - 1})")
+    return arr.astype(np.int64)
+
+
 def array_hash(arr: np.ndarray):
     """blake2b (16 bytes) over an array's shape, dtype and bytes; the one content-hash scheme."""
     arr = np.ascontiguousarray(arr)

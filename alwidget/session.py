@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._util import check_features, check_k, fingerprint, limit_threads
+# default_threads: the package's one thread policy for background learning, re-exported here.
+from ._util import (check_features, check_index, check_indices, check_k, check_seed, default_threads,  # noqa: F401
+                    fingerprint, limit_threads)
 from .items import Items, row_items, user_items
 from .learner import Learner, strategy_accepts
 from .monitor import TrustMonitor, state_path
@@ -31,12 +33,30 @@ __all__ = ["Session", "strategy_accepts"]
 SKIP_COOLDOWN = 20
 
 
-def default_threads() -> int:
-    """Threads for background learning: the package's one policy (usable CPUs - 1, 1..4, at
-    most $OMP_NUM_THREADS; see alwidget._util.default_threads)."""
-    from ._util import default_threads as policy
+def _check_classes(classes):
+    if classes is None:
+        return None
+    if isinstance(classes, str) or not hasattr(classes, "__iter__"):
+        raise TypeError(f"classes must be a list of class names, got {classes!r}")
+    classes = [check_class_name(c) for c in classes]
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes contains duplicates: {classes}")
+    return classes
 
-    return policy()
+
+def _open_store(store, items: Items) -> LabelStore:
+    """The LabelStore a Session was given, or the one its path (None: in memory) opens for these items."""
+    n = len(items)
+    if isinstance(store, LabelStore):
+        if store.n_samples != n:
+            raise StoreMismatchError(
+                f"the LabelStore {store.path} is a view of {store.n_samples} items and these features have "
+                f"{n} rows; open the store with these rows' items, or pass a path")
+        return store
+    if store is None or isinstance(store, (str, os.PathLike)):
+        path = ":memory:" if store is None or str(store) == ":memory:" else Path(store).expanduser()
+        return LabelStore(path, items)
+    raise TypeError(f"store must be a file path, a LabelStore, ':memory:' or None, got {type(store).__name__}")
 
 
 class Session(Learner):
@@ -90,18 +110,9 @@ class Session(Learner):
         n = self.features.shape[0]
         self._strategy = self._check_strategy(strategy)
         self._batch_size = check_k(batch_size, "batch_size")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed}")
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.n_threads = default_threads() if n_threads is None else check_k(n_threads, "n_threads")
-        if classes is not None:
-            if isinstance(classes, str) or not hasattr(classes, "__iter__"):
-                raise TypeError(f"classes must be a list of class names, got {classes!r}")
-            classes = [check_class_name(c) for c in classes]
-            if len(set(classes)) != len(classes):
-                raise ValueError(f"classes contains duplicates: {classes}")
+        classes = _check_classes(classes)
         self.probe = LinearProbe(device=device, seed=self.seed, **(probe_params or {}))
         self.fingerprint = fingerprint(self.features)
         remember_fingerprint(self.features, self.fingerprint)  # the probe need not hash it again
@@ -114,17 +125,7 @@ class Session(Learner):
             raise ValueError(f"items has {len(items)} entries but features has {n} rows")
         self.items = items
         self._own_store = not isinstance(store, LabelStore)
-        if isinstance(store, LabelStore):
-            if store.n_samples != n:
-                raise StoreMismatchError(
-                    f"the LabelStore {store.path} is a view of {store.n_samples} items and these features have "
-                    f"{n} rows; open the store with these rows' items, or pass a path")
-            self.store = store
-        elif store is None or isinstance(store, (str, os.PathLike)):
-            path = ":memory:" if store is None or str(store) == ":memory:" else Path(store).expanduser()
-            self.store = LabelStore(path, items)
-        else:
-            raise TypeError(f"store must be a file path, a LabelStore, ':memory:' or None, got {type(store).__name__}")
+        self.store = _open_store(store, items)
         try:
             for c in classes or []:
                 self.store.add_class(c)
@@ -158,30 +159,6 @@ class Session(Learner):
             raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(names)}")
         return name
 
-    def _check_index(self, i) -> int:
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-            raise TypeError(f"index must be an int (a row of features), got {type(i).__name__} {i!r}")
-        n = self.features.shape[0]
-        if not 0 <= i < n:
-            raise ValueError(f"index {i} is out of range for {n} samples (valid: 0..{n - 1})")
-        return int(i)
-
-    def _check_indices(self, indices) -> np.ndarray:
-        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__"):
-            raise TypeError(f"indices must be a list or array of ints, got {type(indices).__name__}")
-        arr = np.asarray(indices)
-        if arr.ndim != 1:
-            raise ValueError(f"indices must be 1-D, got shape {arr.shape}")
-        if arr.size == 0:
-            raise ValueError("indices is empty; pass at least one index")
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"indices must be integers, got dtype {arr.dtype}")
-        n = self.features.shape[0]
-        bad = arr[(arr < 0) | (arr >= n)]
-        if bad.size:
-            raise ValueError(f"index {int(bad[0])} is out of range for {n} samples (valid: 0..{n - 1})")
-        return arr.astype(np.int64)
-
     def _class_name(self, cls) -> str:
         if isinstance(cls, bool):
             raise TypeError("cls must be a class name (str) or a class id (int), got a bool")
@@ -202,11 +179,11 @@ class Session(Learner):
         The label is committed to the store before this returns; retraining happens later
         in the background. A test request (``check_model``) is stored as a test label.
         """
-        self._label_rows(np.array([self._check_index(i)]), self._class_name(cls))
+        self._label_rows(np.array([check_index(i, self.features.shape[0])]), self._class_name(cls))
 
     def label_many(self, indices, cls) -> None:
         """Label several samples with one class, as one undoable action (test requests among them: a second)."""
-        self._label_rows(self._check_indices(indices), self._class_name(cls))
+        self._label_rows(check_indices(indices, self.features.shape[0]), self._class_name(cls))
 
     def _label_rows(self, rows, name):
         test = self._trust.is_test(rows)  # requested test items keep the role "test": never trained on
@@ -216,15 +193,15 @@ class Session(Learner):
 
     def unlabel(self, indices) -> None:
         """Remove the labels of some samples (one undoable action)."""
-        self._change(self.store.unlabel, self._check_indices(np.atleast_1d(indices)))
+        self._change(self.store.unlabel, check_indices(np.atleast_1d(indices), self.features.shape[0]))
 
     def mark_unsure(self, indices) -> None:
         """Answer "unsure" (kept in the store and listed in ``unsure``, never trained on)."""
-        self._change(self.store.mark_unsure, self._check_indices(np.atleast_1d(indices)))
+        self._change(self.store.mark_unsure, check_indices(np.atleast_1d(indices), self.features.shape[0]))
 
     def skip(self, indices) -> None:
         """Set samples aside: not suggested again until ``SKIP_COOLDOWN`` more answers (undoable)."""
-        self._change(self.store.skip, self._check_indices(np.atleast_1d(indices)))
+        self._change(self.store.skip, check_indices(np.atleast_1d(indices), self.features.shape[0]))
 
     @property
     def unsure(self) -> list[int]:
@@ -482,7 +459,6 @@ class Session(Learner):
         """Write the current labels to CSV or parquet, chosen by the suffix of ``path``."""
         return export_dataframe(self.to_dataframe(names), path)
 
-    # ------------------------------------------------------------------ the worker
     # ------------------------------------------------------------------ lifetime
     def _check_open(self):
         if self._closed:
