@@ -77,6 +77,24 @@ def run_one(features, y_ids, strategy: str, budgets, seed: int = 0, *, X_test=No
     return out
 
 
+def _check_test_set(X_test, y_test, n_features: int, classes):
+    """(X_test, y_test as class ids) or (None, None); clear errors for a mismatched held-out set."""
+    if (X_test is None) != (y_test is None):
+        raise ValueError("pass both X_test and y_test, or neither")
+    if X_test is None:
+        return None, None
+    Xt = check_features(X_test, "X_test")
+    if Xt.shape[1] != n_features:
+        raise ValueError(f"X_test has {Xt.shape[1]} features, features has {n_features}")
+    y_test = np.asarray(y_test)
+    if y_test.shape != (Xt.shape[0],):
+        raise ValueError(f"y_test must have shape ({Xt.shape[0]},) to match X_test, got {y_test.shape}")
+    pos = np.clip(np.searchsorted(classes, y_test), 0, len(classes) - 1)
+    if not np.all(classes[pos] == y_test):
+        raise ValueError("y_test has classes that never occur in y; the probe could never predict them")
+    return Xt, pos.astype(np.int64)
+
+
 def simulate(features, y, *, strategy, budgets, seed=0, X_test=None, y_test=None, batch_size=None,
              device="auto", probe_params=None, n_threads: int | None = None, progress: bool = False):
     """Simulate active learning with an oracle; one row per (strategy, seed, budget).
@@ -128,21 +146,7 @@ def simulate(features, y, *, strategy, budgets, seed=0, X_test=None, y_test=None
         batch_size = check_k(batch_size, "batch_size")
     classes, y_ids = np.unique(y, return_inverse=True)
     y_ids = y_ids.astype(np.int64)
-    Xt = yt = None
-    if (X_test is None) != (y_test is None):
-        raise ValueError("pass both X_test and y_test, or neither")
-    if X_test is not None:
-        Xt = check_features(X_test, "X_test")
-        if Xt.shape[1] != X.shape[1]:
-            raise ValueError(f"X_test has {Xt.shape[1]} features, features has {X.shape[1]}")
-        y_test = np.asarray(y_test)
-        if y_test.shape != (Xt.shape[0],):
-            raise ValueError(f"y_test must have shape ({Xt.shape[0]},) to match X_test, got {y_test.shape}")
-        pos = np.searchsorted(classes, y_test)
-        pos = np.clip(pos, 0, len(classes) - 1)
-        if not np.all(classes[pos] == y_test):
-            raise ValueError("y_test has classes that never occur in y; the probe could never predict them")
-        yt = pos.astype(np.int64)
+    Xt, yt = _check_test_set(X_test, y_test, X.shape[1], classes)
 
     runs = [(s, sd) for s in names for sd in seeds]
     if progress:
