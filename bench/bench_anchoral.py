@@ -10,7 +10,9 @@ new anchors' neighbour lists); AnchorAL with ``anchoral.prefetch`` of each batch
 (as a Session does while the user looks at it), each AnchorAL arm with its own list cache.
 Reported side by side: the round after the labels (label -> next batch: what the user waits
 for) and the total work (that round + the prefetch that ran before it), and whether both
-AnchorAL arms picked the same rows. Medians over rounds 2.. (round 1 has no new anchors).
+AnchorAL arms picked the same rows (each round's picks are in the JSON, to compare two trees).
+Medians over rounds 2.. (round 1 has no new anchors), and over the last 3 rounds (at 1M over 14
+rounds the subpool is at its cap, 11,000 rows, there).
 The IVF index AnchorAL builds on first use is timed separately (once per feature set).
 
 Part 2, label efficiency on a long-tailed pool. EfficientNet-Lite0 features of the 10k
@@ -69,7 +71,7 @@ def speed(n: int, strategies, seed: int, rounds: int) -> list[dict]:
         caches = {arm: OrderedDict((k, dict(v) if isinstance(v, dict) else v) for k, v in first.items())
                   for arm in ("plain", "ahead")}
         S.select(name, X, labels, 10, seed=0, probe=probe)  # warm caches for both arms
-        lab, same = labels.copy(), True
+        lab, same, picks = labels.copy(), True, []
         for r in range(rounds):
             got = {}
             for arm in ("plain", "ahead"):
@@ -88,15 +90,20 @@ def speed(n: int, strategies, seed: int, rounds: int) -> list[dict]:
                     anchoral.prefetch(X, got[arm])
                     pre.append(time.perf_counter() - t0)
             same &= bool(np.array_equal(got["plain"], got["ahead"]))
+            picks.append(np.sort(got["plain"]).tolist())  # in the JSON: compare runs of two trees
             lab[got["plain"]] = y[got["plain"]]  # the next round has 10 new labels (new anchors)
         # the round after a label pairs with the prefetch of the round before it
         tot = [c + p for c, p in zip(crit[1:], pre[:-1])]
         ms = lambda v: 1e3 * float(np.median(v))  # noqa: E731
+        cap = min(3, len(tot))  # the last rounds: at 1M over 14 rounds the subpool is at its cap there
         rows.append({"n": n, "strategy": name, "full_ms": ms(full), "anchoral_ms": ms(plain[1:]),
+                     "critical_last3_ms": ms(crit[-cap:]), "total_last3_ms": ms(tot[-cap:]),
+                     "speedup_total_last3": ms(full) / ms(tot[-cap:]),
                      "critical_ms": ms(crit[1:]), "prefetch_ms": ms(pre), "total_ms": ms(tot),
                      "speedup": ms(full) / ms(plain[1:]), "speedup_critical": ms(full) / ms(crit[1:]),
                      "speedup_total": ms(full) / ms(tot), "same_picks": same, "index_s": t_index,
                      "subpool": info["anchoral"]["subpool"], "approximate": info["anchoral"]["approximate"],
+                     "picks": picks,
                      "rounds_ms": {k: [round(1e3 * t, 2) for t in v] for k, v in
                                    (("full", full), ("plain", plain), ("critical", crit), ("prefetch", pre))}})
         x = rows[-1]
@@ -104,7 +111,8 @@ def speed(n: int, strategies, seed: int, rounds: int) -> list[dict]:
         print(f"  N={n:,} {name:10s} full {x['full_ms']:7.1f} | anchoral {x['anchoral_ms']:6.1f} (x{x['speedup']:.1f}) "
               f"| with prefetch: waits {x['critical_ms']:6.1f} (x{x['speedup_critical']:.1f}), "
               f"prefetch {x['prefetch_ms']:5.1f}, total {x['total_ms']:6.1f} (x{x['speedup_total']:.1f}) ms "
-              f"| same picks {same} (index {t_index:.1f} s once)", flush=True)
+              f"| same picks {same} (index {t_index:.1f} s once) | last 3 rounds: waits {x['critical_last3_ms']:.1f}, "
+              f"total {x['total_last3_ms']:.1f} (x{x['speedup_total_last3']:.1f}) ms", flush=True)
     Geometry.clear_cache()
     return rows
 
@@ -208,6 +216,8 @@ def main(argv=None) -> int:
             ("anchoral_ms", "AnchorAL, no prefetch"), ("speedup", "speed-up"),
             ("critical_ms", "AnchorAL + prefetch: label -> batch"), ("speedup_critical", "speed-up (waited)"),
             ("prefetch_ms", "prefetch (background)"), ("total_ms", "total work"), ("speedup_total", "speed-up (work)"),
+            ("critical_last3_ms", "label -> batch, last 3 rounds"), ("total_last3_ms", "total work, last 3 rounds"),
+            ("speedup_total_last3", "speed-up (work, last 3)"),
             ("same_picks", "same picks"), ("subpool", "subpool rows"), ("index_s", "IVF index, s (once)")]
     summary = []
     for arm in ARMS:

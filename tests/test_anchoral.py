@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from alwidget import anchoral as A
+from alwidget import ann
 from alwidget import strategies as S
 from alwidget.geometry import Geometry, normalize
 from alwidget.probe import LinearProbe
@@ -295,6 +296,29 @@ def test_a_rows_list_is_the_same_searched_alone_or_with_others(digits, monkeypat
         np.testing.assert_array_equal(v[0], sims[t])
 
 
+def test_rescored_keeps_the_best_k_by_exact_similarity_ties_by_index_missing_last(digits):
+    """A block of rows re-scored at once: per row the first k of its candidates ordered by (-exact
+    inner product, index), -1 / -inf for missing ones, as a row-by-row sort gives."""
+    pytest.importorskip("faiss")
+    X = np.ascontiguousarray(Geometry.of(digits[0]).X)
+    X[200:206] = X[200]  # identical rows: tied similarities
+    rng = np.random.default_rng(4)
+    rows = rng.choice(len(X), 7, replace=False)
+    cand = np.stack([rng.choice(len(X), 60, replace=False) for _ in rows])
+    cand[:, :6] = np.arange(200, 206)[::-1]  # the tied rows, in descending index order
+    cand[2, 10:] = -1  # a row with fewer candidates than k
+    sims, idx = A._rescored(X, rows, cand, 20)
+    for b, r in enumerate(rows):
+        ok = cand[b] >= 0
+        s, j = ann.inner_products(X, X[r], cand[b][ok]), cand[b][ok]
+        order = np.lexsort((j, -s))[:20]
+        want_j = np.full(20, -1)
+        want_j[:order.size] = j[order]
+        np.testing.assert_array_equal(idx[b], want_j)
+        np.testing.assert_array_equal(sims[b][:order.size], s[order])
+        assert np.all(np.isneginf(sims[b][order.size:]))
+
+
 def _rounds(X, y, name, n_rounds, sp, prefetch=None):
     """Picks of n_rounds AnchorAL rounds, each labelling the previous picks (an oracle user)."""
     labels = labelled(y, 3)
@@ -360,11 +384,13 @@ def test_prefetch_of_part_of_a_batch_and_changed_labels_keep_the_picks(digits):
 
 def test_prefetch_stops_when_asked_and_rejects_bad_rows(digits, monkeypatch):
     pytest.importorskip("faiss")
-    monkeypatch.setattr(A, "IVF_MIN", 100)  # the IVF path searches one row at a time
+    monkeypatch.setattr(A, "IVF_MIN", 100)  # the IVF path searches _PREFETCH_ROWS rows per call
+    monkeypatch.setattr(A, "_PREFETCH_ROWS", 2)
     X, _ = digits
     calls = []
-    assert A.prefetch(X, [5, 6, 7, 8], should_stop=lambda: calls.append(1) or len(calls) > 2) == 2
-    assert A.prefetch(X, [5, 6, 7, 8]) == 2  # the rest
+    assert A.prefetch(X, [5, 6, 7, 8, 9], should_stop=lambda: calls.append(1) or len(calls) > 2) == 4
+    assert len(calls) == 3  # asked before each call of 2 rows
+    assert A.prefetch(X, [5, 6, 7, 8, 9]) == 1  # the rest
     assert A.prefetch(X, []) == 0
     with pytest.raises(ValueError, match="rows must be in"):
         A.prefetch(X, [len(X)])

@@ -148,6 +148,16 @@ def test_inner_products_by_index_are_exact_and_per_row(fmnist_pixels):
     for bad in ([-1, 2], [0, len(X)]):
         with pytest.raises(ValueError, match="ids must be in"):
             ann.inner_products(X, X[0], bad)
+    # a block of queries, each against its own ids: the products of each one asked alone
+    q, block = np.array([11, 40, 7]), np.stack([ids[:50], ids[100:150], ids[::-1][:50]])
+    got = ann.inner_products(X, X[q], block)
+    assert got.shape == (3, 50) and got.dtype == np.float32
+    for b in range(3):
+        np.testing.assert_array_equal(got[b], ann.inner_products(X, X[q[b]], block[b]))
+    np.testing.assert_allclose(ann.inner_products(X[:, ::2], X[q, ::2], block),
+                               np.einsum("bmd,bd->bm", X[block, ::2], X[q, ::2]), atol=1e-5)
+    with pytest.raises(ValueError, match="ids must be"):
+        ann.inner_products(X, X[q], block[:2])
 
 
 def test_ivf_index_rejects_unknown_codecs(digits):

@@ -24,8 +24,10 @@ def reference(xs, w, bias, n_passes, seed, bank, block, block_ids=None):
     return torch.cat(out, 1)
 
 
+@pytest.mark.parametrize("group_bytes", [0, _dropout._GROUP_BYTES])  # groups of 16 blocks, or of all of them
 @pytest.mark.parametrize("d, n_pool, n_rows, c", [(64, 1797, 1797, 10), (512, 20_000, 5_000, 10), (512, 9_000, 4_200, 3)])
-def test_shared_masks_match_one_product_per_block(digits, d, n_pool, n_rows, c):
+def test_shared_masks_match_one_product_per_block(digits, monkeypatch, group_bytes, d, n_pool, n_rows, c):
+    monkeypatch.setattr(_dropout, "_GROUP_BYTES", group_bytes)
     rng = np.random.default_rng(d + c)
     pool = torch.from_numpy(digits[0].astype(np.float32)) if d == 64 else torch.randn(n_pool, d, generator=torch.Generator().manual_seed(1))
     rows = np.sort(rng.choice(pool.shape[0], n_rows, replace=False))
@@ -33,6 +35,7 @@ def test_shared_masks_match_one_product_per_block(digits, d, n_pool, n_rows, c):
     b = torch.randn(c, generator=torch.Generator().manual_seed(3))
     bank = (torch.rand(4096, d, generator=torch.Generator().manual_seed(4)) >= 0.75).float() / 0.25
     xs = pool[torch.from_numpy(rows)].contiguous()
+    assert (_dropout._group(4, c, d) > 16) == (group_bytes > 0)
     want = reference(xs, w, b, 3, 9, bank, 256)
     torch.testing.assert_close(_dropout.shared(xs, w, b, 3, 0.75, 9, bank, 256), want, rtol=0, atol=0)
     clean = torch.empty((n_rows, c))
