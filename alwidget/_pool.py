@@ -119,6 +119,13 @@ def remember_fingerprint(X: np.ndarray, fp: str) -> None:
         _remember(X, fp)
 
 
+def known_fingerprint(X):
+    """The fingerprint remembered for this very array object (by identity), else None."""
+    with _LOCK:
+        entry = _ID_CACHE.get(id(X))
+        return entry[1] if entry is not None and entry[0]() is X else None
+
+
 def clear_pool_cache() -> None:
     """Drop every cached standardised pool (frees their memory on the device)."""
     with _LOCK:
