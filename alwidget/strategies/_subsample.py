@@ -25,12 +25,13 @@ __all__ = ["SUBSAMPLE_MIN", "SUBSAMPLE_SIZE", "Cold", "applies", "cold_context",
            "reason_words", "subsample_geometry"]
 
 #: Pools of at least this many rows run the density cold start on a subsample (equal to
-#: anchoral.SUBPOOL_MIN; at 200k TypiClust on the whole pool takes ~7 s here, at 100k ~3 s).
+#: anchoral.SUBPOOL_MIN; a TypiClust round on the whole of a 200k pool took 2.2 s (median), at 1M 40 s).
 SUBSAMPLE_MIN = 200_000
-#: Rows of the subsample (BENCHMARKS.md §7, "The cold start on huge pools"): TypiClust's first
-#: call on 100k rows is ~2-3 s on two cores, and a uniform sample of 100k holds ~1,000 rows of a
-#: class with 1 % of the pool, plenty for k-means and for its typical rows.
-SUBSAMPLE_SIZE = 100_000
+#: Rows of the subsample (BENCHMARKS.md §7, "The cold start on huge pools"): at 1M, auto's first call
+#: took 4.0 s on 50k rows and 9.8 s on 100k (two busy cores); subsamples of 1/10 (synthetic) and 1/6
+#: (Fashion-MNIST pixels) of the pool labelled as well as the whole pool at 10-50 labels. A class of
+#: 1 % of the pool keeps ~500 rows in it.
+SUBSAMPLE_SIZE = 50_000
 _SALT = 23  # keeps this sample apart from the other seeded samples of the pool
 
 
@@ -65,7 +66,7 @@ def subsample_geometry(geo: Geometry, size: int, seed: int) -> tuple[np.ndarray,
     """(rows, Geometry of those rows): the seeded subsample of ``size`` rows of ``geo``'s pool.
 
     Cached on the pool's Geometry (not in :meth:`Geometry.of`'s small cache, where it could push
-    out the pool itself); the sample's unit rows are gathered once (200 MB at 100k x 512)."""
+    out the pool itself); the sample's unit rows are gathered once (100 MB at 50k x 512)."""
     key = (int(size), int(seed))
     with geo.lock:
         memo = geo.scratch("cold_subsample")

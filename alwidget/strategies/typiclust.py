@@ -28,6 +28,10 @@ that was 8x faster (457 -> 56 ms) with the same full-space inertia and cluster p
 problems (the first rounds: K = 10 or 20 on a few thousand rows) keep the full features, where
 k-means is cheap anyway. ``kmeans_dims=None`` always clusters the full features.
 
+Huge pools. From :data:`alwidget.strategies._subsample.SUBSAMPLE_MIN` rows (200k) TypiClust runs on
+a fixed, seeded random subsample of the pool (``geometry_seed``; the same every round), and labelled
+rows outside it count in the cluster with the nearest members' mean (``info["cold_subsample"]``).
+
 Avoided defects of the reference code: clustering is seeded; the kNN of a cluster is
 computed once (not per pick); size-1 clusters get typicality 0 instead of NaN; exactly B
 points are returned (when clusters run out, the rest is filled at random and reported).
