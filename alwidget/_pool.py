@@ -65,6 +65,7 @@ _POOL_CACHE: OrderedDict = OrderedDict()  # (fingerprint, device) -> _Pool
 _POOL_CACHE_SIZE = 2
 _ID_CACHE: dict = {}  # id(array) -> (weakref to array, fingerprint): skips hashing the same object
 _LOCK = threading.Lock()
+_BUILDING: dict = {}  # (fingerprint, device) -> the lock held while that pool is built
 
 
 def _remember(X, fp: str) -> None:
@@ -92,21 +93,30 @@ def _get_pool(X, device) -> _Pool:
             if key in _POOL_CACHE:
                 _POOL_CACHE.move_to_end(key)
                 return _POOL_CACHE[key]
-    arr = check_features(X, "X")
+    # An array remembered by identity was validated as it is when it is float32 and C-contiguous.
+    known = fp is not None and isinstance(X, np.ndarray) and X.dtype == np.float32 and X.ndim == 2 \
+        and X.flags.c_contiguous
+    arr = X if known else check_features(X, "X")
     if fp is None:
         fp = fingerprint(arr)
         with _LOCK:
             _remember(X, fp)
     key = (fp, str(device))
     with _LOCK:
-        if key in _POOL_CACHE:
-            _POOL_CACHE.move_to_end(key)
-            return _POOL_CACHE[key]
-    pool = _Pool(arr, device)
-    with _LOCK:
-        _POOL_CACHE[key] = pool
-        while len(_POOL_CACHE) > _POOL_CACHE_SIZE:
-            _POOL_CACHE.popitem(last=False)
+        building = _BUILDING.setdefault(key, threading.Lock())
+    # One build per pool: a second caller (the Session's worker while its second thread builds the
+    # pool ahead) waits for it instead of building a copy of its own on the same cores (40 s at 1M).
+    with building:
+        with _LOCK:
+            if key in _POOL_CACHE:
+                _POOL_CACHE.move_to_end(key)
+                return _POOL_CACHE[key]
+        pool = _Pool(arr, device)
+        with _LOCK:
+            _POOL_CACHE[key] = pool
+            _BUILDING.pop(key, None)
+            while len(_POOL_CACHE) > _POOL_CACHE_SIZE:
+                _POOL_CACHE.popitem(last=False)
     return pool
 
 
@@ -117,6 +127,13 @@ def remember_fingerprint(X: np.ndarray, fp: str) -> None:
     """
     with _LOCK:
         _remember(X, fp)
+
+
+def known_fingerprint(X):
+    """The fingerprint remembered for this very array object (by identity), else None."""
+    with _LOCK:
+        entry = _ID_CACHE.get(id(X))
+        return entry[1] if entry is not None and entry[0]() is X else None
 
 
 def clear_pool_cache() -> None:

@@ -230,3 +230,29 @@ def test_typicality_on_reduced_clusters_is_measured_in_the_full_features(blobs):
         np.fill_diagonal(D, np.inf)
         want = 1.0 / (np.sort(D, 1)[:, :k].mean(1) + 1e-12)
         np.testing.assert_allclose(typ, np.sort(want)[::-1], rtol=1e-4)
+
+
+def test_geometry_takes_a_validated_pools_fingerprint_and_shares_unit_rows(monkeypatch):
+    from alwidget import geometry
+    from alwidget._pool import remember_fingerprint
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Geometry.clear_cache()
+    below = Geometry.of(X)
+    assert not np.shares_memory(below.X, X)  # small pools: a normalised copy, as before
+    assert np.array_equal(below.X, geometry.normalize(X))
+    Geometry.clear_cache()
+    monkeypatch.setattr(geometry, "SHARE_UNIT_MIN", 100)
+    remember_fingerprint(X, "known-fp")  # what the Session does after validating and hashing
+    geo = Geometry.of(X)
+    assert geo.fingerprint == "known-fp"  # not hashed again
+    assert geo.X is X  # unit rows: no copy
+    Y = X * 2.0
+    g2 = Geometry.of(Y)
+    assert not np.shares_memory(g2.X, Y) and np.allclose(np.linalg.norm(g2.X, axis=1), 1.0)
+    Z = X.astype(np.float64)  # not float32: validated (converted) again, never taken as it is
+    remember_fingerprint(Z, "other")
+    assert Geometry.of(Z).fingerprint != "other"
+    Geometry.clear_cache()

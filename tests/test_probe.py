@@ -387,3 +387,33 @@ def test_a_pool_pass_stops_between_blocks_and_caches_nothing(digits, monkeypatch
     np.testing.assert_array_equal(full, LinearProbe(seed=0, device="cpu", low_precision=lowp)
                                   .fit(X, _partial(y, 30)).pool_proba())
     assert p.pool_proba(should_stop=lambda: True) is full  # a cached result is not recomputed
+
+
+def test_two_threads_asking_for_a_new_pool_build_it_once(monkeypatch):
+    import threading
+    import time
+
+    from alwidget import _pool
+
+    X = np.random.default_rng(8).standard_normal((500, 6)).astype(np.float32)
+    built, real = [], _pool._Pool.__init__
+
+    def slow_init(self, *a, **kw):  # a build that takes a while, as at 1M rows
+        built.append(threading.current_thread().name)
+        time.sleep(0.3)
+        real(self, *a, **kw)
+
+    monkeypatch.setattr(_pool._Pool, "__init__", slow_init)
+    got = [None, None]
+
+    def ask(i):
+        got[i] = _pool._get_pool(X, "cpu")
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and got[0] is got[1]
+    np.testing.assert_allclose(got[0].X.numpy().mean(0), 0.0, atol=1e-5)
+    _pool.clear_pool_cache()

@@ -32,6 +32,7 @@ from .._util import check_k, check_labels
 from ..geometry import Geometry, threads
 from . import auto as _auto
 from . import bald, badge, coreset, dropquery, probcover, random, typiclust, uncertainty  # noqa: F401  (registers)
+from . import _subsample
 from ._common import REGISTRY, Context, call, round_seed
 
 __all__ = ["available", "describe", "round_seed", "select"]
@@ -120,6 +121,7 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, re
     else:
         with threads(n_threads):
             idx, info = call(name, ctx, kk, params)
+        info["reason"] += _subsample.reason_words(info.get("cold_subsample"))  # after any wrapper's words
         idx = _finish(idx, kk, ctx, info)
     info["round_seed"] = ctx.seed
     if k > n_cand:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _subsample
 from ._common import COLD_START_WORDS, REGISTRY, Context, call, check_cold_start, register
 
 #: Labels per class from which auto leaves cold start for ``then``; measured (module docstring).
@@ -112,7 +113,7 @@ def pick_cold_start(ctx: Context, cold_start: str, tight_ratio: float):
     """(cold start strategy, the ratio or None): 'auto' picks ProbCover on tight pools, else TypiClust."""
     if cold_start != "auto":
         return cold_start, None
-    r = neighbour_ratio(ctx.geometry, ctx.geometry_seed)
+    r = neighbour_ratio(_subsample.density_geometry(ctx), ctx.geometry_seed)  # huge pools: on the subsample
     return ("probcover" if r < tight_ratio else "typiclust"), r
 
 
@@ -159,6 +160,8 @@ def auto(ctx: Context, k: int, *, cold_start: str = "auto", min_per_class: float
     elif ratio is not None and phase == 0:
         info["reason"] += _ratio_words(cold_start, ratio)
         info["detail"] += f"; cold start {cold_start}: neighbour ratio {ratio:.2f} vs {float(tight_ratio):g}"
+        if _subsample.applies(ctx.n_samples):
+            info["detail"] += f" (measured on a {_subsample.SUBSAMPLE_SIZE}-row subsample)"
     info["labels_per_class"] = per
     if ratio is not None:
         info["neighbour_ratio"] = ratio

@@ -28,6 +28,10 @@ that was 8x faster (457 -> 56 ms) with the same full-space inertia and cluster p
 problems (the first rounds: K = 10 or 20 on a few thousand rows) keep the full features, where
 k-means is cheap anyway. ``kmeans_dims=None`` always clusters the full features.
 
+Huge pools. From :data:`alwidget.strategies._subsample.SUBSAMPLE_MIN` rows (200k) TypiClust runs on
+a fixed, seeded random subsample of the pool (``geometry_seed``; the same every round), and labelled
+rows outside it count in the cluster with the nearest members' mean (``info["cold_subsample"]``).
+
 Avoided defects of the reference code: clustering is seeded; the kNN of a cluster is
 computed once (not per pick); size-1 clusters get typicality 0 instead of NaN; exactly B
 points are returned (when clusters run out, the rest is filled at random and reported).
@@ -38,6 +42,7 @@ import heapq
 
 import numpy as np
 
+from . import _subsample
 from ._common import Context, register
 
 # Cluster counts tried in order: exact up to 8, then m * 2**e for m in 4..7 (steps <= 25 %).
@@ -64,10 +69,29 @@ def ladder_up(k: int) -> int:
 def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size: int = 5,
               n_neighbors: int = 20, ladder: bool = True, exact_max=None, kmeans_dims=KMEANS_DIMS):
     """TypiClust batch of k points; see the module docstring."""
+    args = (max_clusters, min_cluster_size, n_neighbors, ladder, exact_max, kmeans_dims)
+    cold = _subsample.cold_context(ctx)
+    if cold is None:
+        idx, info = _typiclust(ctx, k, *args)
+        info["cold_subsample"] = False
+        return idx, info
+    # Huge pool: the fixed subsample (_subsample); the whole pool's random fill tops up a short batch.
+    kk = min(k, int(np.count_nonzero(cold.ctx.available)))
+    idx, info = _typiclust(cold.ctx, kk, *args, outside=cold.outside)
+    info["cold_subsample"] = cold.info()
+    info["detail"] += cold.detail()
+    return cold.rows[idx], info
+
+
+def _typiclust(ctx: Context, k: int, max_clusters, min_cluster_size, n_neighbors, ladder, exact_max, kmeans_dims,
+               outside=None):
+    """TypiClust on ``ctx``'s pool; ``outside``: unit rows of labelled images not in it, each counted
+    in the cluster with the nearest members' mean."""
     geo = ctx.geometry
     n = ctx.n_samples
     labelled = ctx.labelled
-    want = min(labelled.size + k, int(max_clusters))
+    n_out = 0 if outside is None else int(outside.shape[0])
+    want = min(labelled.size + n_out + k, int(max_clusters))
     K = min(ladder_up(want) if ladder else want, int(max_clusters), n)
     dims = _check_dims(kmeans_dims)
     if dims is not None and (dims >= geo.n_features or n * K * geo.n_features <= KMEANS_FULL_WORK):
@@ -75,6 +99,8 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
     assign, _ = geo.kmeans(K, ctx.geometry_seed, dims)
     sizes = np.bincount(assign, minlength=K)
     held = np.bincount(assign[labelled], minlength=K)
+    if n_out:
+        held += np.bincount(nearest_cluster(geo, (K, ctx.geometry_seed, dims), outside), minlength=K)
     taken = ~ctx.available  # labelled or excluded: never proposed, still cluster members
     free = np.bincount(assign[~taken], minlength=K)
     floor = min_size_floor(min_cluster_size, n, K)
@@ -97,7 +123,7 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
             "reason": "Picking the most typical image of each group of similar images, groups with "
                       "the fewest labels first"}
     space = "" if dims is None else f" (on {dims} PCA dims)"
-    detail = (f"typiclust: {labelled.size} labels + {k} asked -> {K} k-means clusters{space}, "
+    detail = (f"typiclust: {labelled.size + n_out} labels + {k} asked -> {K} k-means clusters{space}, "
               f"most typical point of the least-labelled clusters")
     short = k - len(picks)
     if short:
@@ -108,6 +134,26 @@ def typiclust(ctx: Context, k: int, *, max_clusters: int = 500, min_cluster_size
         detail += f"; {short} filled at random (clusters of > {floor:g} points ran out)"
     info["detail"] = detail
     return np.asarray(picks, dtype=np.int64), info
+
+
+def nearest_cluster(geo, km, X) -> np.ndarray:
+    """(len(X),) the cluster (of the clustering km = (K, seed, dims)) whose members' mean in the
+    normalised features is nearest each row of X; the means are cached with the clustering."""
+    K, seed, dims = km
+    with geo.lock:
+        memo = geo.scratch("typiclust_means")
+        key = geo._km_key(K, seed, dims)
+        if key not in memo:
+            order, starts = geo.members(K, seed, dims)
+            sums = np.add.reduceat(geo.rows(order), np.minimum(starts[:-1], order.size - 1), axis=0)
+            sizes = np.diff(starts)
+            # reduceat repeats a neighbour's row for an empty cluster: such a cluster is never nearest.
+            memo[key] = ((sums / np.maximum(sizes, 1)[:, None]).astype(np.float32), sizes == 0)
+        means, empty = memo[key]
+    X = np.asarray(X, dtype=np.float32)
+    d = (means * means).sum(1)[None, :] - 2.0 * (X @ means.T)
+    d[:, empty] = np.inf
+    return d.argmin(1)
 
 
 def min_size_floor(min_cluster_size, n: int, K: int) -> float:
