@@ -36,7 +36,7 @@ from . import ann
 from .anchoral_probe import RowsProbe, _gather  # noqa: F401 (re-exported)
 from .geometry import Geometry, knn_query
 
-__all__ = ["IVF_MIN", "SUBPOOL_MIN", "RowsProbe", "anchors", "prefetch", "select", "subpool", "warm"]
+__all__ = ["IVF_MIN", "SUBPOOL_MIN", "RowsProbe", "anchors", "index_ready", "prefetch", "select", "subpool", "warm"]
 
 #: Pools from this many rows get AnchorAL subpools by default (BENCHMARKS.md, section 6).
 SUBPOOL_MIN = 200_000
@@ -118,6 +118,15 @@ def warm(features) -> bool:
         return False
     _ivf(geo)
     return True
+
+
+def index_ready(features) -> bool:
+    """Whether a subpool round on this pool can search at once: no index needed, or it is built."""
+    geo = Geometry.of(features)
+    if _exact_path(geo):
+        return True
+    with geo.lock:
+        return "index" in geo.scratch("anchoral_ivf")
 
 
 def _search(geo, rows, k):
@@ -412,13 +421,16 @@ def _runs_on_subpool(name: str, labels, params: dict, lab) -> bool:
 
 
 def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, exclude=None,
-           return_info: bool = False, min_pool: int | None = None, subpool_params=None, **params):
+           return_info: bool = False, min_pool: int | None = None, subpool_params=None,
+           wait_index: bool = True, **params):
     """``strategies.select`` with AnchorAL subpools from ``min_pool`` rows (module docstring).
 
     Same arguments and result as :func:`alwidget.strategies.select` (``probe``: fitted on the
     whole pool, or None to fit one here); ``min_pool`` (None: :data:`SUBPOOL_MIN`); ``subpool_params`` go to :func:`subpool`. With
     ``return_info``, ``info["anchoral"]`` holds the subpool's figures, or False when the
-    whole pool was used."""
+    whole pool was used. ``wait_index=False``: while another thread still builds the search
+    index (:func:`warm`), run on the whole pool (about a second at 1M) instead of waiting for it
+    (20-50 s); ``info["index_pending"]`` says so."""
     from . import strategies
     from .strategies import round_seed
 
@@ -426,10 +438,15 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, ex
     n = labels.shape[0]
     min_pool = SUBPOOL_MIN if min_pool is None else int(min_pool)
     lab = np.flatnonzero(labels >= 0)  # once: the rest reads the labelled rows, not the (N,) array
-    if n < min_pool or not _runs_on_subpool(name, labels, params, lab):
+    whole = n < min_pool or not _runs_on_subpool(name, labels, params, lab)
+    pending = not whole and not wait_index and not index_ready(features)
+    if whole or pending:
         out = strategies.select(name, features, labels, k, seed=seed, probe=probe, exclude=exclude,
                                 return_info=True, **params)
         out[1]["anchoral"] = False
+        if pending:
+            out[1]["index_pending"] = True
+            out[1]["reason"] = out[1].get("reason", "") + " (on all the images while the index for faster rounds is built)"
         return out if return_info else out[0]
     if probe is None:
         from .probe import LinearProbe

@@ -21,6 +21,7 @@ The Session provides: ``features``, ``probe``, ``store``, ``prior``, ``seed``, `
 from __future__ import annotations
 
 import atexit
+import functools
 import threading
 import time
 import weakref
@@ -105,7 +106,8 @@ def select_next(strategies, features, labels: np.ndarray, k: int, strategy: str,
         params["n_classes"] = n_classes  # declared classes shape ProbCover's pseudo-labels, auto's switch
     select = strategies.select
     if labels.shape[0] >= _anchoral().SUBPOOL_MIN:  # huge pools: AnchorAL subpools (issue 12)
-        select = _anchoral().select
+        # A round never waits for the index the second thread builds: the whole pool until then.
+        select = functools.partial(_anchoral().select, wait_index=False)
     if prior is not None:
         select = prior.selector(select, labels, list(classes), features, probe)
     idx, info = select(strategy, features, labels, min(k, n_free - exclude.size), seed=seed, exclude=exclude,

@@ -200,6 +200,7 @@ def test_a_label_during_the_pools_rescore_stops_it(digits, monkeypatch):
 
 
 def test_a_huge_pool_builds_its_search_index_ahead_without_blocking_rounds(digits, monkeypatch):
+    """Neither the cold start's rounds nor a first subpool round wait for the index built ahead."""
     pytest.importorskip("faiss")
     X, y = digits
     monkeypatch.setattr(A, "IVF_MIN", 1000)  # the IVF path on digits
@@ -222,14 +223,20 @@ def test_a_huge_pool_builds_its_search_index_ahead_without_blocking_rounds(digit
         assert s.wait(timeout=120)  # a round on the Geometry (TypiClust) while the build holds its own lock
         assert s.status["error"] is None and len(s.next_batch()) == 5
         assert built == []  # the round's fit found the pool standardised ahead
+        s.strategy = "margin"  # a subpool round while the index is still building: the whole pool, no wait
+        label_rows(s, y, np.arange(20, 30))
+        assert s.wait(timeout=120) and s.status["error"] is None and len(s.next_batch()) == 5
+        st = s.status
+        assert st["strategy_info"]["anchoral"] is False and st["strategy_info"]["index_pending"]
+        assert "index" in st["reason"] and not release.is_set()  # the build was still held all along
         release.set()
         s._indexer.join(60)
         memo = Geometry.of(s.features).scratch("anchoral_ivf")
         index = memo["index"]
-        s.strategy = "margin"  # subpools: the round searches with the index built ahead
-        label_rows(s, y, np.arange(20, 40))
+        label_rows(s, y, np.arange(30, 40))  # subpools: the round searches with the index built ahead
         assert s.wait(timeout=120) and s.status["error"] is None
-        assert memo["index"] is index and s.status["strategy_info"]["anchoral"]["approximate"]
+        info = s.status["strategy_info"]
+        assert memo["index"] is index and info["anchoral"]["approximate"] and "index_pending" not in info
 
 
 HUGE_CHILD = """
