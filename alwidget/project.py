@@ -48,6 +48,8 @@ from ._umap_fit import ProgressCallback
 from ._umap_fit import tqdm_reporter as _tqdm_reporter
 from ._util import cache_dir as _cache_root
 from ._util import atomic_write, check_features, fingerprint
+# the canvas and the preview live in project_preview.py; preview and to_canvas stay public here
+from .project_preview import check_metric, check_seed, preview, raw_preview, row_scale, to_canvas
 
 __all__ = [
     "EXACT_KNN_MAX",
@@ -58,109 +60,11 @@ __all__ = [
     "umap",
 ]
 
-#: Rows the preview's PCA is fitted on (all rows are then projected).
-PREVIEW_FIT_ROWS = 20_000
 #: Largest n_samples for which the kNN graph is computed exactly.
 EXACT_KNN_MAX = 50_000
 #: Bump when the cached coordinates would change for the same parameters.
 _CACHE_FORMAT = 1
-_METRICS = ("cosine", "euclidean")
 _KNN_METHODS = ("auto", "exact", "nndescent")
-
-
-# --------------------------------------------------------------------------- canvas / preview
-
-
-def to_canvas(coords) -> np.ndarray:
-    """Map ``(n, 2)`` coordinates onto the common canvas ``[-1, 1]^2``.
-
-    Centre on the bounding-box midpoint, divide by half the longer side. A
-    single point (or all points equal) maps to the origin.
-    """
-    coords = np.asarray(coords, dtype=np.float64)
-    lo, hi = coords.min(axis=0), coords.max(axis=0)
-    half = float((hi - lo).max()) / 2.0
-    out = coords - (lo + hi) / 2.0
-    if half > 0:
-        out /= half
-    return np.clip(out, -1.0, 1.0).astype(np.float32)
-
-
-def _row_scale(X: np.ndarray, metric: str) -> np.ndarray:
-    """(N,) factors that L2-normalise rows for cosine (zero rows stay zero), ones otherwise."""
-    if metric == "euclidean":
-        return np.ones(X.shape[0], dtype=np.float32)
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X))
-    with np.errstate(divide="ignore"):
-        return np.where(norms > 0, 1.0 / norms, 0.0).astype(np.float32)
-
-
-def _preview(X: np.ndarray, seed: int, metric: str) -> np.ndarray:
-    """PCA to 2-D fitted on at most PREVIEW_FIT_ROWS rows; trusts X. Returns raw coords (N, 2)."""
-    import scipy.linalg
-    from threadpoolctl import threadpool_limits
-
-    n, d = X.shape
-    scale = _row_scale(X, metric)
-    rows = np.arange(n)
-    if n > PREVIEW_FIT_ROWS:
-        rows = np.sort(np.random.default_rng(seed).choice(n, PREVIEW_FIT_ROWS, replace=False))
-    S = X[rows] * scale[rows, None]
-    mean = S.mean(axis=0, dtype=np.float64)
-    S -= mean.astype(np.float32)
-    # One BLAS thread: on two busy cores a spinning pool makes this 3-10x slower
-    # (measured), and these matrices are small. (threadpoolctl, not
-    # _util.limit_threads: no torch import on this numpy-only path.)
-    with threadpool_limits(1):
-        if d <= S.shape[0]:
-            cov = (S.T @ S).astype(np.float64)
-            top = min(2, d)
-            _, vecs = scipy.linalg.eigh(cov, subset_by_index=[d - top, d - 1])  # ascending
-            comps = vecs[:, ::-1]
-        else:
-            comps = np.linalg.svd(S.astype(np.float64), full_matrices=False)[2][:2].T
-    if comps.shape[1] < 2:  # one feature (or one row): the second axis is constant
-        comps = np.hstack([comps, np.zeros((d, 2 - comps.shape[1]))])
-    # Eigenvectors have no sign; fix it so the map never flips between runs.
-    flip = np.sign(comps[np.abs(comps).argmax(axis=0), [0, 1]])
-    comps *= np.where(flip == 0, 1.0, flip)
-    comps32 = np.ascontiguousarray(comps, dtype=np.float32)
-    # (x * s - mean) @ V == s * (x @ V) - mean @ V: no normalised copy of X.
-    with threadpool_limits(1):
-        return (X @ comps32) * scale[:, None] - (mean @ comps).astype(np.float32)
-
-
-def _check_metric(metric) -> str:
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-    return metric
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be a non-negative integer (reproducible maps need a fixed seed), got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    return int(seed)
-
-
-def preview(X, seed: int = 0, *, metric: str = "cosine") -> np.ndarray:
-    """Instant 2-D map: the first two principal components, on the common canvas.
-
-    Parameters
-    ----------
-    X : array (n_samples, n_features)
-    seed : int
-        Chooses the rows PCA is fitted on when ``n_samples > PREVIEW_FIT_ROWS``.
-    metric : "cosine" (rows L2-normalised first) or "euclidean"
-
-    Returns
-    -------
-    (n_samples, 2) float32 in ``[-1, 1]`` (see :func:`to_canvas`). Takes about a
-    second per million 512-d rows: one pass over X after a small fit.
-    """
-    X = check_features(X, "X")
-    return to_canvas(_preview(X, _check_seed(seed), _check_metric(metric)))
 
 
 # --------------------------------------------------------------------------- umap
@@ -179,7 +83,7 @@ def _umap_params(n_neighbors, min_dist, metric, knn, init) -> dict:
     return {
         "n_neighbors": int(n_neighbors),
         "min_dist": float(min_dist),
-        "metric": _check_metric(metric),
+        "metric": check_metric(metric),
         "knn": knn,
         "init": init,
     }
@@ -236,12 +140,12 @@ def _fit_umap(
     metric = params["metric"]
     if params["init"] == "preview":
         if preview_coords is None:
-            preview_coords = to_canvas(_preview(X, seed, metric))
+            preview_coords = to_canvas(raw_preview(X, seed, metric))
         init = 10.0 * preview_coords  # umap-learn scales its own inits to max |coord| = 10
     else:
         init = "spectral"
     if metric == "cosine":
-        X = X * _row_scale(X, metric)[:, None]
+        X = X * row_scale(X, metric)[:, None]
     k = min(params["n_neighbors"], n - 1)
     coords = _umap_fit.layout(X, k, _knn_method(n, params["knn"]), init, params["min_dist"], seed, n_jobs, report)
     return to_canvas(coords)
@@ -253,7 +157,7 @@ def _umap_checked(
     """Cache lookup, fit, atomic store; inputs already validated."""
     n = X.shape[0]
     if n < 4:  # too few points for a neighbour graph; PCA is exact here
-        coords = to_canvas(_preview(X, seed, params["metric"]))
+        coords = to_canvas(raw_preview(X, seed, params["metric"]))
         report(1.0, "done (fewer than 4 points: PCA map)")
         return coords
     folder = Path(cache_dir) if cache_dir is not None else _cache_root("projections")
@@ -306,7 +210,7 @@ def umap(
     (n_samples, 2) float32 in ``[-1, 1]`` (see :func:`to_canvas`).
     """
     X = check_features(X, "X")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     params = _umap_params(n_neighbors, min_dist, metric, knn, init)
     n_jobs = _check_n_jobs(n_jobs)
     report, close = _tqdm_reporter(progress, callback)
@@ -364,12 +268,12 @@ class ProjectionJob:
         init: str = "preview",
     ):
         self._X = check_features(X, "X")
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         self.params = _umap_params(n_neighbors, min_dist, metric, knn, init)
         self._n_jobs = _check_n_jobs(n_jobs)
         self._cache_dir = cache_dir
         self._on_done, self._on_progress, self._on_error = on_done, on_progress, on_error
-        self.preview = to_canvas(_preview(self._X, self.seed, self.params["metric"]))
+        self.preview = to_canvas(raw_preview(self._X, self.seed, self.params["metric"]))
         self.progress: tuple[float, str] = (0.0, "starting")
         self.error: BaseException | None = None
         self._result: np.ndarray | None = None

@@ -6,8 +6,9 @@ the GPU when there is one) and a top-k, through :func:`alwidget.geometry.knn_que
 
 - Text search embeds the query with the text tower of the *same* OpenCLIP checkpoint as the
   images (``text_encoder=``: a spec string, an :class:`alwidget.embed.Encoder`, or any callable
-  ``prompts -> (P, D)``). Without one (EfficientNet embeddings, bare arrays) it raises
-  :class:`TextSearchUnavailable`, whose message is the sentence a disabled search box shows.
+  ``prompts -> (P, D)``; the towers are in :mod:`alwidget.text_tower`). Without one (EfficientNet
+  embeddings, bare arrays) it raises :class:`TextSearchUnavailable`, whose message is the
+  sentence a disabled search box shows.
 - More like this: the mean of the normalised embeddings of one or more items -> its nearest rows.
 - Near-duplicates: connected components of the kNN graph restricted to pairs above a cosine
   threshold. Outliers: mean distance to the k nearest neighbours. Both use the cached kNN graph
@@ -29,6 +30,8 @@ import numpy as np
 
 from ._util import check_features, check_k, limit_threads
 from .geometry import Geometry, default_threads, knn_query, normalize
+# the text towers live in text_tower.py; CLIP_SCALE and text_tower stay importable from here (prior.py)
+from .text_tower import CLIP_SCALE, TextSearchUnavailable, no_tower_sentence, text_tower  # noqa: F401
 
 __all__ = [
     "Duplicates", "SearchResult", "TextSearchUnavailable", "mask_labelled", "mask_name", "mask_predicted",
@@ -43,13 +46,6 @@ DEFAULT_K = 100
 DUPLICATE_THRESHOLD = 0.95
 #: Neighbours per item in the kNN graph behind duplicates and outliers.
 GRAPH_K = 10
-#: CLIP's trained logit scale (exp of logit_scale); the default for text towers that do not say.
-CLIP_SCALE = 100.0
-_TRADE = "'More like this' works with every encoder."
-
-
-class TextSearchUnavailable(RuntimeError):
-    """Text search cannot run for these features; ``str(exc)`` is a sentence for the user."""
 
 
 @dataclasses.dataclass
@@ -178,111 +174,6 @@ def more_like_this(features, rows, k: int = DEFAULT_K, *, exclude=None, include_
 
 
 # ------------------------------------------------------------------------------ text
-class _Tower:
-    """A text tower: ``tower(prompts) -> (P, D)`` float32 unit rows (cached per prompt), ``scale``."""
-
-    def __init__(self, fn, scale, name: str):
-        self.fn, self.name = fn, name
-        self._scale = scale
-        self._memo: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def scale(self) -> float:
-        s = self._scale() if callable(self._scale) else self._scale
-        return float(CLIP_SCALE if s is None else s)
-
-    def __call__(self, prompts) -> np.ndarray:
-        prompts = [prompts] if isinstance(prompts, str) else [str(p) for p in prompts]
-        with self._lock:
-            todo = [p for p in dict.fromkeys(prompts) if p not in self._memo]
-            if todo:
-                out = np.asarray(self.fn(todo), dtype=np.float32)
-                if out.ndim != 2 or out.shape[0] != len(todo) or not np.isfinite(out).all():
-                    raise ValueError(f"the text encoder {self.name} returned shape {out.shape} (or non-finite values) "
-                                     f"for {len(todo)} prompts; it must return (n_prompts, n_features)")
-                for p, row in zip(todo, normalize(out)):
-                    self._memo[p] = row
-                while len(self._memo) > 512:
-                    self._memo.popitem(last=False)
-            return np.stack([self._memo[p] for p in prompts])
-
-
-_TOWERS: OrderedDict = OrderedDict()
-
-
-def _no_tower_sentence(text_encoder) -> str | None:
-    """Why ``text_encoder`` cannot embed text (a sentence), or None when it can (weights unchecked)."""
-    from . import embed
-
-    if text_encoder is None:
-        return ("Text search is off: these embeddings came without a text encoder. Pass text_encoder="
-                f"'openclip:ARCH/TAG' (the OpenCLIP checkpoint that made them) to search by text. {_TRADE}")
-    if callable(text_encoder) and not isinstance(text_encoder, (str, embed.Encoder)):
-        return None
-    if isinstance(text_encoder, str):
-        try:
-            enc = embed.get_encoder(text_encoder, device="cpu", load=False)
-        except (TypeError, ValueError) as exc:
-            return f"Text search is off: {exc}"
-    elif isinstance(text_encoder, embed.Encoder):
-        enc = text_encoder
-    else:
-        return (f"Text search is off: text_encoder must be an encoder spec, an alwidget Encoder or a callable, "
-                f"got {type(text_encoder).__name__}.")
-    if not enc.has_text:
-        return (f"Text search needs an image-text model: these embeddings come from {enc.id}, which has no text "
-                f"tower. Embed the images with an OpenCLIP encoder (e.g. '{embed.DEFAULT_ENCODER}') to search by "
-                f"text. {_TRADE}")
-    return None
-
-
-def text_tower(text_encoder, *, device="auto") -> _Tower:
-    """The text tower for a spec / Encoder / callable, loaded on first use and kept (two at most).
-
-    Raises :class:`TextSearchUnavailable` (the message is a sentence for the user) when there is none.
-    """
-    from . import embed
-
-    why = _no_tower_sentence(text_encoder)
-    if why:
-        raise TextSearchUnavailable(why)
-    if isinstance(text_encoder, _Tower):
-        return text_encoder
-    key = text_encoder if isinstance(text_encoder, str) else id(text_encoder)  # the tower keeps the object alive
-    with _POOL_LOCK:
-        if key in _TOWERS:
-            _TOWERS.move_to_end(key)
-            return _TOWERS[key]
-    if isinstance(text_encoder, (str, embed.Encoder)):
-        tower = _encoder_tower(embed.get_encoder(text_encoder, device=device, load=False))
-    else:  # a user callable
-        tower = _Tower(text_encoder, getattr(text_encoder, "logit_scale", None),
-                       getattr(text_encoder, "__name__", type(text_encoder).__name__))
-    with _POOL_LOCK:
-        _TOWERS[key] = tower
-        while len(_TOWERS) > 2:
-            _TOWERS.popitem(last=False)
-    return tower
-
-
-def _encoder_tower(enc) -> _Tower:
-    """An alwidget OpenCLIP encoder as a tower; its weights load on the first prompt."""
-    from . import embed
-
-    def encode(prompts):
-        try:
-            return enc.encode_text(prompts)
-        except embed.EncoderUnavailable as exc:
-            raise TextSearchUnavailable(f"Text search is unavailable: {exc}") from None
-
-    def scale():
-        enc.load()
-        return float(enc.model.logit_scale.detach().exp()) if hasattr(enc.model, "logit_scale") else None
-
-    return _Tower(encode, scale, enc.id)
-
-
 def search_text(features, query: str, text_encoder=None, *, k: int = DEFAULT_K, exclude=None,
                 device=None, n_threads=None) -> SearchResult:
     """The k items whose embeddings are most cosine-similar to the text ``query``.
@@ -458,7 +349,7 @@ def mask_rows(n: int, rows) -> np.ndarray:
 def text_search_status(session) -> tuple[bool, str]:
     """(available, sentence) for the search box: why it is disabled, or what it searches with."""
     enc = getattr(session, "text_encoder", None)
-    why = _no_tower_sentence(enc)
+    why = no_tower_sentence(enc)
     if why:
         return False, why
     name = enc if isinstance(enc, str) else getattr(enc, "id", getattr(enc, "__name__", "the given text encoder"))

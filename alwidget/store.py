@@ -34,6 +34,7 @@ import numpy as np
 
 from . import storefile as sf
 from .items import Items
+from .store_args import as_items, check_class_name, check_rows, stored_view
 from .storefile import (SCHEMA_VERSION, StoreClosedError, StoreDamagedError, StoreError, StoreLockedError,
                         StoreMismatchError, StoreWriteError)
 from .store_view import bind_view, export_dataframe, history_dataframe, labels_dataframe, recent_answers
@@ -52,45 +53,6 @@ class StoreState(NamedTuple):
     unsure: np.ndarray  # bool: answered "unsure"
     test: np.ndarray  # bool: the label is a test label (never trained on)
     skip_age: np.ndarray  # int64 answers given since the item was skipped; -1 not skipped
-
-
-def check_class_name(name) -> str:
-    """A class name: a non-empty string (numpy strings accepted)."""
-    if isinstance(name, (bytes, bytearray)):
-        raise TypeError(f"class names must be str, got bytes {name!r}; decode them first")
-    if not isinstance(name, str):
-        raise TypeError(f"class names must be str, got {type(name).__name__} {name!r}")
-    name = str(name)
-    if not name.strip():
-        raise ValueError("class names must be non-empty strings")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"class name {name!r} is not valid text (it holds a lone surrogate); "
-                         "type the name again") from None
-    return name
-
-
-def _as_items(items, n_samples, keys) -> Items | None:
-    if isinstance(items, Items):
-        return items
-    if items is not None:
-        keys = items
-    if keys is not None:
-        return Items(list(keys), "keys")
-    if n_samples is not None:
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples <= 0:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        return Items([f"row:{i}" for i in range(int(n_samples))], "rows")
-    return None
-
-
-def _stored_view(keys: dict) -> Items:
-    """The rows of a store opened without items: by number for "row:<i>" keys, else by key."""
-    rows = [k[4:] for k in keys if k.startswith("row:")]
-    if keys and len(rows) == len(keys) and all(r.isdigit() for r in rows):
-        return Items([f"row:{i}" for i in range(max(map(int, rows)) + 1)], "store")
-    return Items(sorted(keys), "store")
 
 
 class LabelStore:
@@ -125,7 +87,7 @@ class LabelStore:
         self._file_id = None
         self._db = None
         self._lockfile = None
-        view = _as_items(items, n_samples, keys)
+        view = as_items(items, n_samples, keys)
         if view is None and not readonly:
             raise ValueError("a writable LabelStore needs items (keys of the rows) or n_samples")
         try:
@@ -224,7 +186,7 @@ class LabelStore:
             self._load()
             self.report["migrated_backup"] = backup
         if view is None:
-            view = _stored_view(self._keys)
+            view = stored_view(self._keys)
         self.items = view
         self.n_samples = len(view)
         bind_view(self, view)
@@ -274,24 +236,6 @@ class LabelStore:
             return self._class_ids[name]
 
     # -- changes -----------------------------------------------------------------
-    def _check_rows(self, indices) -> np.ndarray:
-        arr = np.asarray(indices)
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
-        if arr.ndim != 1:
-            raise ValueError(f"indices must be a 1-D list of row indices, got shape {arr.shape}")
-        if arr.size and (arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer)):
-            raise TypeError(f"indices must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
-        if arr.size and (arr.min() < 0 or arr.max() >= self.n_samples):
-            bad = arr[(arr < 0) | (arr >= self.n_samples)]
-            raise IndexError(f"row index {int(bad[0])} is out of range for {self.n_samples} items "
-                             f"(valid: 0..{self.n_samples - 1})")
-        _, first = np.unique(arr, return_index=True)
-        if arr.size == 0:
-            raise ValueError("at least one row index is needed")
-        return arr[np.sort(first)]  # drop repeats, keep order
-
     def _ensure_items(self, db, rows: np.ndarray, contents) -> list:
         """Item ids of rows, inserting the rows' keys the first time they get an event."""
         ids, now = [], time.time()
@@ -351,21 +295,21 @@ class LabelStore:
         """Label several rows with one class as ONE action (one undo reverts all of them)."""
         if role not in ("train", "test"):
             raise ValueError(f"role must be 'train' or 'test', got {role!r}")
-        rows = self._check_rows(indices)
+        rows = check_rows(indices, self.n_samples)
         pos = self.add_class(name)
         return self._append("label", rows, pos, role)
 
     def mark_unsure(self, indices) -> int:
         """Answer "unsure" for rows (kept and listed for review, never trained on); one action."""
-        return self._append("unsure", self._check_rows(indices))
+        return self._append("unsure", check_rows(indices, self.n_samples))
 
     def skip(self, indices) -> int:
         """Set rows aside for now (they come back later); one undoable action."""
-        return self._append("skip", self._check_rows(indices))
+        return self._append("skip", check_rows(indices, self.n_samples))
 
     def unlabel(self, indices) -> int:
         """Remove the answers of some rows as one undoable action."""
-        return self._append("unlabel", self._check_rows(indices))
+        return self._append("unlabel", check_rows(indices, self.n_samples))
 
     @property
     def can_undo(self) -> bool:

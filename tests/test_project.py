@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from alwidget import project
-from alwidget import _umap_fit
+from alwidget import _umap_fit, project_preview
 from alwidget.project import ProjectionJob, preview, project_file, to_canvas, umap
 
 
@@ -88,7 +88,7 @@ def test_preview_cosine_ignores_row_length(X):
 
 
 def test_preview_seed_picks_the_fit_rows(monkeypatch, X):
-    monkeypatch.setattr(project, "PREVIEW_FIT_ROWS", 50)
+    monkeypatch.setattr(project_preview, "PREVIEW_FIT_ROWS", 50)  # the PCA lives there
     np.testing.assert_array_equal(preview(X, seed=3), preview(X, seed=3))
     assert not np.array_equal(preview(X, seed=3), preview(X, seed=4))
 

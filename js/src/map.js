@@ -7,6 +7,7 @@ import { batchMask, basePointSize, encodingProps, fillPoints, priorityOf } from 
 import { bounds, cellWinners, padded, pointsInPolygon, representatives, toScreen, viewTransform } from "./lod.js";
 import { effectiveColorBy } from "./updates.js";
 import { dimOf } from "./find.js";
+import { settleCamera } from "./picking.js";
 
 export const LOD_MIN_POINTS = 250000;
 const LOD_CELL_PX = 2;
@@ -199,6 +200,12 @@ export function createMap({ canvas, width, height, store, theme, events }) {
   }
 
   // ------------------------------------------------------------------ events from the map
+  // dom-2d-camera pans, once per frame, by the pointer's move since the previous frame while the
+  // button is down. A pointer that jumps and presses within one frame (a tap, a quick hand on a
+  // busy machine) would pan the map by the whole jump, and the click or lasso would miss: take the
+  // camera's frame step before the press (pointerdown comes before the camera's mousedown).
+  const onPress = () => settleCamera(scatter.get("camera"), (view) => scatter.view(view));
+  canvas.addEventListener("pointerdown", onPress, { capture: true });
   scatter.subscribe("pointOver", (slot) => events.hover(pointOf(slot)));
   scatter.subscribe("pointOut", () => events.hover(-1));
   scatter.subscribe("lassoStart", () => {
@@ -284,6 +291,7 @@ export function createMap({ canvas, width, height, store, theme, events }) {
       return m.ready;
     },
     destroy() {
+      canvas.removeEventListener("pointerdown", onPress, { capture: true });
       clearTimeout(m.lodTimer);
       if (m.frame != null) cancelAnimationFrame(m.frame);
       scatter.destroy();

@@ -40,3 +40,14 @@ export function pathLength(points) {
 }
 
 export const CLICK_MAX_PATH_PX = 8;
+
+/**
+ * Step the camera now, while no button is down, so that its next frame pans only by what the
+ * pointer moves after the press. A change the step consumed (a wheel zoom, a programmatic view)
+ * is set again so that the frame still redraws and reports it.
+ * @param {{tick: () => boolean, view: Float32Array}} camera dom-2d-camera
+ * @param {(view: Float32Array) => void} setView
+ */
+export function settleCamera(camera, setView) {
+  if (camera && camera.tick()) setView(Float32Array.from(camera.view));
+}

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from widgetpage import (
-    ROOT, batch_of, canvas_box, dense_spot, drag_path, inside_square, move_off_map, on_canvas, paints, root_data,
-    screen_positions, settle, show_map, square_around, stable_positions, state, store_labels, wait_for, wait_store,
+    ROOT, batch_of, canvas_box, dense_spot, drag_path, inside_square, map_report, move_off_map, on_canvas, paints,
+    root_data, screen_positions, settle, show_map, square_around, stable_positions, state, store_labels, wait_for,
+    wait_store,
 )
 
 pytestmark = pytest.mark.browser
@@ -74,6 +75,47 @@ def test_quickstart_runs_and_draws_the_map(quick, lab):
     lab.shots.take(page, "quickstart_map")
 
 
+# A pointer that jumps onto the map and presses before the next frame (a tap; a quick hand on a
+# busy machine): events dispatched in one task, so that no frame can fall between them.
+PRESS_AFTER_JUMP = """([x0, y0, x1, y1]) => new Promise((done) => {
+  const root = document.querySelector('.alw-root');
+  const canvas = root.querySelector('.alw-canvas');
+  const frames = (k, fn) => (k ? requestAnimationFrame(() => frames(k - 1, fn)) : fn());
+  const ev = (Kind, type, x, y, buttons) => canvas.dispatchEvent(new Kind(type, {
+    clientX: x, clientY: y, buttons, button: 0, bubbles: true, cancelable: true, view: window,
+    pointerId: 1, isPrimary: true, pointerType: 'mouse' }));
+  ev(MouseEvent, 'mousemove', x0, y0, 0);
+  frames(2, () => {
+    const before = root.alw.camera();
+    ev(PointerEvent, 'pointermove', x1, y1, 0);
+    ev(MouseEvent, 'mousemove', x1, y1, 0);
+    ev(PointerEvent, 'pointerdown', x1, y1, 1);
+    ev(MouseEvent, 'mousedown', x1, y1, 1);
+    frames(3, () => {
+      const held = root.alw.camera();
+      ev(PointerEvent, 'pointerup', x1, y1, 0);
+      ev(MouseEvent, 'mouseup', x1, y1, 0);
+      done({ before, held });
+    });
+  });
+})"""
+
+
+def test_a_press_right_after_a_jump_does_not_pan_the_map(quick, lab):
+    page = quick["page"]
+    settle(page)
+    stable_positions(page)
+    box = canvas_box(page)
+    x0, y0 = box["x"] + 0.2 * box["width"], box["y"] + 0.2 * box["height"]
+    x1, y1 = box["x"] + 0.6 * box["width"], box["y"] + 0.7 * box["height"]
+    got = page.evaluate(PRESS_AFTER_JUMP, [x0, y0, x1, y1])
+    before, held = got["before"], got["held"]
+    moved = np.abs(np.subtract(held["target"], before["target"])).max()
+    assert moved < 1e-9 and held["distance"] == pytest.approx(before["distance"], abs=1e-12), \
+        f"the press panned the map: camera {before} -> {held}"
+    assert state(page)["selected"] == [], "a press without a click selects nothing"
+
+
 def test_click_batch_point_and_number_key_labels_the_store(quick, lab):
     page, store = quick["page"], quick["store"]
     before = store_labels(store)
@@ -89,7 +131,8 @@ def test_click_batch_point_and_number_key_labels_the_store(quick, lab):
     for key, i in zip(("1", "2"), targets):
         # a click on a ringed point selects it, whatever neighbours are drawn under the cursor
         click_point(page, i, positions)
-        wait_for(lambda i=i: state(page)["selected"] == [i], 10, f"point {i} to be selected")
+        wait_for(lambda i=i: state(page)["selected"] == [i], 10,
+                 lambda i=i: f"point {i} at {positions[i].round(1).tolist()} to be selected; the map: {map_report(page)}")
         lab.shots.take(page, f"selected_{i}")
         page.keyboard.press(key)
         labels = wait_store(store, lambda got, i=i: i in got, what=f"point {i} in the store")
@@ -124,7 +167,7 @@ def test_lasso_tool_opens_the_grid_and_labels_every_point_kept(quick, lab):
     half = min(box["width"], box["height"]) * 0.08
     cx, cy = dense_spot(positions, box, half)
     surely_in, surely_out = inside_square(positions, cx, cy, half)
-    assert len(surely_in) >= 5, "the lasso region should hold a few points"
+    assert len(surely_in) >= 5, f"the lasso region should hold a few points; the map: {map_report(page)}"
     move_off_map(page)
     drag_path(page, square_around(cx, cy, half))
     wait_for(lambda: root_data(page, "review"), 10, "the review grid")

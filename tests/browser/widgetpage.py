@@ -51,7 +51,10 @@ def store_state(path: str, items=None):
 
 
 def wait_for(predicate, timeout_s: float = 60, what: str = "condition"):
-    """Poll `predicate()` until it returns a truthy value; return that value."""
+    """Poll `predicate()` until it returns a truthy value; return that value.
+
+    `what` names the condition in the timeout's message (a callable: called then, e.g. to report
+    the page's state at that moment)."""
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
@@ -59,6 +62,7 @@ def wait_for(predicate, timeout_s: float = 60, what: str = "condition"):
         if last:
             return last
         time.sleep(0.2)
+    what = what() if callable(what) else what
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last value: {last!r})")
 
 
@@ -208,3 +212,22 @@ def show_map(page, nth: int = 0):
     """Scroll the map canvas into view: the whole widget (toolbar, find bar, map, gallery, status)
     can be taller than the window, and scrolling to the widget's bottom leaves the map's top hidden."""
     page.locator(f"{root_sel(nth)} >> .alw-canvas").first.scroll_into_view_if_needed()
+
+
+def map_report(page, nth: int = 0) -> dict:
+    """What the map shows, for an assertion message: the camera, the canvas, where the points are
+    (their bounding box on screen and how many fall on the canvas), the root's state attributes."""
+    pos = screen_positions(page, nth)
+    box = canvas_box(page, nth)
+    finite = np.isfinite(pos).all(axis=1)
+    on = finite & (pos[:, 0] >= box["x"]) & (pos[:, 0] <= box["x"] + box["width"]) \
+        & (pos[:, 1] >= box["y"]) & (pos[:, 1] <= box["y"] + box["height"])
+    keys = ("ready", "version", "coords", "paints", "pending", "notice", "error", "review", "selected")
+    return {
+        "camera": api(page, "a.camera()", nth=nth),
+        "canvas": box,
+        "points": {"n": len(pos), "finite": int(finite.sum()), "on_canvas": int(on.sum()),
+                   "box": pos[finite].min(axis=0).round(1).tolist() + pos[finite].max(axis=0).round(1).tolist()
+                   if finite.any() else None},
+        "data": {k: root_data(page, k, nth) for k in keys},
+    }
