@@ -430,6 +430,8 @@ def test_top_k_equals_a_full_sort_with_seeded_ties():
     for t in range(200):
         n = int(r.integers(1, 300))
         s = r.integers(0, 5, n).astype(float) if t % 2 else r.random(n)  # many ties / none
+        if t % 3 == 0:  # rows outside an exact shortlist score -inf: fewer or more than k of the rest
+            s[r.random(n) < r.random()] = -np.inf
         cand = np.sort(r.choice(1000, n, replace=False))
         k = int(r.integers(0, n + 2))
         prio = np.random.default_rng(t).permutation(n)

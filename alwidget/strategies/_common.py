@@ -174,8 +174,13 @@ def top_k(scores: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Gen
     prio = rng.permutation(candidates.size)
     s = np.asarray(scores, dtype=np.float64)
     if 0 < k < s.size:
-        kth = np.partition(s, s.size - k)[s.size - k]
-        keep = np.flatnonzero(s >= kth)
+        # Rows at -inf (outside an exact shortlist) cannot be among the k best when k others are
+        # not: numpy's partition over 100k mostly equal values took 15-18 ms, over the rest 0.01 ms.
+        live = np.flatnonzero(s != -np.inf)
+        live = live if live.size >= k else np.arange(s.size)
+        sl = s[live]
+        kth = np.partition(sl, sl.size - k)[sl.size - k]
+        keep = live[sl >= kth]
         order = keep[np.lexsort((prio[keep], -s[keep]))]
     else:
         order = np.lexsort((prio, -s))
