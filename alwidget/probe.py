@@ -15,7 +15,7 @@ import numpy as np
 from . import _dropout
 from ._dropout import mc_dropout_proba  # noqa: F401  (public here since issue 9)
 from ._lbfgs import lbfgs as _lbfgs
-from ._lowp import lowp_faster, near_ties, product_error_coefficients, top_two
+from ._lowp import lowp_faster, product_error_coefficients, softmax_near_ties, top_two
 from ._pool import BLOCK_BYTES, _get_pool, _Pool, clear_pool_cache, remember_fingerprint  # noqa: F401 (re-exported)
 from ._util import check_features, check_labels, resolve_device
 
@@ -36,7 +36,7 @@ LOWP_MIN = 20_000
 #: in float32, so the pool's argmax (predict, DropQuery's clean pass, the trust estimate) is the
 #: float32 one whenever the bf16 error stays under half of it (measured under 0.01 on digits and
 #: Fashion-MNIST features). Of those, only the rows whose logit gap is within the bf16 error bound of
-#: :func:`_lowp.near_ties` are re-scored (the others provably keep float32's argmax).
+#: :func:`_lowp.softmax_near_ties` are re-scored (the others provably keep float32's argmax).
 ARGMAX_GUARD = 0.05
 # Upper bound on the augmented training matrix (rows x copies x features) in elements.
 _MAX_TRAIN_ELEMENTS = 1 << 25
@@ -309,7 +309,7 @@ class LinearProbe:
         """The pool's probabilities from the bfloat16 pass, near ties re-scored in float32.
 
         One pass over the pool block by block; within a block, the rows that are within both
-        ARGMAX_GUARD (probabilities) and the bf16 error bound (logits, :func:`_lowp.near_ties`) are re-scored from
+        ARGMAX_GUARD (probabilities) and the bf16 error bound (logits, :func:`_lowp.softmax_near_ties`) are re-scored from
         the block's float32 rows while it is in cache, as exact_proba would (no pool-wide gather).
         """
         import torch
@@ -332,17 +332,16 @@ class LinearProbe:
             for a in range(0, n, rows):
                 if should_stop is not None and should_stop():
                     return None
-                z = torch.nn.functional.linear(x16[a:a + rows], w16).float().add_(b)
-                z = torch.nan_to_num_(z, nan=0.0, posinf=3e38, neginf=-3e38)
-                near = near_ties(z, norms[:, a:a + rows], coef, b_abs, ARGMAX_GUARD, bounded)
-                p = _softmax_(z)
+                zt = (w16 @ x16[a:a + rows].T).float().add_(b[:, None])  # (C, rows): see softmax_near_ties
+                zt = torch.nan_to_num_(zt, nan=0.0, posinf=3e38, neginf=-3e38)
+                pt, near = softmax_near_ties(zt, norms[:, a:a + rows], coef, b_abs, ARGMAX_GUARD, bounded)
                 if near.numel():
-                    p[near] = _softmax_(self._logits(xs[a:a + rows].index_select(0, near)))
+                    pt[:, near] = _softmax_(self._logits(xs[a:a + rows].index_select(0, near))).T
                     self.n_rescored_ += int(near.numel())
                 if every:
-                    dst[a:a + rows].copy_(p)
+                    dst[a:a + rows].copy_(pt.T)
                 else:
-                    out[a:a + rows, cols_np] = p.cpu().numpy()
+                    out[a:a + rows, cols_np] = pt.T.cpu().numpy()
         return out
 
     def predict(self, X=None) -> np.ndarray:

@@ -332,10 +332,13 @@ def test_bf16_pass_rescores_only_rows_the_bound_cannot_settle(digits, monkeypatc
 def test_bf16_near_ties_without_the_bound_follow_the_probability_guard():
     z = torch.tensor([[2.0, 1.97, 0.0], [3.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
     norms = torch.ones((2, 3))
-    rows = _lowp.near_ties(z, norms, (0.0, 0.0), 0.0, 0.05, bounded=False)
+    p, rows = _lowp.softmax_near_ties(z.T.contiguous(), norms, (0.0, 0.0), 0.0, 0.05, bounded=False)
     assert rows.tolist() == [0, 2]  # p-gaps 0.015 and 0 are within ARGMAX_GUARD, row 1's is not
-    assert _lowp.near_ties(z, norms, (0.0, 0.0), 0.0, 0.05, bounded=True).tolist() == [2]  # gap 0.03 > 2 K_OUT 2
-    assert _lowp.near_ties(z[:, :1], norms, (0.0, 0.0), 0.0, 0.05).numel() == 0
+    torch.testing.assert_close(p.T, torch.softmax(z, 1))  # the softmax comes with the test, in place
+    _, rows = _lowp.softmax_near_ties(z.T.contiguous(), norms, (0.0, 0.0), 0.0, 0.05, bounded=True)
+    assert rows.tolist() == [2]  # gap 0.03 > 2 K_OUT 2
+    p, rows = _lowp.softmax_near_ties(z[:, :1].T.contiguous(), norms, (0.0, 0.0), 0.0, 0.05)
+    assert rows.numel() == 0 and torch.equal(p, torch.ones((1, 3)))
 
 
 def test_bf16_pass_with_classes_not_yet_labelled(digits):
