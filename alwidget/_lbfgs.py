@@ -5,19 +5,21 @@ from __future__ import annotations
 __all__ = ["lbfgs", "minimize"]
 
 
-def _loss_grad(x, onehot, Wt, b, reg: float):
+def _loss_grad(x, xt, onehot_t, Wt, b, reg: float):
     """Mean softmax cross-entropy + reg * ||W||^2 and its analytic gradient (no autograd).
 
-    The weights are (C, D), transposed: for the skinny C of a probe, linear() with a (C, D)
-    weight and the gradient as g.T @ x are 2x and 6x faster on CPUs than x @ (D, C) and x.T @ g
-    (measured at 200-800 rows x 1280 features x 10 classes, one thread)."""
+    The weights are (C, D) and the logits (C, n): with ``xt`` = x.T stored contiguous (once per
+    fit) the logits are W @ xt, and the gradient g @ x with g (C, n); for the skinny C of a probe
+    that was 1.4-1.7x faster per evaluation on CPUs than linear(x, W) and a (n, C) softmax
+    (measured at 240-800 rows x 512-1280 features x 10 classes, one thread), and x @ (D, C) with
+    x.T @ g slower still. ``onehot_t``: the (C, n) one-hot targets."""
     import torch
 
-    z = torch.nn.functional.linear(x, Wt, b)
-    logp = z.log_softmax(1)
-    loss = -(logp * onehot).sum() / x.shape[0] + reg * Wt.square().sum()
-    g = (logp.exp() - onehot) / x.shape[0]
-    return float(loss), g.T @ x + (2 * reg) * Wt, g.sum(0)
+    n = x.shape[0]
+    logp = torch.addmm(b[:, None], Wt, xt).log_softmax(0)
+    loss = -(logp * onehot_t).sum() / n + reg * Wt.square().sum()
+    g = (logp.exp() - onehot_t) / n
+    return float(loss), g @ x + (2 * reg) * Wt, g.sum(1)
 
 
 def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: float = 1e-6,
@@ -33,10 +35,11 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
     import torch
 
     d, c = W0.shape
-    onehot = torch.nn.functional.one_hot(y, c).to(x.dtype)
+    onehot_t = torch.nn.functional.one_hot(y, c).to(x.dtype).T.contiguous()
+    xt = x.T.contiguous()
 
     def f(theta):
-        loss, gw, gb = _loss_grad(x, onehot, theta[:c * d].view(c, d), theta[c * d:], reg)
+        loss, gw, gb = _loss_grad(x, xt, onehot_t, theta[:c * d].view(c, d), theta[c * d:], reg)
         return loss, torch.cat([gw.reshape(-1), gb])
 
     theta, n_iter = minimize(f, torch.cat([W0.T.reshape(-1), b0]).float(), max_iter, history, gtol, ftol)
