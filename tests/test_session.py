@@ -481,3 +481,24 @@ def test_the_session_seed_seeds_the_clusterings_and_rounds_reuse_them(digits, mo
         assert s.wait(timeout=60) and s.status["strategy_info"]["n_clusters"] == 12
         assert len(s.next_batch(12)) == 12  # selected on the spot (k > batch size): K = 14
     assert runs == [(10, 3), (12, 3), (14, 3)]
+
+
+def test_the_session_seed_draws_the_cold_start_subsample_of_huge_pools(digits, monkeypatch):
+    """On huge pools (here: from 500 rows) the cold start's fixed subsample, TypiClust's k-means and
+    auto's neighbour ratio on it are the Session seed's, drawn once and reused by the next round."""
+    from alwidget import geometry
+    from alwidget.strategies import _subsample
+
+    X, y = digits
+    monkeypatch.setattr(_subsample, "SUBSAMPLE_MIN", 500)
+    monkeypatch.setattr(_subsample, "SUBSAMPLE_SIZE", 300)
+    geometry.Geometry.clear_cache()
+    for strategy in ("typiclust", "auto"):
+        with Session(X, strategy=strategy, device="cpu", batch_size=5, seed=3) as s:
+            first = s.next_batch()
+            s.label(int(first[0]), str(y[first[0]]))
+            assert s.wait(timeout=60)
+    memo = geometry.Geometry.of(X).scratch("cold_subsample")
+    assert list(memo) == [(300, 3)]  # one subsample for both sessions and all their rounds
+    sub = memo[(300, 3)][1]
+    assert {key[1] for key in sub._kmeans} == {3} and list(sub.scratch("auto_neighbour_ratio")) == [3]
