@@ -85,10 +85,12 @@ class ByRow:
 
 
 def select_next(strategies, features, labels: np.ndarray, k: int, strategy: str, *, exclude=None, probe=None,
-                seed: int = 0, n_threads: int = 1, n_classes: int = 0, prior=None, classes=()):
+                seed: int = 0, geometry_seed: int = 0, n_threads: int = 1, n_classes: int = 0, prior=None,
+                classes=()):
     """(indices, info): the strategy's next k rows for these labels; empty when nothing is unlabelled.
 
-    ``probe`` must have been fitted on these labels. ``exclude``: unlabelled rows never to return
+    ``seed``, ``geometry_seed``: as in :func:`alwidget.strategies.select` (the Session passes its
+    seed as both). ``probe`` must have been fitted on these labels. ``exclude``: unlabelled rows never to return
     (unsure, skipped, test items); when only those are left they are offered again. ``prior``
     (alwidget.prior.TextPrior) balances the batch by class while classes are scarce (PCB).
     """
@@ -110,8 +112,9 @@ def select_next(strategies, features, labels: np.ndarray, k: int, strategy: str,
         select = functools.partial(_anchoral().select, wait_index=False)
     if prior is not None:
         select = prior.selector(select, labels, list(classes), features, probe)
-    idx, info = select(strategy, features, labels, min(k, n_free - exclude.size), seed=seed, exclude=exclude,
-                       probe=probe, return_info=True, n_threads=n_threads, **params)
+    idx, info = select(strategy, features, labels, min(k, n_free - exclude.size), seed=seed,
+                       geometry_seed=geometry_seed, exclude=exclude, probe=probe, return_info=True,
+                       n_threads=n_threads, **params)
     idx = np.asarray(idx, dtype=np.int64)
     if exclude.size:  # a strategy that ignores exclude= must still never return those rows
         idx = idx[~np.isin(idx, exclude)]
@@ -194,9 +197,11 @@ class Learner:
             return True
 
     def _select(self, labels, k, strategy, exclude=None):
-        """select_next with this session's features, probe, prior and settings (model lock held)."""
+        """select_next with this session's features, probe, prior and settings (model lock held).
+        The seed seeds the cached clusterings too (geometry_seed), as in the benchmarked runs
+        (alwidget.simulate); every round of one Session uses the same ones."""
         return select_next(self._strategies, self.features, labels, k, strategy, exclude=exclude,
-                           probe=self.probe, seed=self.seed, n_threads=self.n_threads,
+                           probe=self.probe, seed=self.seed, geometry_seed=self.seed, n_threads=self.n_threads,
                            n_classes=len(self.store.classes), prior=self.prior, classes=self.classes)
 
     def _snapshot(self):

@@ -75,7 +75,14 @@ class Session(Learner):
         A name from ``alwidget.strategies.available()``; "auto" starts with ProbCover or
         TypiClust (chosen from the pool's shape) and switches to margin at 5 labels per class.
     seed : int
-        Seeds the probe and every selection.
+        Seeds everything random in the session, so the same seed and labels give the same
+        batches: the probe (initialisation, input dropout); each round's choices (tie-breaks,
+        random fills, dropout masks, DropQuery's k-means: ``strategies.round_seed(seed, labels)``);
+        the clusterings kept for the whole session (``geometry_seed``: TypiClust's k-means,
+        ProbCover's pseudo-labels and delta, auto's choice of cold start, the cold start's
+        subsample of huge pools), as in the benchmarked runs (``alwidget.simulate``); and the
+        accuracy check's test set and draws. Another seed gives other clusterings, so other
+        first batches.
     device : "auto", "cpu", "cuda"
         Where the probe trains and scores.
     batch_size : int

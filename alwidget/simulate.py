@@ -95,6 +95,24 @@ def _check_test_set(X_test, y_test, n_features: int, classes):
     return Xt, pos.astype(np.int64)
 
 
+def _check_plan(strategy, seed, budgets, n_samples: int):
+    """(strategy names, seeds, sorted budgets) of a simulation, or a clear error."""
+    from . import strategies
+
+    names = _as_list(strategy, "strategy", str)
+    known = strategies.available()
+    for s in names:
+        if s not in known:
+            raise ValueError(f"unknown strategy {s!r}; choose from {', '.join(known)}")
+    seeds = _as_list(seed, "seed", int)
+    budgets = sorted(set(_as_list(budgets, "budgets", int)))
+    if budgets[0] <= 0:
+        raise ValueError(f"budgets must be positive, got {budgets}")
+    if budgets[-1] > n_samples:
+        raise ValueError(f"the largest budget ({budgets[-1]}) exceeds the pool size ({n_samples})")
+    return names, seeds, budgets
+
+
 def simulate(features, y, *, strategy, budgets, seed=0, X_test=None, y_test=None, batch_size=None,
              device="auto", probe_params=None, n_threads: int | None = None, progress: bool = False):
     """Simulate active learning with an oracle; one row per (strategy, seed, budget).
@@ -125,23 +143,11 @@ def simulate(features, y, *, strategy, budgets, seed=0, X_test=None, y_test=None
     """
     import pandas as pd
 
-    from . import strategies
-
     X = check_features(features, "features")
     y = np.asarray(y)
     if y.shape != (X.shape[0],):
         raise ValueError(f"y must have shape ({X.shape[0]},) to match features, got {y.shape}")
-    names = _as_list(strategy, "strategy", str)
-    known = strategies.available()
-    for s in names:
-        if s not in known:
-            raise ValueError(f"unknown strategy {s!r}; choose from {', '.join(known)}")
-    seeds = _as_list(seed, "seed", int)
-    budgets = sorted(set(_as_list(budgets, "budgets", int)))
-    if budgets[0] <= 0:
-        raise ValueError(f"budgets must be positive, got {budgets}")
-    if budgets[-1] > X.shape[0]:
-        raise ValueError(f"the largest budget ({budgets[-1]}) exceeds the pool size ({X.shape[0]})")
+    names, seeds, budgets = _check_plan(strategy, seed, budgets, X.shape[0])
     if batch_size is not None:
         batch_size = check_k(batch_size, "batch_size")
     classes, y_ids = np.unique(y, return_inverse=True)

@@ -90,44 +90,65 @@ def select(name: str, features, labels, k: int, *, seed: int = 0, probe=None, re
     -------
     indices : (min(k, n_candidates),) int64, or ``(indices, info)`` with ``return_info``.
     """
+    k = _check_strategy(name, k, params)
+    geo = Geometry.of(features, backend=backend)  # validates features on first sight
+    labels = check_labels(labels, geo.n_samples)
+    n_threads = None if n_threads is None else check_k(n_threads, "n_threads")
+    ctx = _context(geo, features, labels, seed, geometry_seed, probe, backend, device, exclude)
+    n_cand = int(np.count_nonzero(ctx.available))
+    idx, info = _run(name, ctx, min(k, n_cand), params, n_threads)
+    info["round_seed"] = ctx.seed
+    if k > n_cand:
+        _say_short(info, k, n_cand)
+    return (idx, info) if return_info else idx
+
+
+def _check_strategy(name, k, params: dict) -> int:
+    """The batch size, once the strategy's name and parameters are known to be valid."""
     if not isinstance(name, str) or name not in REGISTRY:
         raise ValueError(f"unknown strategy {name!r}; choose one of: {', '.join(available())}")
     k = check_k(k)
-    strat = REGISTRY[name]
-    allowed = _auto.auto_params() if name == "auto" else strat.params
+    allowed = _auto.auto_params() if name == "auto" else REGISTRY[name].params
     if allowed is not None:
         bad = sorted(set(params) - allowed)
         if bad:
             raise TypeError(f"strategy {name!r} got unknown parameter(s) {', '.join(bad)}; "
                             f"it accepts: {', '.join(sorted(allowed)) or 'none'}")
-    geo = Geometry.of(features, backend=backend)  # validates features on first sight
-    labels = check_labels(labels, geo.n_samples)
-    n_threads = None if n_threads is None else check_k(n_threads, "n_threads")
-    for arg, v in (("seed", seed), ("geometry_seed", geometry_seed)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{arg} must be an integer >= 0, got {v!r}")
-        if v < 0:
-            raise ValueError(f"{arg} must be an integer >= 0, got {v}")
+    return k
+
+
+def _check_seed(arg: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{arg} must be an integer >= 0, got {v!r}")
+    if v < 0:
+        raise ValueError(f"{arg} must be an integer >= 0, got {v}")
+    return int(v)
+
+
+def _context(geo, features, labels, seed, geometry_seed, probe, backend, device, exclude) -> Context:
+    """The call's Context: checked seeds and exclusions, the round's seed, the cached Geometry."""
+    seed, geometry_seed = _check_seed("seed", seed), _check_seed("geometry_seed", geometry_seed)
     excluded = check_exclude(exclude, labels.size)
-    ctx = Context(features=features, labels=labels, seed=round_seed(int(seed), labels),
-                  geometry_seed=int(geometry_seed), probe=probe, backend=backend, device=device,
-                  excluded=excluded, _geometry=geo)
-    n_cand = int(np.count_nonzero(ctx.available))
-    kk = min(k, n_cand)
-    if kk == 0:
-        idx = np.zeros(0, np.int64)
-        info = {"strategy": name, "reason": "Nothing left to ask about: every image is labelled or set aside",
-                "detail": f"{name}: no candidates (unlabelled and not excluded)"}
-    else:
-        with threads(n_threads):
-            idx, info = call(name, ctx, kk, params)
-        info["reason"] += _subsample.reason_words(info.get("cold_subsample"))  # after any wrapper's words
-        idx = _finish(idx, kk, ctx, info)
-    info["round_seed"] = ctx.seed
-    if k > n_cand:
-        info["reason"] += f" (only {n_cand} image{'s' if n_cand != 1 else ''} left to ask about)"
-        info["detail"] += f" (asked for {k}, only {n_cand} candidates left)"
-    return (idx, info) if return_info else idx
+    return Context(features=features, labels=labels, seed=round_seed(seed, labels), geometry_seed=geometry_seed,
+                   probe=probe, backend=backend, device=device, excluded=excluded, _geometry=geo)
+
+
+def _run(name: str, ctx: Context, k: int, params: dict, n_threads):
+    """(indices, info) of k candidates (k <= the candidates left), the contract checked."""
+    if k == 0:
+        return np.zeros(0, np.int64), {
+            "strategy": name, "reason": "Nothing left to ask about: every image is labelled or set aside",
+            "detail": f"{name}: no candidates (unlabelled and not excluded)"}
+    with threads(n_threads):
+        idx, info = call(name, ctx, k, params)
+    info["reason"] += _subsample.reason_words(info.get("cold_subsample"))  # after any wrapper's words
+    return _finish(idx, k, ctx, info), info
+
+
+def _say_short(info: dict, k: int, n_cand: int) -> None:
+    """Tell the person (and the log) that fewer than k candidates were left."""
+    info["reason"] += f" (only {n_cand} image{'s' if n_cand != 1 else ''} left to ask about)"
+    info["detail"] += f" (asked for {k}, only {n_cand} candidates left)"
 
 
 def check_exclude(exclude, n: int):
