@@ -230,6 +230,7 @@ class Geometry:
     _cache: "OrderedDict[tuple, Geometry]" = OrderedDict()
     _ids: dict = {}  # id(array) -> (weakref, fingerprint)
     _lock = threading.Lock()
+    _building: dict = {}  # key -> the lock of the one thread building that Geometry
     cache_size = 4
 
     def __init__(self, features: np.ndarray, fp: str | None = None, backend=None, device=None, X=None):
@@ -283,16 +284,33 @@ class Geometry:
                 pass
         key = (fp, BACKEND if backend is None else backend, None if device is None else str(device))
         with cls._lock:
-            geo = cls._cache.get(key)
+            geo = cls._cached(key)
             if geo is not None:
-                cls._cache.move_to_end(key)
                 return geo
-        arr = check_features(features) if arr is None else arr
-        geo = cls(arr, fp, backend, device, X=_unit_rows(arr))
-        with cls._lock:
-            cls._cache[key] = geo
-            while len(cls._cache) > cls.cache_size:
-                cls._cache.popitem(last=False)
+            building = cls._building.setdefault(key, threading.Lock())
+        # One builder per key: a Session's first round and its background index build ask at once,
+        # and two Geometries would each cache their own work (the 20 s index at 1M built into the one
+        # the cache then dropped, and built again by the first subpool round).
+        with building:
+            with cls._lock:
+                geo = cls._cached(key)
+            if geo is None:
+                arr = check_features(features) if arr is None else arr
+                geo = cls(arr, fp, backend, device, X=_unit_rows(arr))
+                with cls._lock:
+                    cls._cache[key] = geo
+                    while len(cls._cache) > cls.cache_size:
+                        cls._cache.popitem(last=False)
+            with cls._lock:
+                cls._building.pop(key, None)
+        return geo
+
+    @classmethod
+    def _cached(cls, key):
+        """The cached Geometry under ``key``, marked most recent, or None (hold ``_lock``)."""
+        geo = cls._cache.get(key)
+        if geo is not None:
+            cls._cache.move_to_end(key)
         return geo
 
     @classmethod

@@ -1,4 +1,6 @@
 """Geometry against brute-force references on small inputs, on both backends."""
+import time
+
 import numpy as np
 import pytest
 from geometry_data import brute_dist  # its `blobs` fixture comes through conftest
@@ -81,6 +83,38 @@ def test_kmeans_more_clusters_than_distinct_rows(backend):
     for r in range(3):
         assert len(np.unique(assign[r * 4:(r + 1) * 4])) == 1
     assert kmeans(X, 50, seed=0, backend=backend)[1].shape[0] == 12  # K capped at N
+
+
+def test_threads_asking_for_a_new_geometry_at_once_share_one(blobs, monkeypatch):
+    """A Session's first round and its background index build ask for the pool's Geometry at the
+    same moment: one builds it, the other waits and gets the same object (each once cached its own
+    and one thread's work, e.g. the search index, was lost)."""
+    import threading
+
+    Geometry.clear_cache()
+    X = blobs + 1.0  # content no other test caches
+    calls, real = [], G._unit_rows
+    both = threading.Barrier(2)
+
+    def slow(arr):  # the normalisation takes a while (seconds at 1M): both threads are inside `of`
+        calls.append(1)
+        time.sleep(0.3)
+        return real(arr)
+
+    monkeypatch.setattr(G, "_unit_rows", slow)
+    got = []
+
+    def ask():
+        both.wait()
+        got.append(Geometry.of(X))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(got) == 2 and got[0] is got[1] and Geometry.of(X) is got[0]
+    assert len(calls) == 1 and Geometry._building == {}
 
 
 def test_geometry_of_is_cached_by_identity_and_content(blobs):
