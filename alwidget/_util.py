@@ -118,9 +118,13 @@ def check_indices(indices, n: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-#: Bytes per step when a large array is walked: a whole-array isfinite mask at 1M x 512 is 512 MB
-#: of fresh pages (0.6-1.2 s of ``Session()``); in 16 MB blocks it stays in cache (0.12 s).
+#: Bytes per step of the finiteness check: a whole-array isfinite mask at 1M x 512 is 512 MB of
+#: fresh pages (0.6-1.2 s of ``Session()``); in 16 MB blocks it stays in cache (0.12 s).
 BLOCK_BYTES = 16 << 20
+#: Bytes per update of the content hash (the digest of one whole update). A hash in a second thread
+#: waits up to the GIL's switch interval (5 ms) between updates while the caller runs Python: at 64 MB
+#: (~25 ms of hashing each) that costs at most a fifth of the overlap, and cancel() stops within one.
+HASH_BLOCK_BYTES = 64 << 20
 
 
 def _row_blocks(arr: np.ndarray):
@@ -132,11 +136,11 @@ def _row_blocks(arr: np.ndarray):
 def _hash_bytes(h, arr: np.ndarray, stop: threading.Event | None = None) -> bool:
     """Feed a C-contiguous array's bytes to ``h`` block by block (the digest of one whole update);
     False when ``stop`` was set before the end."""
-    data = memoryview(arr).cast("B")
-    for a in range(0, len(data), BLOCK_BYTES):
+    data, step = memoryview(arr).cast("B"), HASH_BLOCK_BYTES
+    for a in range(0, len(data), step):
         if stop is not None and stop.is_set():
             return False
-        h.update(data[a:a + BLOCK_BYTES])
+        h.update(data[a:a + step])
     return True
 
 
@@ -160,7 +164,7 @@ def fingerprint(arr: np.ndarray) -> str:
 
 
 class BackgroundFingerprint:
-    """:func:`fingerprint` of an array, computed in a daemon thread from one block up (hashlib
+    """:func:`fingerprint` of an array, computed in a daemon thread above one block (hashlib
     releases the GIL while it hashes), so that the caller's own work overlaps the one sequential
     pass (2.7-3.4 s at 1M x 512 on this AMD host). ``result()`` waits for the value; ``cancel()``
     stops the pass at the next block (a caller that failed halfway)."""
@@ -170,7 +174,7 @@ class BackgroundFingerprint:
         self._stop = threading.Event()
         self._out: list = []
         self._thread = None
-        if self._arr.nbytes <= BLOCK_BYTES:  # a thread would cost more than it hides
+        if self._arr.nbytes <= HASH_BLOCK_BYTES:  # a thread would cost more than it hides
             self._run()
         else:
             self._thread = threading.Thread(target=self._run, name="alwidget-fingerprint", daemon=True)

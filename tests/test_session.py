@@ -304,7 +304,7 @@ def test_session_fingerprint_is_the_content_hash_when_hashed_in_a_thread(digits,
     from alwidget.items import user_items
 
     X, _ = digits
-    monkeypatch.setattr(_util, "BLOCK_BYTES", 4096)  # the digits pool spans many blocks: a second thread
+    monkeypatch.setattr(_util, "HASH_BLOCK_BYTES", 4096)  # the digits pool spans many blocks: a second thread
     with Session(X, strategy="random", device="cpu") as s:
         assert s.fingerprint == _util.fingerprint(X.astype(np.float32))
         assert known_fingerprint(s.features) == s.fingerprint  # the probe and Geometry.of need not hash again

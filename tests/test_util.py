@@ -68,9 +68,9 @@ def _golden_arrays():
     return [a, np.arange(6, dtype=np.int64).reshape(2, 3), a[:, ::2]]
 
 
-@pytest.mark.parametrize("block", [_util.BLOCK_BYTES, 4096, 1000])  # whole, many and uneven blocks
+@pytest.mark.parametrize("block", [_util.HASH_BLOCK_BYTES, 4096, 1000])  # whole, many and uneven blocks
 def test_fingerprint_values_do_not_change_with_blocks_or_threads(monkeypatch, block):
-    monkeypatch.setattr(_util, "BLOCK_BYTES", block)
+    monkeypatch.setattr(_util, "HASH_BLOCK_BYTES", block)
     arrays = _golden_arrays()
     assert [fingerprint(x) for x in arrays] == GOLDEN
     assert [_util.BackgroundFingerprint(x).result() for x in arrays] == GOLDEN
