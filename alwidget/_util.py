@@ -122,9 +122,9 @@ def check_indices(indices, n: int) -> np.ndarray:
 #: fresh pages (0.6-1.2 s of ``Session()``); in 16 MB blocks it stays in cache (0.12 s).
 BLOCK_BYTES = 16 << 20
 #: Bytes per update of the content hash (the digest of one whole update). A hash in a second thread
-#: waits up to the GIL's switch interval (5 ms) between updates while the caller runs Python: at 64 MB
-#: (~25 ms of hashing each) that costs at most a fifth of the overlap, and cancel() stops within one.
-HASH_BLOCK_BYTES = 64 << 20
+#: waits for the GIL between updates while the caller runs Python (5 ms, or a whole GIL-holding C call
+#: such as an extension's import): 256 MB makes 8 waits at 1M x 512, and cancel() stops within 0.4 s.
+HASH_BLOCK_BYTES = 256 << 20
 
 
 def _row_blocks(arr: np.ndarray):
