@@ -2,9 +2,11 @@
 
 Each repetition is a fresh process (the first whole-array pass of a process pays for fresh pages, as
 a user's does): synthetic embeddings (``_common.make_features``), torch imported first (as after
-embedding; ``--cold-import``: not, as with features loaded from a file), then ``Session(X)`` timed without its learner (``_start_learner`` is a no-op here, so no
-cold start or index build runs beside the timers), then its parts one by one: ``check_features``,
-``fingerprint``, the row items, the in-memory store. Runs on any checkout (PYTHONPATH picks it).
+embedding; ``--cold-import``: Session() imports it, as with features loaded from a file), then
+``Session(X)`` timed without its learner (``_start_learner`` is a no-op here, so no cold start or
+index build runs beside the timers), then its parts one by one: ``check_features``, ``fingerprint``,
+the row items, the in-memory store. It times the checkout it lives in (``_common`` puts that first
+on sys.path): for a before figure, copy it into a ``git archive`` of the older commit.
 
     .venv/bin/python bench/bench_session_init.py --n 1000000 --repeats 3
 """
@@ -36,8 +38,8 @@ def child(n: int, dim: int, cold_import: bool) -> dict:
     out["session_s"] = time.perf_counter() - t
     out["fingerprint"] = s.fingerprint
     s.store.close()
-    for name, fn in [("check_features_s", lambda: _util.check_features(X)), ("fingerprint_s", lambda: _util.fingerprint(X)),
-                     ("row_items_s", lambda: items.row_items(X)),
+    for name, fn in [("check_features_s", lambda: _util.check_features(X)),
+                     ("fingerprint_s", lambda: _util.fingerprint(X)), ("row_items_s", lambda: items.row_items(X)),
                      ("store_s", lambda: store.LabelStore(":memory:", items.row_items(X)).close())]:
         t = time.perf_counter()
         fn()
@@ -52,9 +54,12 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--repeats", type=int, default=3, help="fresh processes")
     p.add_argument("--cold-import", action="store_true", help="torch not imported before Session()")
+    p.add_argument("--quick", action="store_true", help="smoke run: N = 100k, one process")
     p.add_argument("--out", default="bench_session_init")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.repeats = 100_000, 1
     if args.child:
         print(json.dumps(child(args.n, args.dim, args.cold_import)))
         return 0
@@ -68,7 +73,8 @@ def main(argv=None) -> int:
         print("  " + ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k in PARTS), flush=True)
         runs.append(r)
     fps = {r["fingerprint"] for r in runs}
-    row = {k: f"{statistics.median(r[k] for r in runs):.2f} ({', '.join(f'{r[k]:.2f}' for r in runs)})" for k in PARTS}
+    row = {k: f"{statistics.median(r[k] for r in runs):.2f} ({', '.join(f'{r[k]:.2f}' for r in runs)})"
+           for k in PARTS}
     row["fingerprint"] = ", ".join(sorted(fps))
     cols = [("session_s", "Session() (s)"), ("check_features_s", "check_features (s)"),
             ("fingerprint_s", "fingerprint (s)"), ("row_items_s", "row items (s)"), ("store_s", "store (s)"),
