@@ -298,6 +298,20 @@ def test_export(tmp_path, session):
         s.export(tmp_path / "labels.json")
 
 
+def test_session_fingerprint_is_the_content_hash_when_hashed_in_a_thread(digits, monkeypatch):
+    from alwidget import _util
+    from alwidget._pool import known_fingerprint
+    from alwidget.items import user_items
+
+    X, _ = digits
+    monkeypatch.setattr(_util, "HASH_BLOCK_BYTES", 4096)  # the digits pool spans many blocks: a second thread
+    with Session(X, strategy="random", device="cpu") as s:
+        assert s.fingerprint == _util.fingerprint(X.astype(np.float32))
+        assert known_fingerprint(s.features) == s.fingerprint  # the probe and Geometry.of need not hash again
+    with pytest.raises(ValueError, match="items has 3 entries"):  # a failure while the hash runs
+        Session(X, items=user_items(["a", "b", "c"], 3), device="cpu")
+
+
 def test_bad_input_raises_clear_errors(digits):
     X, _ = digits
     bad = X.copy()

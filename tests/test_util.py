@@ -59,6 +59,45 @@ def test_fingerprint_depends_on_content_shape_and_dtype():
     assert fingerprint(a) != fingerprint(b)
 
 
+# Values of main before the block-wise hash: every geometry/projection cache is keyed by them.
+GOLDEN = ["40c1d0d3623cb6df027a6d95d7201e06", "c2fb48ca131827a0b7c2420f89fb0058", "6e57cc9cba288cfa195681c5a928dde5"]
+
+
+def _golden_arrays():
+    a = np.random.default_rng(7).standard_normal((3000, 700)).astype(np.float32)
+    return [a, np.arange(6, dtype=np.int64).reshape(2, 3), a[:, ::2]]
+
+
+@pytest.mark.parametrize("block", [_util.HASH_BLOCK_BYTES, 4096, 1000])  # whole, many and uneven blocks
+def test_fingerprint_values_do_not_change_with_blocks_or_threads(monkeypatch, block):
+    monkeypatch.setattr(_util, "HASH_BLOCK_BYTES", block)
+    arrays = _golden_arrays()
+    assert [fingerprint(x) for x in arrays] == GOLDEN
+    assert [_util.BackgroundFingerprint(x).result() for x in arrays] == GOLDEN
+    big = _util.BackgroundFingerprint(arrays[0])
+    assert (big._thread is not None) == (arrays[0].nbytes > block)  # small blocks: hashed in a thread
+
+
+def test_hash_stops_at_the_next_block_when_cancelled():
+    stop = _util.threading.Event()
+    stop.set()
+    h = _util._hash_header(np.ones((4, 4), np.float32))
+    before = h.hexdigest()
+    assert not _util._hash_bytes(h, np.ones((4, 4), np.float32), stop)
+    assert h.hexdigest() == before  # no block was hashed
+
+
+def test_check_features_finds_non_finite_values_in_any_block(monkeypatch):
+    monkeypatch.setattr(_util, "BLOCK_BYTES", 64)  # 4 rows of 4 floats per block
+    x = np.ones((30, 4), np.float32)
+    assert check_features(x) is x  # validated as it is, not copied
+    for row in (0, 13, 29):
+        bad = x.copy()
+        bad[row, 3] = np.nan if row % 2 else -np.inf
+        with pytest.raises(ValueError, match=rf"1 row\(s\) \(first: \[{row}\]\)"):
+            check_features(bad)
+
+
 def test_resolve_device_and_cache_dir(tmp_path, monkeypatch):
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
