@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Items", "file_content_hash", "row_items", "sketch_rows", "sketches_match"]
+__all__ = ["Items", "file_content_hash", "pool_items", "row_items", "sketch_rows", "sketches_match"]
 
 SKETCH_DIM = 8
 SKETCH_TOL = 2e-3  # |difference| per projected coordinate; float noise is ~1e-7, another row ~0.1
@@ -177,3 +177,16 @@ def file_content_hash(path: str, chunk: int = 1 << 20) -> str | None:
     except OSError:
         return None
     return h.hexdigest()
+
+
+def pool_items(features: np.ndarray, keys=None, items=None) -> Items:
+    """The row identities of a Session's pool: ``items`` as given (an :class:`Items` of one entry
+    per row), else ``keys`` (:func:`user_items`), else the rows themselves (:func:`row_items`)."""
+    n = features.shape[0]
+    if items is None:
+        items = row_items(features) if keys is None else user_items(keys, n)
+    elif not isinstance(items, Items):
+        raise TypeError(f"items must be an alwidget.items.Items, got {type(items).__name__}")
+    if len(items) != n:
+        raise ValueError(f"items has {len(items)} entries but features has {n} rows")
+    return items

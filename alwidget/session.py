@@ -19,29 +19,19 @@ import numpy as np
 # default_threads: the package's one thread policy for background learning, re-exported here.
 from ._util import (BackgroundFingerprint, check_features, check_index, check_indices, check_k,  # noqa: F401
                     check_seed, default_threads, limit_threads)
-from .items import Items, row_items, user_items
+from .items import Items, pool_items
 from .learner import Learner, strategy_accepts
 from .monitor import TrustMonitor, state_path
 from .prior import session_prior
 from .probe import LinearProbe, remember_fingerprint
 from .store import LabelStore, StoreClosedError, StoreMismatchError, check_class_name, export_dataframe
+from .store_args import check_class_names
 from .store_view import open_notices
 
 __all__ = ["Session", "strategy_accepts"]
 
 #: Answers after which a skipped item may be suggested again.
 SKIP_COOLDOWN = 20
-
-
-def _check_classes(classes):
-    if classes is None:
-        return None
-    if isinstance(classes, str) or not hasattr(classes, "__iter__"):
-        raise TypeError(f"classes must be a list of class names, got {classes!r}")
-    classes = [check_class_name(c) for c in classes]
-    if len(set(classes)) != len(classes):
-        raise ValueError(f"classes contains duplicates: {classes}")
-    return classes
 
 
 def _open_store(store, items: Items) -> LabelStore:
@@ -114,24 +104,17 @@ class Session(Learner):
         self._strategies = strategies
         self._closed = True  # close() on a half-built session does nothing
         self.features = check_features(features, "features")
-        n = self.features.shape[0]
         self._strategy = self._check_strategy(strategy)
         self._batch_size = check_k(batch_size, "batch_size")
         self.seed = check_seed(seed)
         self.n_threads = default_threads() if n_threads is None else check_k(n_threads, "n_threads")
-        classes = _check_classes(classes)
+        classes = check_class_names(classes)
         # The content hash (one sequential pass, 3 s at 1M x 512) runs in a second thread while the
         # probe (torch's import), the 1M item keys and the store are built (Session() 4.9 -> 2.9 s at 1M).
         hashing = BackgroundFingerprint(self.features)
         try:
             self.probe = LinearProbe(device=device, seed=self.seed, **(probe_params or {}))
-            if items is None:
-                items = row_items(self.features) if keys is None else user_items(keys, n)
-            elif not isinstance(items, Items):
-                raise TypeError(f"items must be an alwidget.items.Items, got {type(items).__name__}")
-            if len(items) != n:
-                raise ValueError(f"items has {len(items)} entries but features has {n} rows")
-            self.items = items
+            self.items = items = pool_items(self.features, keys, items)
             self._own_store = not isinstance(store, LabelStore)
             self.store = _open_store(store, items)
         except BaseException:

@@ -8,7 +8,7 @@ import numpy as np
 
 from .items import Items
 
-__all__ = ["as_items", "check_class_name", "check_rows", "stored_view"]
+__all__ = ["as_items", "check_class_name", "check_class_names", "check_rows", "stored_view"]
 
 
 def check_class_name(name) -> str:
@@ -49,6 +49,18 @@ def stored_view(keys: dict) -> Items:
     if keys and len(rows) == len(keys) and all(r.isdigit() for r in rows):
         return Items([f"row:{i}" for i in range(max(map(int, rows)) + 1)], "store")
     return Items(sorted(keys), "store")
+
+
+def check_class_names(classes):
+    """None, or a list of distinct class names (a Session's ``classes=``)."""
+    if classes is None:
+        return None
+    if isinstance(classes, str) or not hasattr(classes, "__iter__"):
+        raise TypeError(f"classes must be a list of class names, got {classes!r}")
+    classes = [check_class_name(c) for c in classes]
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes contains duplicates: {classes}")
+    return classes
 
 
 def check_rows(indices, n: int) -> np.ndarray:
