@@ -179,6 +179,19 @@ def test_second_call_loads_from_cache(cached, X, monkeypatch):
     assert len(list(folder.glob("umap-*.npy"))) == 1
 
 
+def test_a_pool_a_session_hashed_is_not_hashed_again(cached, X, monkeypatch):
+    from alwidget._pool import remember_fingerprint
+    from alwidget._util import fingerprint
+
+    folder, coords = cached
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    remember_fingerprint(X32, fingerprint(X32))  # as Session() does for its features
+    monkeypatch.setattr(project, "fingerprint", lambda a: pytest.fail("hashed the pool again"))
+    calls = count_fits(monkeypatch)
+    np.testing.assert_array_equal(umap(X32, seed=0, cache_dir=folder, progress=False), coords)
+    assert calls == []  # the same cache entry as the hashed key
+
+
 def test_parameter_change_makes_a_new_cache_entry(cached, X, monkeypatch):
     folder, coords = cached
     before = set(folder.glob("umap-*.npy"))
