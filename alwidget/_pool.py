@@ -136,6 +136,16 @@ def known_fingerprint(X):
         return entry[1] if entry is not None and entry[0]() is X else None
 
 
+def validated_fingerprint(X):
+    """:func:`known_fingerprint` of X when X is also what validation returns (a 2-D C-contiguous
+    float32 array, so it was checked as it is): a Session's pool, which Geometry.of and the map's
+    projection cache then neither validate nor hash again (seconds at 1M rows); else None."""
+    fp = known_fingerprint(X)
+    ok = (fp is not None and isinstance(X, np.ndarray) and X.dtype == np.float32 and X.ndim == 2
+          and X.flags.c_contiguous)
+    return fp if ok else None
+
+
 def clear_pool_cache() -> None:
     """Drop every cached standardised pool (frees their memory on the device)."""
     with _LOCK:

@@ -103,14 +103,11 @@ def _resolve(backend=None, device=None):
 def _known(features):
     """(fingerprint, array) of a pool the Session validated and hashed already (it tells the
     probe's pool cache, :func:`alwidget._pool.remember_fingerprint`), else (None, None): at 1M rows
-    hashing and validating again took 6 s of the first batch. Only a C-contiguous float32 array
-    qualifies: it is what validation returns, so it was checked as it is."""
-    from ._pool import known_fingerprint
+    hashing and validating again took 6 s of the first batch."""
+    from ._pool import validated_fingerprint
 
-    fp = known_fingerprint(features)
-    ok = (fp is not None and isinstance(features, np.ndarray) and features.dtype == np.float32
-          and features.ndim == 2 and features.flags.c_contiguous)
-    return (fp, features) if ok else (None, None)
+    fp = validated_fingerprint(features)
+    return (fp, features) if fp is not None else (None, None)
 
 
 def _unit_rows(arr: np.ndarray) -> np.ndarray:

@@ -154,10 +154,10 @@ def _fit_umap(
 def _fingerprint_of(X: np.ndarray) -> str:
     """X's content hash, reused when a Session hashed this very array already (the widget's map
     and its Session share one pool: a second pass was 3 s of background CPU at 1M x 512)."""
-    from ._pool import known_fingerprint
+    from ._pool import validated_fingerprint
 
-    fp = known_fingerprint(X)
-    return fp if fp is not None and X.dtype == np.float32 and X.flags.c_contiguous else fingerprint(X)
+    fp = validated_fingerprint(X)
+    return fp if fp is not None else fingerprint(X)
 
 
 def _umap_checked(
