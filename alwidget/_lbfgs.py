@@ -38,11 +38,19 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
     onehot_t = torch.nn.functional.one_hot(y, c).to(x.dtype).T.contiguous()
     xt = x.T.contiguous()
 
-    def f(theta):
-        loss, gw, gb = _loss_grad(x, xt, onehot_t, theta[:c * d].view(c, d), theta[c * d:], reg)
-        return loss, torch.cat([gw.reshape(-1), gb])
+    theta0 = torch.cat([W0.T.reshape(-1), b0]).float()
+    cpu = theta0.device.type == "cpu"
 
-    theta, n_iter = minimize(f, torch.cat([W0.T.reshape(-1), b0]).float(), max_iter, history, gtol, ftol)
+    def f(theta):
+        t = torch.from_numpy(theta) if cpu else theta
+        loss, gw, gb = _loss_grad(x, xt, onehot_t, t[:c * d].view(c, d), t[c * d:], reg)
+        grad = torch.cat([gw.reshape(-1), gb])
+        return loss, grad.numpy() if cpu else grad
+
+    # On the CPU the L-BFGS vectors are numpy views of the same memory: the loop's 4m small
+    # vector operations per step cost 2-3x less than as torch calls (issue 12).
+    theta, n_iter = minimize(f, theta0.numpy() if cpu else theta0, max_iter, history, gtol, ftol)
+    theta = torch.from_numpy(theta) if cpu else theta
     return theta[:c * d].view(c, d).T.contiguous(), theta[c * d:].clone(), n_iter
 
 
