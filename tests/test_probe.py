@@ -420,3 +420,22 @@ def test_two_threads_asking_for_a_new_pool_build_it_once(monkeypatch):
     assert len(built) == 1 and got[0] is got[1]
     np.testing.assert_allclose(got[0].X.numpy().mean(0), 0.0, atol=1e-5)
     _pool.clear_pool_cache()
+
+
+@pytest.mark.parametrize("low_precision", [False, True])
+def test_pool_pass_shared_by_two_threads_equals_the_serial_pass(digits, monkeypatch, low_precision):
+    X, y = digits
+    X = np.tile(X, (8, 1))  # 14k rows: several blocks of either size
+    labels = _partial(np.tile(y, 8), 60)
+    got = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(probe_mod, "pass_workers", lambda w=workers: w)
+        monkeypatch.setattr(probe_mod, "BLOCK_BYTES", 1 << 16)  # blocks of 64-512 rows: dozens of them
+        lp = LinearProbe(seed=0, device="cpu", low_precision=low_precision).fit(X, labels)
+        got[workers] = (lp.pool_proba().copy(), lp.n_rescored_)
+        stops = iter(range(1000))
+        lp._proba = None
+        assert lp.pool_proba(should_stop=lambda: next(stops) >= 3) is None  # abandoned between blocks
+    np.testing.assert_allclose(got[1][0], got[2][0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(got[1][0].argmax(1), got[2][0].argmax(1))
+    assert got[1][1] == got[2][1]  # the same near ties re-scored, counted once

@@ -188,3 +188,41 @@ def test_cpu_threads_leaves_out_our_share_of_the_busy_cores(cpus):
     assert _util.cpu_threads() == 2
     cpus(2, load=200.0)
     assert _util.cpu_threads() == 1  # never zero
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_share_blocks_runs_every_block_once_on_every_thread_count(workers):
+    seen, threads = [], set()
+
+    def fn(i):
+        seen.append(i)
+        threads.add(__import__("threading").get_ident())
+        torch.ones(20_000).exp_()  # releases the GIL: the helpers get blocks too
+
+    assert _util.share_blocks(64, fn, workers=workers)
+    assert sorted(seen) == list(range(64))
+    assert len(threads) <= workers
+
+
+def test_share_blocks_stops_between_blocks_and_raises_a_helpers_error():
+    done = []
+    assert not _util.share_blocks(100, done.append, should_stop=lambda: len(done) >= 5, workers=2)
+    assert 5 <= len(done) < 100
+
+    def fail(i):
+        if i == 3:
+            raise ValueError("block 3")
+
+    with pytest.raises(ValueError, match="block 3"):
+        _util.share_blocks(50, fail, workers=2)
+
+
+def test_pass_workers_is_two_only_on_one_torch_thread_with_a_second_cpu(monkeypatch):
+    monkeypatch.setattr(_util, "max_threads", lambda: 2)
+    with limit_threads(1):
+        assert _util.pass_workers() == 2
+    with limit_threads(2):
+        assert _util.pass_workers() == 1  # torch's own threads split each block
+    monkeypatch.setattr(_util, "max_threads", lambda: 1)
+    with limit_threads(1):
+        assert _util.pass_workers() == 1
