@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._util import share_blocks
+
 
 def check_passes(name: str, n, p) -> None:
     """Refuse a pass count that is not a positive integer and a drop probability outside [0, 1)."""
@@ -81,8 +83,6 @@ def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, bl
     out = torch.empty((n_passes, int(sizes.sum())), dtype=torch.int64, device=xs.device)
     b_all = (bias.repeat(n_passes) if clean is None else bias.repeat(n_passes + 1))[:, None]
     src = None if rows is None else xs.numpy()
-    buf = None if rows is None else np.empty((block, d), np.float32)
-    tbuf = None if rows is None else torch.from_numpy(buf)
     m = n_passes * c
     at, step = 0, _group(n_passes + (clean is not None), c, d)
     with torch.no_grad():
@@ -92,17 +92,9 @@ def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, bl
             if clean is not None:  # a mask of ones: the clean weights, w * 1 = w
                 masks = torch.cat([masks, masks.new_ones((gid.size, 1, d))], 1)
             wk = (masks[:, :, None, :] * w[None, None]).reshape(gid.size, -1, d)  # (blocks, passes * C [+ C], D)
-            # Each block's logits as (passes * C [+ C], rows), W x.T: 1.2-2x faster on CPUs than
-            # x W.T for these skinny products, and the class reduction then runs over rows of
-            # contiguous (block,) vectors.
+            # Each block's logits as (passes * C [+ C], rows): see _products.
             z = torch.empty((gid.size, wk.shape[1], block), dtype=torch.float32, device=xs.device)
-            for j, (a, r, wb) in enumerate(zip((gid * block).tolist(), gsz.tolist(), wk)):
-                if src is None:
-                    xb = xs[a:a + r]
-                else:  # mode="clip": no checking copy of `out` (the rows are valid indices)
-                    np.take(src, rows[a:a + r], axis=0, out=buf[:r], mode="clip")
-                    xb = tbuf if r == block else tbuf[:r]
-                torch.addmm(b_all, wb, xb.T, out=z[j] if r == block else z[j, :, :r])
+            _products(z, wk, b_all, xs if src is None else (src, rows), (gid * block).tolist(), gsz.tolist())
             zt = int(gsz.sum())
             if clean is not None:
                 clean[at:at + zt] = _valid(z[:, m:].transpose(1, 2), gsz, 1).reshape(zt, c)
@@ -110,6 +102,36 @@ def shared(xs, w, bias, n_passes: int, p: float, seed: int, bank, block: int, bl
             out[:, at:at + zt] = _valid(cls.transpose(0, 1), gsz, 2).reshape(n_passes, zt)
             at += zt
     return out
+
+
+#: Blocks per task when two threads share a group's products (:func:`_util.share_blocks`).
+_TASK_BLOCKS = 8
+
+
+def _products(z, wk, b_all, x, starts, sizes) -> None:
+    """z[j] = b_all + wk[j] @ (block j's rows).T for every block j of a group, the blocks shared
+    by two threads on two CPUs (``_util.pass_workers``). ``x``: the pool tensor (blocks read in
+    place), or ``(array, rows)`` to gather each block's rows into a buffer of the task's own."""
+    import torch
+
+    block = z.shape[2]
+    workers = 1 if z.is_cuda else None
+
+    def task(t):
+        buf = None if torch.is_tensor(x) else torch.from_numpy(np.empty((block, x[0].shape[1]), np.float32))
+        with torch.no_grad():
+            for j in range(t * _TASK_BLOCKS, min((t + 1) * _TASK_BLOCKS, len(starts))):
+                a, r = starts[j], sizes[j]
+                if buf is None:
+                    xb = x[a:a + r]
+                else:  # mode="clip": no checking copy of `out` (the rows are valid indices)
+                    np.take(x[0], x[1][a:a + r], axis=0, out=buf.numpy()[:r], mode="clip")
+                    xb = buf if r == block else buf[:r]
+                # W x.T: 1.2-2x faster on CPUs than x W.T for these skinny products, and the class
+                # reduction then runs over rows of contiguous (block,) vectors.
+                torch.addmm(b_all, wk[j], xb.T, out=z[j] if r == block else z[j, :, :r])
+
+    share_blocks(-(-len(starts) // _TASK_BLOCKS), task, workers=workers)
 
 
 def _valid(t, sizes, dim: int):

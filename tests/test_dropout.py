@@ -1,11 +1,11 @@
-"""alwidget._dropout.shared: grouped blocks, rows read in place and the clean logits from the same
+"""alwidget._dropout.shared: grouped blocks, products shared by two threads, rows read in place and the clean logits from the same
 products give what one product per block of gathered rows gave (the passes bitwise, the clean
 logits to rounding)."""
 import numpy as np
 import pytest
 import torch
 
-from alwidget import _dropout
+from alwidget import _dropout, _util
 
 
 def reference(xs, w, bias, n_passes, seed, bank, block, block_ids=None):
@@ -25,10 +25,12 @@ def reference(xs, w, bias, n_passes, seed, bank, block, block_ids=None):
     return torch.cat(out, 1)
 
 
+@pytest.mark.parametrize("workers", [1, 2])  # the blocks' products on one thread, or shared by two
 @pytest.mark.parametrize("group_bytes", [0, _dropout._GROUP_BYTES])  # groups of 16 blocks, or of all of them
 @pytest.mark.parametrize("d, n_pool, n_rows, c", [(64, 1797, 1797, 10), (512, 20_000, 5_000, 10), (512, 9_000, 4_200, 3)])
-def test_shared_masks_match_one_product_per_block(digits, monkeypatch, group_bytes, d, n_pool, n_rows, c):
+def test_shared_masks_match_one_product_per_block(digits, monkeypatch, workers, group_bytes, d, n_pool, n_rows, c):
     monkeypatch.setattr(_dropout, "_GROUP_BYTES", group_bytes)
+    monkeypatch.setattr(_util, "pass_workers", lambda: workers)
     rng = np.random.default_rng(d + c)
     pool = torch.from_numpy(digits[0].astype(np.float32)) if d == 64 else torch.randn(n_pool, d, generator=torch.Generator().manual_seed(1))
     rows = np.sort(rng.choice(pool.shape[0], n_rows, replace=False))
