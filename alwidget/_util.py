@@ -340,15 +340,15 @@ def pass_workers() -> int:
     """Threads a pass over pool blocks shares them with (:func:`share_blocks`): 2 when torch runs
     one intra-op thread (the 2-CPU policy above) and a second CPU is usable, else 1 (torch's own
     threads already split each block). Blocks are handed out one at a time, nobody spin-waits:
-    at 100k x 512 the bf16 pass took 14 ms instead of 25-27 on two idle cores, and 26 ms
-    (serial 27) with one core kept busy by another process; torch's 2 intra-op threads took
-    37-103 ms there (issue 12)."""
+    at 100k x 512 the probe's bf16 pass took 29-33 ms instead of 43 on two idle cores; its bare
+    products 26 ms (serial 27) with one core kept busy by another process, where torch's 2
+    intra-op threads took 37-103 ms (issue 12)."""
     import torch
 
     return 2 if torch.get_num_threads() == 1 and max_threads() >= 2 else 1
 
 
-_HELPER: list = [None]  # one ThreadPoolExecutor thread for share_blocks, started on first use
+_HELPER: list = [None, 0]  # share_blocks' ThreadPoolExecutor, started on first use, and its process id
 _HELPER_LOCK = threading.Lock()
 
 
@@ -383,8 +383,8 @@ def share_blocks(n_blocks: int, fn, should_stop=None, workers: int | None = None
         work()
         return not stop.is_set()
     with _HELPER_LOCK:
-        if _HELPER[0] is None:
-            _HELPER[0] = ThreadPoolExecutor(max_workers=3, thread_name_prefix="alwidget-pass")
+        if _HELPER[0] is None or _HELPER[1] != os.getpid():  # a forked child has none of its threads
+            _HELPER[0], _HELPER[1] = ThreadPoolExecutor(max_workers=3, thread_name_prefix="alwidget-pass"), os.getpid()
         helpers = [_HELPER[0].submit(work) for _ in range(min(workers, 4) - 1)]
     try:
         work()
