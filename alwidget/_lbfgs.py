@@ -6,20 +6,28 @@ __all__ = ["lbfgs", "minimize"]
 
 
 def _loss_grad(x, xt, onehot_t, Wt, b, reg: float):
-    """Mean softmax cross-entropy + reg * ||W||^2 and its analytic gradient (no autograd).
+    """Mean softmax cross-entropy + reg * ||W||^2 and its analytic gradient (no autograd):
+    (loss, flat gradient [dW (C*D), db (C)]) in one fresh tensor.
 
     The weights are (C, D) and the logits (C, n): with ``xt`` = x.T stored contiguous (once per
     fit) the logits are W @ xt, and the gradient g @ x with g (C, n); for the skinny C of a probe
     that was 1.4-1.7x faster per evaluation on CPUs than linear(x, W) and a (n, C) softmax
     (measured at 240-800 rows x 512-1280 features x 10 classes, one thread), and x @ (D, C) with
-    x.T @ g slower still. ``onehot_t``: the (C, n) one-hot targets."""
+    x.T @ g slower still. The sums are dot products and the gradient is written by one addmm into
+    its slice of the output: fewer small ops per evaluation (issue 12). ``onehot_t``: the (C, n)
+    one-hot targets."""
     import torch
 
     n = x.shape[0]
+    c, d = Wt.shape
     logp = torch.addmm(b[:, None], Wt, xt).log_softmax(0)
-    loss = -(logp * onehot_t).sum() / n + reg * Wt.square().sum()
-    g = (logp.exp() - onehot_t) / n
-    return float(loss), g @ x + (2 * reg) * Wt, g.sum(1)
+    w = Wt.reshape(-1)
+    loss = reg * float(torch.dot(w, w)) - float(torch.dot(logp.view(-1), onehot_t.view(-1))) / n
+    g = logp.exp_().sub_(onehot_t).div_(n)
+    out = Wt.new_empty(c * d + c)
+    torch.addmm(Wt, g, x, beta=2 * reg, out=out[:c * d].view(c, d))
+    torch.sum(g, 1, out=out[c * d:])
+    return loss, out
 
 
 def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: float = 1e-6,
@@ -43,8 +51,7 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
 
     def f(theta):
         t = torch.from_numpy(theta) if cpu else theta
-        loss, gw, gb = _loss_grad(x, xt, onehot_t, t[:c * d].view(c, d), t[c * d:], reg)
-        grad = torch.cat([gw.reshape(-1), gb])
+        loss, grad = _loss_grad(x, xt, onehot_t, t[:c * d].view(c, d), t[c * d:], reg)
         return loss, grad.numpy() if cpu else grad
 
     # On the CPU the L-BFGS vectors are numpy views of the same memory: the loop's 4m small
