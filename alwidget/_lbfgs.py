@@ -30,6 +30,14 @@ def _loss_grad(x, xt, onehot_t, Wt, b, reg: float):
     return loss, out
 
 
+#: On the CPU, fit in the span of the training rows when they number at most this fraction of
+#: the features. A 20-step fit measured here (AMD EPYC, one thread, 10 classes), span vs all D
+#: features: D = 1280 and 40-320 rows 1.6-1.8x faster (29.2 -> 16.0 ms at 160 rows), D = 768 and
+#: 160 rows 1.45x, D = 512 and 40-128 rows 1.15-1.2x; slower from D / 3 (the Gram matrix, 2 n^2 D,
+#: then costs more than the cheaper steps save: 51.5 -> 61.7 ms at 430 x 1280).
+SPAN_MAX_ROWS = 0.25
+
+
 def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: float = 1e-6,
            ftol: float = 1e-9):
     """Minimise mean cross-entropy(x @ W + b, y) + reg * ||W||^2 from (W0, b0) with L-BFGS.
@@ -39,7 +47,46 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
     here because the first torch.optim optimizer of a process imports torch._dynamo (seconds
     on a small machine) and SciPy's L-BFGS-B costs milliseconds per step at this size.
     W0 is (D, C); returns (W (D, C), b) float32 tensors on x's device and the number of iterations.
+
+    With few rows (n <= SPAN_MAX_ROWS * D, CPU) the problem is solved in the rows' span: the
+    optimum's W lies there (the penalty is ||W||^2, the bias is free), so with the Gram matrix
+    x x^T = L L^T the n rows of L are the rows' coordinates in an orthonormal basis Q = L^-1 x,
+    W = Q^T B and ||W|| = ||B||. Each evaluation then multiplies (n, n) instead of (n, D) and
+    the (n, n) factor stays in cache. W0 enters as its projection on the span, which leaves
+    every training logit unchanged and the penalty no larger.
     """
+    if x.device.type == "cpu" and x.shape[0] <= SPAN_MAX_ROWS * x.shape[1]:
+        L = _gram_factor(x)
+        if L is not None:
+            import torch
+
+            B0 = torch.linalg.solve_triangular(L, (x @ W0).double(), upper=False).float()
+            B, b, n_iter = _fit(L.float(), y, B0, b0, reg, max_iter, history, gtol, ftol)
+            W = x.T @ torch.linalg.solve_triangular(L.T, B.double(), upper=True).float()
+            return W, b, n_iter
+    return _fit(x, y, W0, b0, reg, max_iter, history, gtol, ftol)
+
+
+def _gram_factor(x):
+    """Lower-triangular L (float64) with L L^T = x x^T (+ the smallest jitter that makes it
+    positive definite: duplicate rows make it singular), or None if even 1e-3 of the mean
+    diagonal is not enough."""
+    import torch
+
+    K = (x @ x.T).double()
+    scale = float(K.diagonal().mean())
+    if not scale > 0:
+        return None
+    eye = torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
+    for jitter in (1e-9, 1e-7, 1e-5, 1e-3):
+        L, info = torch.linalg.cholesky_ex(K + (jitter * scale) * eye)
+        if int(info) == 0:
+            return L
+    return None
+
+
+def _fit(x, y, W0, b0, reg, max_iter, history, gtol, ftol):
+    """L-BFGS on the rows x themselves; see lbfgs."""
     import torch
 
     d, c = W0.shape

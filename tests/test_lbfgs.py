@@ -1,9 +1,11 @@
 """alwidget._lbfgs: the probe's softmax regression finds the optimum scikit-learn's finds, and its
 analytic gradient (weights kept (C, D)) equals autograd's."""
 import numpy as np
+import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from alwidget import _lbfgs
 from alwidget._lbfgs import _loss_grad, lbfgs
 
 
@@ -33,3 +35,57 @@ def test_analytic_gradient_equals_autograd():
     gw, gb = grad[:28].view(4, 7), grad[28:]
     torch.testing.assert_close(gw, Wt.grad, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(gb, b.grad, rtol=1e-5, atol=1e-6)
+
+
+def _few_rows(n=48, d=256, c=5, seed=0):
+    """Rows of a low-rank signal plus noise (like image embeddings): few rows, many features."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, c, (n,), generator=g)
+    centres = torch.randn(c, 8, generator=g) @ torch.randn(8, d, generator=g)
+    return centres[y] + 0.5 * torch.randn(n, d, generator=g), y
+
+
+def _objective(x, y, W, b, reg):
+    return float(torch.nn.functional.cross_entropy(x @ W + b, y) + reg * W.square().sum())
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_fit_in_the_rows_span_reaches_the_direct_optimum(monkeypatch, duplicates):
+    """Few rows (n <= D / 4) are fitted in their span; with duplicate rows (a singular Gram
+    matrix) too. Same optimum as the fit over all D features, from a warm start off the span."""
+    x, y = _few_rows()
+    if duplicates:
+        x, y = torch.cat([x, x[:10]]), torch.cat([y, y[:10]])
+    n, d = x.shape
+    assert n <= _lbfgs.SPAN_MAX_ROWS * d
+    W0 = 0.01 * torch.randn(d, 5, generator=torch.Generator().manual_seed(1))  # not in the span
+    reg = 0.5 / n
+    got = lbfgs(x, y, W0, torch.zeros(5), reg, 500, gtol=1e-7)
+    monkeypatch.setattr(_lbfgs, "SPAN_MAX_ROWS", 0.0)  # the fit over all D features
+    ref = lbfgs(x, y, W0, torch.zeros(5), reg, 500, gtol=1e-7)
+    assert abs(_objective(x, y, *got[:2], reg) - _objective(x, y, *ref[:2], reg)) < 1e-5
+    torch.testing.assert_close(torch.softmax(x @ got[0] + got[1], 1), torch.softmax(x @ ref[0] + ref[1], 1),
+                               atol=1e-3, rtol=0)
+    torch.testing.assert_close(got[0], ref[0], atol=1e-2 * float(ref[0].abs().max()), rtol=0)
+
+
+def test_the_span_fit_is_used_only_when_it_pays(monkeypatch):
+    """The Gram factor is formed for few rows on the CPU, not for many."""
+    calls = []
+    real = _lbfgs._gram_factor
+    monkeypatch.setattr(_lbfgs, "_gram_factor", lambda x: calls.append(x.shape) or real(x))
+    x, y = _few_rows(n=48, d=256)
+    lbfgs(x, y, torch.zeros(256, 5), torch.zeros(5), 0.01, 5)
+    x2, y2 = _few_rows(n=128, d=256)
+    lbfgs(x2, y2, torch.zeros(256, 5), torch.zeros(5), 0.01, 5)
+    assert calls == [(48, 256)]
+
+
+def test_the_span_of_a_single_repeated_row_still_fits():
+    """n copies of one row: the Gram matrix has rank 1; the jittered factor still gives the
+    one-row optimum (both classes' logits on the row are finite and the loss decreased)."""
+    x = torch.ones(6, 64)
+    y = torch.tensor([0, 1, 0, 1, 0, 0])
+    W, b, _ = lbfgs(x, y, torch.zeros(64, 2), torch.zeros(2), 0.01, 200)
+    p = torch.softmax(x[:1] @ W + b, 1)
+    assert torch.isfinite(W).all() and abs(float(p[0, 0]) - 4 / 6) < 0.02
