@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _dropout
 from ._dropout import mc_dropout_proba  # noqa: F401  (public here since issue 9)
+from ._lbfgs import GramCache
 from ._lbfgs import lbfgs as _lbfgs
 from ._lowp import lowp_faster, product_error_coefficients, softmax_near_ties, top_two
 from ._pool import BLOCK_BYTES, _get_pool, _Pool, clear_pool_cache, remember_fingerprint  # noqa: F401 (re-exported)
@@ -118,6 +119,7 @@ class LinearProbe:
         self._proba = None  # cached pool probabilities after the last fit
         self._proba_exact = True  # whether they came from the float32 pass
         self._train_masks = None
+        self._gram = GramCache()
         self.n_iter_ = 0
         self.n_rescored_ = 0  # rows the last bfloat16 pool pass re-scored in float32
 
@@ -171,6 +173,7 @@ class LinearProbe:
             self._b = torch.cat([self._b, self._b.new_zeros(grow)])
         if pool is not self._pool:
             self._train_masks = None
+            self._gram = GramCache()  # the training rows' products, kept while the pool is this one
         self._pool = pool
 
         y = labels[idx]
@@ -180,10 +183,11 @@ class LinearProbe:
         remap[cols] = np.arange(cols.size)
         cols_t = torch.from_numpy(cols).to(self.device)
         if cols.size > 1:
-            xl, yl = self._training_rows(idx, torch.from_numpy(remap[y]).to(self.device))
+            xl, yl, keys, copies = self._training_rows(idx, torch.from_numpy(remap[y]).to(self.device))
             with torch.no_grad():  # analytic gradients: autograd would only add overhead (and warnings)
                 W, b, self.n_iter_ = _lbfgs(xl, yl, self._W[:, cols_t], self._b[cols_t], 0.5 * self.l2 / idx.size,
-                                            self.warm_iter if warm else self.max_iter)
+                                            self.warm_iter if warm else self.max_iter,
+                                            gram=lambda x: self._gram(keys, x, tag=copies))
             if torch.isfinite(W).all() and torch.isfinite(b).all():
                 self._W[:, cols_t] = W
                 self._b[cols_t] = b
@@ -194,17 +198,18 @@ class LinearProbe:
         return self
 
     def _training_rows(self, idx: np.ndarray, y):
-        """Labelled rows, each repeated under fixed dropout masks: (rows, D) and (rows,) targets.
+        """Labelled rows, each repeated under fixed dropout masks: (rows, D), (rows,) targets,
+        each row's key (i * copies + k, ascending) and the number of copies.
 
         Row i's k-th mask is row (i * copies + k) of a seeded mask bank, so a row keeps its
-        masks from one fit to the next.
+        masks (and its key names the same row) from one fit to the next at the same copies.
         """
         import torch
 
         xl = self._pool.X[torch.from_numpy(idx).to(self.device)]
         p = self.input_dropout
         if p == 0:
-            return xl, y
+            return xl, y, idx, 1
         d = xl.shape[1]
         copies = max(1, min(self.n_dropout_copies, _MAX_TRAIN_ELEMENTS // max(1, idx.size * d)))
         if self._train_masks is None or self._train_masks.shape[1] != d:
@@ -215,7 +220,8 @@ class LinearProbe:
         rows = (torch.from_numpy(idx).to(self.device)[:, None] * copies
                 + torch.arange(copies, device=self.device)[None, :]) % bank.shape[0]
         xa = (xl[:, None, :] * bank[rows]).reshape(-1, d)
-        return xa, y.repeat_interleave(copies)
+        keys = (idx[:, None] * copies + np.arange(copies)[None, :]).reshape(-1)
+        return xa, y.repeat_interleave(copies), keys, copies
 
     # -- prediction ------------------------------------------------------------
     def transform(self, X=None):

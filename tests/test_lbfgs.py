@@ -59,7 +59,7 @@ def test_fit_in_the_rows_span_reaches_the_direct_optimum(monkeypatch, duplicates
     n, d = x.shape
     assert n <= _lbfgs.SPAN_MAX_ROWS * d
     W0 = 0.01 * torch.randn(d, 5, generator=torch.Generator().manual_seed(1))  # not in the span
-    reg = 0.5 / n
+    reg = 5.0 / n  # well conditioned: both fits reach the optimum to 1e-6
     got = lbfgs(x, y, W0, torch.zeros(5), reg, 500, gtol=1e-7)
     monkeypatch.setattr(_lbfgs, "SPAN_MAX_ROWS", 0.0)  # the fit over all D features
     ref = lbfgs(x, y, W0, torch.zeros(5), reg, 500, gtol=1e-7)
@@ -73,12 +73,12 @@ def test_the_span_fit_is_used_only_when_it_pays(monkeypatch):
     """The Gram factor is formed for few rows on the CPU, not for many."""
     calls = []
     real = _lbfgs._gram_factor
-    monkeypatch.setattr(_lbfgs, "_gram_factor", lambda x: calls.append(x.shape) or real(x))
+    monkeypatch.setattr(_lbfgs, "_gram_factor", lambda K: calls.append(K.shape) or real(K))
     x, y = _few_rows(n=48, d=256)
     lbfgs(x, y, torch.zeros(256, 5), torch.zeros(5), 0.01, 5)
     x2, y2 = _few_rows(n=128, d=256)
     lbfgs(x2, y2, torch.zeros(256, 5), torch.zeros(5), 0.01, 5)
-    assert calls == [(48, 256)]
+    assert calls == [(48, 48)]
 
 
 def test_the_span_of_a_single_repeated_row_still_fits():
@@ -89,3 +89,18 @@ def test_the_span_of_a_single_repeated_row_still_fits():
     W, b, _ = lbfgs(x, y, torch.zeros(64, 2), torch.zeros(2), 0.01, 200)
     p = torch.softmax(x[:1] @ W + b, 1)
     assert torch.isfinite(W).all() and abs(float(p[0, 0]) - 4 / 6) < 0.02
+
+
+def test_gram_cache_reuses_kept_rows_and_recomputes_new_ones():
+    """Rows kept under the same key reuse their products; added, dropped and reordered keys give
+    exactly x @ x.T; another tag (the rows' source changed) recomputes everything."""
+    g = torch.Generator().manual_seed(0)
+    pool = torch.randn(30, 16, generator=g)
+    cache = _lbfgs.GramCache()
+    for keys in ([3, 7, 9], [3, 5, 7, 9, 20], [5, 9, 20, 21], [0, 1, 2, 29]):
+        x = pool[keys]
+        torch.testing.assert_close(cache(keys, x, tag=1), (x @ x.T).double(), rtol=1e-6, atol=1e-5)
+    x = pool[[0, 1, 2, 29]]
+    cache.K.fill_(7.0)  # a kept product comes from the cache, not from x
+    assert float(cache([0, 1, 2, 29], x, tag=1)[0, 1]) == 7.0
+    assert float(cache([0, 1, 2, 29], x, tag=2)[0, 1]) == float((x[0] @ x[1]).double())

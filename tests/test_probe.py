@@ -439,3 +439,27 @@ def test_pool_pass_shared_by_two_threads_equals_the_serial_pass(digits, monkeypa
     np.testing.assert_allclose(got[1][0], got[2][0], rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(got[1][0].argmax(1), got[2][0].argmax(1))
     assert got[1][1] == got[2][1]  # the same near ties re-scored, counted once
+
+
+def test_refits_in_the_rows_span_keep_the_right_products(monkeypatch):
+    """Few labels on wide features: each refit reuses the training rows' products it already
+    has. After labels are added, relabelled and removed, the kept products are exactly those of
+    the current training rows, and the fit equals one made with every product recomputed."""
+    from alwidget._lbfgs import GramCache
+
+    g = np.random.default_rng(0)
+    X = (g.normal(size=(400, 4)) @ g.normal(size=(4, 256)) + g.normal(size=(400, 256))).astype(np.float32)
+    y = g.integers(0, 4, 400)
+    cached, fresh = LinearProbe(seed=3, device="cpu"), LinearProbe(seed=3, device="cpu")
+    labels = np.full(400, -1, np.int64)
+    steps = [(np.arange(8), None), (np.arange(8, 14), None), (np.array([2, 3]), "relabel"), (np.array([0, 9]), "remove")]
+    for rows, what in steps:
+        labels[rows] = -1 if what == "remove" else ((y[rows] + 1) % 4 if what == "relabel" else y[rows])
+        cached.fit(X, labels, n_classes=4)
+        fresh._gram = GramCache()  # every product recomputed
+        fresh.fit(X, labels, n_classes=4)
+        idx = np.flatnonzero(labels >= 0)
+        xl, _, keys, _ = cached._training_rows(idx, torch.from_numpy(labels[idx]))
+        assert xl.shape[0] <= 0.25 * 256 and np.array_equal(cached._gram.keys, keys)
+        torch.testing.assert_close(cached._gram.K, (xl @ xl.T).double(), rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(cached.predict_proba(), fresh.predict_proba(), atol=1e-4)
