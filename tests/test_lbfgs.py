@@ -92,7 +92,7 @@ def test_the_span_of_a_single_repeated_row_still_fits():
 
 
 def test_gram_cache_reuses_kept_rows_and_recomputes_new_ones():
-    """Rows kept under the same key reuse their products; added, dropped and reordered keys give
+    """Rows kept under the same key reuse their products; added and dropped keys give
     exactly x @ x.T; another tag (the rows' source changed) recomputes everything."""
     g = torch.Generator().manual_seed(0)
     pool = torch.randn(30, 16, generator=g)
@@ -104,3 +104,5 @@ def test_gram_cache_reuses_kept_rows_and_recomputes_new_ones():
     cache.K.fill_(7.0)  # a kept product comes from the cache, not from x
     assert float(cache([0, 1, 2, 29], x, tag=1)[0, 1]) == 7.0
     assert float(cache([0, 1, 2, 29], x, tag=2)[0, 1]) == float((x[0] @ x[1]).double())
+    with pytest.raises(ValueError, match="ascending"):
+        cache([2, 1], pool[[2, 1]])
