@@ -78,6 +78,8 @@ VARIANTS = {  # name -> (select parameters or None for scikit-activeml, patch)
     "ours (faiss k-means, k = 20)": ({}, None),
     "ours, fixed outlier floor 5 (before)": ({}, with_fixed_floor),
     "ours, k-means++ start (torch backend)": ({"backend": "torch"}, None),
+    "ours, ladder off (K = L + B)": ({"ladder": False}, None),
+    "ours, k-means++, ladder off": ({"backend": "torch", "ladder": False}, None),
     "ours, typicality k = 5": ({"n_neighbors": 5}, None),
     "ours with sklearn KMeans": ({}, with_sklearn_kmeans),
     "ours with sklearn KMeans, k = 5": ({"n_neighbors": 5}, with_sklearn_kmeans),
