@@ -3,12 +3,13 @@
 bench_efficiency reports auto's shortfall against the best of about ten fixed strategies per
 (feature set, budget) cell, each a mean of 5 seeds. The largest of ten noisy means sits above the
 true best strategy's accuracy (the winner's curse), so that shortfall is biased against auto. Here
-the best fixed strategy of each cell is chosen on the records of a bench_efficiency run (``--select``,
-seeds 0-4), then auto and that strategy run on seeds that took no part in the choice
-(``--first-seed``, default 5), and the paired difference is reported with its standard error.
-Same protocol otherwise (bench_efficiency's split, batches of 10, LogisticRegression(C=100) on the picks).
+the best fixed strategy of each cell (and the runners-up, ``--top``) is chosen on the records of a
+bench_efficiency run (``--select``, seeds 0-4), then auto and those strategies run on seeds that took
+no part in the choice (``--first-seed``, default 5), and the paired difference is reported with its
+standard error. Same protocol otherwise (bench_efficiency's split, batches of 10,
+LogisticRegression(C=100) on the picks).
 
-    python bench/bench_auto_heldout.py --select bench/results/bench_efficiency_acc.json --seeds 20
+    python bench/bench_auto_heldout.py --select bench/results/bench_efficiency_s15_typi.json --seeds 20
 """
 from __future__ import annotations
 
