@@ -16,6 +16,7 @@ from . import _dropout
 from ._dropout import mc_dropout_proba  # noqa: F401  (public here since issue 9)
 from ._lbfgs import GramCache
 from ._lbfgs import lbfgs as _lbfgs
+from ._trainrows import TrainingRows
 from ._lowp import lowp_faster, product_error_coefficients, softmax_near_ties, top_two
 from ._pool import BLOCK_BYTES, _get_pool, _Pool, clear_pool_cache, remember_fingerprint  # noqa: F401 (re-exported)
 from ._util import check_features, check_labels, pass_workers, resolve_device, share_blocks
@@ -120,6 +121,7 @@ class LinearProbe:
         self._proba_exact = True  # whether they came from the float32 pass
         self._train_masks = None
         self._gram = GramCache()
+        self._rows = TrainingRows()
         self.n_iter_ = 0
         self.n_rescored_ = 0  # rows the last bfloat16 pool pass re-scored in float32
 
@@ -173,7 +175,8 @@ class LinearProbe:
             self._b = torch.cat([self._b, self._b.new_zeros(grow)])
         if pool is not self._pool:
             self._train_masks = None
-            self._gram = GramCache()  # the training rows' products, kept while the pool is this one
+            self._gram = GramCache()  # kept for subclasses' own rows (prior.py)
+            self._rows = TrainingRows()  # the training rows and their products, kept while the pool is this one
         self._pool = pool
 
         y = labels[idx]
@@ -183,11 +186,10 @@ class LinearProbe:
         remap[cols] = np.arange(cols.size)
         cols_t = torch.from_numpy(cols).to(self.device)
         if cols.size > 1:
-            xl, yl, keys, copies = self._training_rows(idx, torch.from_numpy(remap[y]).to(self.device))
+            xl, yl = self._training_rows(idx, remap[labels])
             with torch.no_grad():  # analytic gradients: autograd would only add overhead (and warnings)
                 W, b, self.n_iter_ = _lbfgs(xl, yl, self._W[:, cols_t], self._b[cols_t], 0.5 * self.l2 / idx.size,
-                                            self.warm_iter if warm else self.max_iter,
-                                            gram=lambda x: self._gram(keys, x, tag=copies))
+                                            self.warm_iter if warm else self.max_iter, factor=self._rows.factor)
             if torch.isfinite(W).all() and torch.isfinite(b).all():
                 self._W[:, cols_t] = W
                 self._b[cols_t] = b
@@ -197,31 +199,32 @@ class LinearProbe:
         self._proba = None
         return self
 
-    def _training_rows(self, idx: np.ndarray, y):
-        """Labelled rows, each repeated under fixed dropout masks: (rows, D), (rows,) targets,
-        each row's key (i * copies + k, ascending) and the number of copies.
+    def _training_rows(self, idx: np.ndarray, cls: np.ndarray):
+        """The labelled rows, each repeated under fixed dropout masks, in the kept order of
+        :class:`TrainingRows` (rows that stay are not made again): ((rows, D), (rows,) targets
+        ``cls[image]``, with ``cls`` (N,) over the pool).
 
-        Row i's k-th mask is row (i * copies + k) of a seeded mask bank, so a row keeps its
-        masks (and its key names the same row) from one fit to the next at the same copies.
+        Image i's k-th copy has key i * copies + k and mask row (key mod the bank's rows) of a seeded
+        mask bank, so an image keeps its masks (and its key names the same row) from one fit to the next.
         """
         import torch
 
-        xl = self._pool.X[torch.from_numpy(idx).to(self.device)]
         p = self.input_dropout
-        if p == 0:
-            return xl, y, idx, 1
-        d = xl.shape[1]
-        copies = max(1, min(self.n_dropout_copies, _MAX_TRAIN_ELEMENTS // max(1, idx.size * d)))
-        if self._train_masks is None or self._train_masks.shape[1] != d:
+        d = self._pool.n_features
+        copies = 1 if p == 0 else max(1, min(self.n_dropout_copies, _MAX_TRAIN_ELEMENTS // max(1, idx.size * d)))
+        if p and (self._train_masks is None or self._train_masks.shape[1] != d):
             g = torch.Generator(device="cpu").manual_seed(self.seed)
             bank = (torch.rand((4096, d), generator=g) >= p).float() / (1 - p)
             self._train_masks = bank.to(self.device)
-        bank = self._train_masks
-        rows = (torch.from_numpy(idx).to(self.device)[:, None] * copies
-                + torch.arange(copies, device=self.device)[None, :]) % bank.shape[0]
-        xa = (xl[:, None, :] * bank[rows]).reshape(-1, d)
+
+        def make(keys):
+            kt = torch.from_numpy(keys).to(self.device)
+            xl = self._pool.X.index_select(0, kt // copies)
+            return xl if p == 0 else xl * self._train_masks.index_select(0, kt % self._train_masks.shape[0])
+
         keys = (idx[:, None] * copies + np.arange(copies)[None, :]).reshape(-1)
-        return xa, y.repeat_interleave(copies), keys, copies
+        xa, kept = self._rows.update(keys, make, tag=copies)
+        return xa, torch.from_numpy(cls[kept // copies]).to(self.device)
 
     # -- prediction ------------------------------------------------------------
     def transform(self, X=None):
@@ -242,14 +245,22 @@ class LinearProbe:
         t = torch.from_numpy(arr).to(self.device, torch.float64)
         return ((t - self._pool.mean) / self._pool.std).clamp_(-_CLIP, _CLIP).float()
 
-    def _logits(self, xs):
-        """Logits over seen classes only, (n, n_seen), finite."""
+    def _seen_weights(self):
+        """((n_seen, D) weight, (n_seen,) bias) of the seen classes, for linear()."""
         import torch
 
         cols = torch.from_numpy(np.flatnonzero(self._seen)).to(self.device)
+        return self._W[:, cols].T.contiguous(), self._b[cols]
+
+    def _logits(self, xs, wb=None):
+        """Logits over seen classes only, (n, n_seen), finite; ``wb``: :meth:`_seen_weights`, when a
+        pass has them already (preparing them per block cost 1.3 of a 6 ms pass at 10k x 1280)."""
+        import torch
+
+        w, b = self._seen_weights() if wb is None else wb
         # linear() with a (C, D) weight: about twice as fast as x @ (D, C) for skinny C on CPUs.
-        z = torch.nn.functional.linear(xs, self._W[:, cols].T.contiguous(), self._b[cols])
-        return torch.nan_to_num(z, nan=0.0, posinf=3e38, neginf=-3e38)
+        z = torch.nn.functional.linear(xs, w, b)
+        return torch.nan_to_num_(z, nan=0.0, posinf=3e38, neginf=-3e38)
 
     def predict_proba(self, X=None) -> np.ndarray:
         """Class probabilities (N, n_classes) float32; X=None scores the pool seen in fit.
@@ -311,11 +322,12 @@ class LinearProbe:
         every = cols.size == self.n_classes
         dst = torch.from_numpy(out)
         rows, workers = _block_rows(xs)
+        wb = self._seen_weights()
 
         def block(i):
             a = i * rows
             with torch.no_grad():
-                p = _softmax_(self._logits(xs[a:a + rows]))
+                p = _softmax_(self._logits(xs[a:a + rows], wb))
             if every:  # written in place, no (rows, C) numpy temporary
                 dst[a:a + rows].copy_(p)
             else:
@@ -337,8 +349,7 @@ class LinearProbe:
         out = np.zeros((n, self.n_classes), dtype=np.float32)
         cols_np = np.flatnonzero(self._seen)
         every, dst = cols_np.size == self.n_classes, torch.from_numpy(out)
-        cols = torch.from_numpy(cols_np).to(self.device)
-        w, b = self._W[:, cols].T.contiguous(), self._b[cols]
+        w, b = wb = self._seen_weights()
         w16 = w.to(torch.bfloat16)
         # cuBLAS may reduce bf16 products in bf16 (split-K): the bound then does not hold.
         bounded = not (x16.is_cuda and torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction)
@@ -354,7 +365,7 @@ class LinearProbe:
                 zt = torch.nan_to_num_(zt, nan=0.0, posinf=3e38, neginf=-3e38)
                 pt, near = softmax_near_ties(zt, norms[:, a:a + rows], coef, b_abs, ARGMAX_GUARD, bounded)
                 if near.numel():
-                    pt[:, near] = _softmax_(self._logits(xs[a:a + rows].index_select(0, near))).T
+                    pt[:, near] = _softmax_(self._logits(xs[a:a + rows].index_select(0, near), wb)).T
                     rescored.append(int(near.numel()))
             if every:
                 dst[a:a + rows].copy_(pt.T)

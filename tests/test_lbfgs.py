@@ -107,3 +107,22 @@ def test_gram_cache_reuses_kept_rows_and_recomputes_new_ones():
     assert float(cache([0, 1, 2, 29], x, tag=2)[0, 1]) == pytest.approx(float(x[0] @ x[1]), rel=1e-6)
     with pytest.raises(ValueError, match="ascending"):
         cache([2, 1], pool[[2, 1]])
+
+
+def test_the_compact_direction_equals_the_two_loop_recursion():
+    """_Compact (numpy) and _TwoLoop give the same L-BFGS direction, also once the memory is full
+    and its oldest pairs are dropped, and after a restart."""
+    rng = np.random.default_rng(0)
+    n, history = 50, 4
+    A = rng.normal(size=(n, n))
+    H = A @ A.T + n * np.eye(n)  # pairs from a convex quadratic: s.y > 0
+    compact, loop = _lbfgs._Compact(n, history, np.float64), _lbfgs._TwoLoop(history)
+    for step in range(9):
+        if step == 6:
+            compact.clear(), loop.clear()
+        s = rng.normal(size=n)
+        y = H @ s
+        compact.push(s, y, float(s @ y)), loop.push(s, y, float(s @ y))
+        g = rng.normal(size=n)
+        assert len(compact) == len(loop) == min(history, step + 1 - (6 if step >= 6 else 0))
+        np.testing.assert_allclose(compact.direction(g), loop.direction(g), rtol=1e-8, atol=1e-10)

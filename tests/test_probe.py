@@ -441,25 +441,39 @@ def test_pool_pass_shared_by_two_threads_equals_the_serial_pass(digits, monkeypa
     assert got[1][1] == got[2][1]  # the same near ties re-scored, counted once
 
 
-def test_refits_in_the_rows_span_keep_the_right_products(monkeypatch):
-    """Few labels on wide features: each refit reuses the training rows' products it already
-    has. After labels are added, relabelled and removed, the kept products are exactly those of
-    the current training rows, and the fit equals one made with every product recomputed."""
-    from alwidget._lbfgs import GramCache
+def test_refits_in_the_rows_span_keep_the_right_rows_and_products():
+    """Few labels on wide features: each refit keeps the training rows, their products and the
+    Cholesky factor it already has and appends the new ones. After labels are added, relabelled and
+    removed, the kept rows are exactly the current images under their masks, the products and the
+    factor are theirs, and the fit reaches the optimum of one made from scratch (both run to
+    convergence; the rows' order sets the span's basis, which the first L-BFGS step's scaling sees,
+    so the weights of fits from different orders differ by more than rounding)."""
+    from alwidget._lbfgs import _loss_grad
+    from alwidget._trainrows import TrainingRows
 
     g = np.random.default_rng(0)
     X = (g.normal(size=(400, 4)) @ g.normal(size=(4, 256)) + g.normal(size=(400, 256))).astype(np.float32)
     y = g.integers(0, 4, 400)
-    cached, fresh = LinearProbe(seed=3, device="cpu"), LinearProbe(seed=3, device="cpu")
+    cached, fresh = (LinearProbe(seed=3, device="cpu", max_iter=500, warm_iter=500) for _ in range(2))
     labels = np.full(400, -1, np.int64)
-    steps = [(np.arange(8), None), (np.arange(8, 14), None), (np.array([2, 3]), "relabel"), (np.array([0, 9]), "remove")]
+    steps = [(np.arange(8), None), (np.arange(8, 14), None), (np.array([2, 3]), "relabel"), (np.array([0, 9]), "remove"),
+             (np.array([30, 1, 0]), None)]
     for rows, what in steps:
         labels[rows] = -1 if what == "remove" else ((y[rows] + 1) % 4 if what == "relabel" else y[rows])
         cached.fit(X, labels, n_classes=4)
-        fresh._gram = GramCache()  # every product recomputed
+        fresh._rows = TrainingRows()  # every row, product and factor made again
         fresh.fit(X, labels, n_classes=4)
         idx = np.flatnonzero(labels >= 0)
-        xl, _, keys, _ = cached._training_rows(idx, torch.from_numpy(labels[idx]))
-        assert xl.shape[0] <= 0.25 * 256 and np.array_equal(cached._gram.keys, keys)
-        torch.testing.assert_close(cached._gram.K, (xl @ xl.T).double(), rtol=1e-5, atol=1e-3)
-        np.testing.assert_allclose(cached.predict_proba(), fresh.predict_proba(), atol=1e-4)
+        kept = cached._rows
+        assert np.array_equal(np.sort(kept.keys), (idx[:, None] * 4 + np.arange(4)).reshape(-1))
+        xs, bank = cached.transform(None), cached._train_masks
+        want = xs[torch.from_numpy(kept.keys // 4)] * bank[torch.from_numpy(kept.keys % bank.shape[0])]
+        assert torch.equal(kept.x, want) and kept.x.shape[0] <= 0.25 * 256
+        torch.testing.assert_close(kept.K, (want @ want.T).double(), rtol=1e-5, atol=1e-3)
+        torch.testing.assert_close(kept.L @ kept.L.T, kept.K, rtol=1e-6, atol=1e-6)
+        # the same optimum: the objective on the true rows is as low at either fit's weights
+        yl = torch.from_numpy(labels[kept.keys // 4])
+        onehot = torch.nn.functional.one_hot(yl, 4).float().T.contiguous()
+        loss = [float(_loss_grad(want, want.T.contiguous(), onehot, p._W.T.contiguous(), p._b, 0.5 / idx.size)[0])
+                for p in (cached, fresh)]
+        assert loss[0] == pytest.approx(loss[1], rel=1e-4, abs=1e-5)
