@@ -10,7 +10,8 @@ scikit-activeml's TypiClust itself. From zero labels the cluster order is the sa
 
 Also: the reference code's fixed outlier floor of 5 points (before the floor was capped at a
 quarter of the mean cluster size N / K), and the k-means++ start (our torch backend: k-means++
-seeding, then the same 20 Lloyd iterations). The second table gives, per variant and budget, the
+seeding, then the same 20 Lloyd iterations), also only where the clusters are crowded (N / K < 20, the
+later rounds on small pools). The second table gives, per variant and budget, the
 mean ± sd over seeds of the paired difference to scikit-activeml (points; seed s of each side).
 
     python bench/bench_typiclust.py            # digits, fmnist, mnist, fmnist-lt
@@ -61,6 +62,31 @@ def with_sklearn_kmeans():
     return undo
 
 
+def with_pp_when_crowded(ratio=20):
+    """k-means++ (the torch backend) where N / K < ratio, faiss's random start elsewhere; returns undo."""
+    from alwidget import geometry as G
+
+    original = G.Geometry.kmeans
+
+    def km(self, n_clusters, seed=0, dims=None):
+        key = (*self._km_key(n_clusters, seed, dims), "pp")
+        if self.X.shape[0] >= ratio * key[0]:
+            return original(self, n_clusters, seed, dims)
+        if key not in self._kmeans:
+            X = self.X if len(key) == 3 else self.reduced(key[2])
+            self._kmeans[key] = G.kmeans(X, key[0], seed=key[1], backend="torch")
+        return self._kmeans[key]
+
+    G.Geometry.kmeans = km
+    G.Geometry.clear_cache()
+
+    def undo():
+        G.Geometry.kmeans = original
+        G.Geometry.clear_cache()
+
+    return undo
+
+
 def with_fixed_floor():
     """TypiClust's outlier floor as in the reference code (always min_cluster_size); returns undo."""
     from alwidget.strategies import typiclust
@@ -81,6 +107,7 @@ VARIANTS = {  # name -> (select parameters or None for scikit-activeml, patch)
     "ours, ladder off (K = L + B)": ({"ladder": False}, None),
     "ours, k-means++, ladder off": ({"backend": "torch", "ladder": False}, None),
     "ours, typicality k = 5": ({"n_neighbors": 5}, None),
+    "ours, k-means++ where N / K < 20": ({}, with_pp_when_crowded),
     "ours with sklearn KMeans": ({}, with_sklearn_kmeans),
     "ours with sklearn KMeans, k = 5": ({"n_neighbors": 5}, with_sklearn_kmeans),
     "scikit-activeml TypiClust": (None, None),
