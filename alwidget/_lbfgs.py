@@ -36,13 +36,13 @@ def _loss_grad(x, xt, onehot_t, Wt, b, reg: float):
 #: the features. A 20-step fit measured here (AMD EPYC, one thread, 10 classes), span vs all D
 #: features: D = 1280 and 40-320 rows 1.6-1.8x faster (29.2 -> 16.0 ms at 160 rows), D = 768 and
 #: 160 rows 1.45x, D = 512 and 40-170 rows 1.15-1.4x; at D / 3 1.4-1.5x with the Gram matrix kept
-#: from the last fit (GramCache; 91 -> 60 ms at 430 x 1280) and even without it; from D / 2 the
+#: from the last fit (now _trainrows.TrainingRows; 91 -> 60 ms at 430 x 1280) and even without it; from D / 2 the
 #: Gram matrix and the (n, n) steps cost about what they save.
 SPAN_MAX_ROWS = 1 / 3
 
 
 def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: float = 1e-6,
-           ftol: float = 1e-9, gram=None, factor=None):
+           ftol: float = 1e-9, factor=None):
     """Minimise mean cross-entropy(x @ W + b, y) + reg * ||W||^2 from (W0, b0) with L-BFGS.
 
     Two-loop recursion with an Armijo backtracking line search; the objective is smooth and
@@ -56,16 +56,12 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
     x x^T = L L^T the n rows of L are the rows' coordinates in an orthonormal basis Q = L^-1 x,
     W = Q^T B and ||W|| = ||B||. Each evaluation then multiplies (n, n) instead of (n, D) and
     the (n, n) factor stays in cache. W0 enters as its projection on the span, which leaves
-    every training logit unchanged and the penalty no larger. ``gram``: None, or a function of x
-    returning x @ x.T as float64 (a GramCache's, which keeps it from one fit to the next);
-    ``factor``: None, or a function of x returning that factor L itself (or None), e.g.
-    :meth:`alwidget._trainrows.TrainingRows.factor`, which extends it as rows arrive.
+    every training logit unchanged and the penalty no larger. ``factor``: None (computed here), or a
+    function of x returning that factor L (or None), e.g. :meth:`alwidget._trainrows.TrainingRows.factor`,
+    which keeps it from one fit to the next and extends it as rows arrive.
     """
     if x.device.type == "cpu" and x.shape[0] <= SPAN_MAX_ROWS * x.shape[1]:
-        if factor is not None:
-            L = factor(x)
-        else:
-            L = _gram_factor((x @ x.T).double() if gram is None else gram(x))
+        L = _gram_factor((x @ x.T).double()) if factor is None else factor(x)
         if L is not None:
             import torch
 
@@ -75,42 +71,6 @@ def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: floa
             V = torch.linalg.solve_triangular(L.T, B.double(), upper=True).float()
             return (V.T @ x).T.contiguous(), b, n_iter
     return _fit(x, y, W0, b0, reg, max_iter, history, gtol, ftol)
-
-
-class GramCache:
-    """x @ x.T of keyed rows, kept from one fit to the next: a fit that adds k rows to m computes
-    k x m new products instead of m x m (the full product was 4-15 ms of a 160-320 row fit at
-    D = 1280 here). The caller keys each row, ascending (the same key and ``tag``: the same row) and makes
-    a new cache when the rows' source changes."""
-
-    def __init__(self):
-        self.tag = None
-        self.keys = None
-        self.K = None
-
-    def __call__(self, keys, x, tag=None):
-        import numpy as np
-        import torch
-
-        keys = np.asarray(keys, dtype=np.int64)
-        if np.any(keys[1:] <= keys[:-1]):
-            raise ValueError("GramCache keys must be strictly ascending (one key per row)")
-        m = keys.size
-        K = torch.empty((m, m), dtype=torch.float64, device=x.device)
-        have = np.zeros(m, dtype=bool)
-        if self.K is not None and tag == self.tag and self.keys.size:
-            pos = np.minimum(np.searchsorted(self.keys, keys), self.keys.size - 1)
-            have = self.keys[pos] == keys
-            old = torch.from_numpy(np.flatnonzero(have)).to(x.device)
-            at = torch.from_numpy(pos[have]).to(x.device)
-            K[old[:, None], old] = self.K[at[:, None], at]
-        new = torch.from_numpy(np.flatnonzero(~have)).to(x.device)
-        if new.numel():
-            rows = (x[new] @ x.T).double()
-            K[new] = rows
-            K[:, new] = rows.T
-        self.tag, self.keys, self.K = tag, keys, K
-        return K
 
 
 def _gram_factor(K):

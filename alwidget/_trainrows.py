@@ -68,7 +68,7 @@ class TrainingRows:
     def _append(self, new, rows):
         m, n = self.keys.size, new.size
         if self._buf is None or self._buf.shape[0] < m + n or self._buf.shape[1] != rows.shape[1]:
-            cap = max(m + n, 2 * m, 64)
+            cap = m + n + max(64, (m + n) // 2)  # half again: few copies, little memory held
             buf = rows.new_empty((cap, rows.shape[1]))
             if m:
                 buf[:m] = self._buf[:m]

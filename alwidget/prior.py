@@ -38,7 +38,8 @@ import threading
 
 import numpy as np
 
-from ._lbfgs import GramCache, minimize
+from ._lbfgs import minimize
+from ._trainrows import TrainingRows
 from ._util import check_labels
 from .probe import LinearProbe, _get_pool
 from .balance import BALANCE_FACTOR, balanced_select, pcb_order  # noqa: F401  (re-exported)
@@ -307,7 +308,7 @@ class AnchoredProbe(LinearProbe):
         pool = _get_pool(Xn, self.device)
         if pool is not self._pool:
             self._train_masks = None
-            self._gram = GramCache()
+            self._rows = TrainingRows()  # rows of another pool must not be kept
         self._pool = pool
         Wh = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
         Wt = torch.from_numpy(np.ascontiguousarray(Wh.T)).to(self.device, torch.float64)

@@ -14,11 +14,10 @@ import numpy as np
 
 from . import _dropout
 from ._dropout import mc_dropout_proba  # noqa: F401  (public here since issue 9)
-from ._lbfgs import GramCache
 from ._lbfgs import lbfgs as _lbfgs
-from ._trainrows import TrainingRows
 from ._lowp import lowp_faster, product_error_coefficients, softmax_near_ties, top_two
 from ._pool import BLOCK_BYTES, _get_pool, _Pool, clear_pool_cache, remember_fingerprint  # noqa: F401 (re-exported)
+from ._trainrows import TrainingRows
 from ._util import check_features, check_labels, pass_workers, resolve_device, share_blocks
 
 __all__ = ["LOWP_MIN", "LinearProbe", "lowp_faster", "top_two"]
@@ -120,7 +119,6 @@ class LinearProbe:
         self._proba = None  # cached pool probabilities after the last fit
         self._proba_exact = True  # whether they came from the float32 pass
         self._train_masks = None
-        self._gram = GramCache()
         self._rows = TrainingRows()
         self.n_iter_ = 0
         self.n_rescored_ = 0  # rows the last bfloat16 pool pass re-scored in float32
@@ -175,7 +173,6 @@ class LinearProbe:
             self._b = torch.cat([self._b, self._b.new_zeros(grow)])
         if pool is not self._pool:
             self._train_masks = None
-            self._gram = GramCache()  # kept for subclasses' own rows (prior.py)
             self._rows = TrainingRows()  # the training rows and their products, kept while the pool is this one
         self._pool = pool
 

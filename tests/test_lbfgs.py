@@ -91,24 +91,6 @@ def test_the_span_of_a_single_repeated_row_still_fits():
     assert torch.isfinite(W).all() and abs(float(p[0, 0]) - 4 / 6) < 0.02
 
 
-def test_gram_cache_reuses_kept_rows_and_recomputes_new_ones():
-    """Rows kept under the same key reuse their products; added and dropped keys give
-    exactly x @ x.T; another tag (the rows' source changed) recomputes everything."""
-    g = torch.Generator().manual_seed(0)
-    pool = torch.randn(30, 16, generator=g)
-    cache = _lbfgs.GramCache()
-    for keys in ([3, 7, 9], [3, 5, 7, 9, 20], [5, 9, 20, 21], [0, 1, 2, 29]):
-        x = pool[keys]
-        torch.testing.assert_close(cache(keys, x, tag=1), (x @ x.T).double(), rtol=1e-6, atol=1e-5)
-    x = pool[[0, 1, 2, 29]]
-    cache.K.fill_(7.0)  # a kept product comes from the cache, not from x
-    assert float(cache([0, 1, 2, 29], x, tag=1)[0, 1]) == 7.0
-    # recomputed from x (a matrix product: its summation order, and so its last bit, is the BLAS kernel's)
-    assert float(cache([0, 1, 2, 29], x, tag=2)[0, 1]) == pytest.approx(float(x[0] @ x[1]), rel=1e-6)
-    with pytest.raises(ValueError, match="ascending"):
-        cache([2, 1], pool[[2, 1]])
-
-
 def test_the_compact_direction_equals_the_two_loop_recursion():
     """_Compact (numpy) and _TwoLoop give the same L-BFGS direction, also once the memory is full
     and its oldest pairs are dropped, and after a restart."""

@@ -477,3 +477,20 @@ def test_refits_in_the_rows_span_keep_the_right_rows_and_products():
         loss = [float(_loss_grad(want, want.T.contiguous(), onehot, p._W.T.contiguous(), p._b, 0.5 / idx.size)[0])
                 for p in (cached, fresh)]
         assert loss[0] == pytest.approx(loss[1], rel=1e-4, abs=1e-5)
+
+
+def test_a_new_pool_starts_its_training_rows_afresh():
+    """The same labelled indices on another feature set: the kept rows are the new pool's, not the
+    old one's (their keys coincide), and the fit matches a fresh probe's."""
+    g = np.random.default_rng(1)
+    X1, X2 = (g.normal(size=(300, 256)).astype(np.float32) for _ in range(2))  # 48 rows <= D / 3: the span fit
+    labels = np.full(300, -1, np.int64)
+    labels[:12] = np.arange(12) % 3
+    probe = LinearProbe(seed=0, device="cpu")
+    probe.fit(X1, labels, n_classes=3)
+    probe.fit(X2, labels, n_classes=3)
+    kept = probe._rows
+    xs, bank = probe.transform(None), probe._train_masks
+    want = xs[torch.from_numpy(kept.keys // 4)] * bank[torch.from_numpy(kept.keys % bank.shape[0])]
+    assert torch.equal(kept.x, want)
+    torch.testing.assert_close(kept.K, (want @ want.T).double(), rtol=1e-5, atol=1e-4)
