@@ -187,7 +187,7 @@ class LinearProbe:
         remap[cols] = np.arange(cols.size)
         cols_t = torch.from_numpy(cols).to(self.device)
         if cols.size > 1:
-            xl, yl = self._training_rows(idx, remap[labels])
+            xl, yl = self._training_rows(idx, labels, remap)
             with torch.no_grad():  # analytic gradients: autograd would only add overhead (and warnings)
                 W, b, self.n_iter_ = _lbfgs(xl, yl, self._W[:, cols_t], self._b[cols_t], 0.5 * self.l2 / idx.size,
                                             self.warm_iter if warm else self.max_iter, factor=self._rows.factor)
@@ -200,10 +200,10 @@ class LinearProbe:
         self._proba = None
         return self
 
-    def _training_rows(self, idx: np.ndarray, cls: np.ndarray):
+    def _training_rows(self, idx: np.ndarray, labels: np.ndarray, remap: np.ndarray):
         """The labelled rows, each repeated under fixed dropout masks, in the kept order of
         :class:`TrainingRows` (rows that stay are not made again): ((rows, D), (rows,) targets
-        ``cls[image]``, with ``cls`` (N,) over the pool).
+        ``remap[labels[image]]``, looked up for the kept rows only: no pass over the pool's labels).
 
         Image i's k-th copy has key i * copies + k and mask row (key mod the bank's rows) of a seeded
         mask bank, so an image keeps its masks (and its key names the same row) from one fit to the next.
@@ -225,7 +225,7 @@ class LinearProbe:
 
         keys = (idx[:, None] * copies + np.arange(copies)[None, :]).reshape(-1)
         xa, kept = self._rows.update(keys, make, tag=copies)
-        return xa, torch.from_numpy(cls[kept // copies]).to(self.device)
+        return xa, torch.from_numpy(remap[labels[kept // copies]]).to(self.device)
 
     # -- prediction ------------------------------------------------------------
     def transform(self, X=None):
