@@ -324,10 +324,16 @@ class LinearProbe:
         dst = torch.from_numpy(out)
         rows, workers = _block_rows(xs)
         wb = self._seen_weights()
+        wt = wb[0].T.contiguous()  # (D, C): addmm's operand, laid out once per pass
 
         def block(i):
             a = i * rows
             with torch.no_grad():
+                if every and not xs.is_cuda:  # the product written into the output, no temporary:
+                    z = dst[a:a + rows]  # 4.2 -> 3.9 ms at 10k x 1280 (issue 9: margin's round)
+                    torch.addmm(wb[1], xs[a:a + rows], wt, out=z)
+                    _softmax_(torch.nan_to_num_(z, nan=0.0, posinf=3e38, neginf=-3e38))  # as _logits
+                    return
                 p = _softmax_(self._logits(xs[a:a + rows], wb))
             if every:  # written in place, no (rows, C) numpy temporary
                 dst[a:a + rows].copy_(p)
