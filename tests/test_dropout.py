@@ -1,4 +1,5 @@
-"""alwidget._dropout.shared: grouped blocks, products shared by two threads, rows read in place and the clean logits from the same
+"""alwidget._dropout.banked: chunks of a block, shared by two threads, give what the whole block
+gave. alwidget._dropout.shared: grouped blocks, products shared by two threads, rows read in place and the clean logits from the same
 products give what one product per block of gathered rows gave (the passes bitwise, the clean
 logits to rounding)."""
 import numpy as np
@@ -51,6 +52,43 @@ def test_shared_masks_match_one_product_per_block(digits, monkeypatch, workers, 
     some = np.arange(1, -(-n_rows // 256), 2)  # every other block, the last one partial or not
     assert torch.equal(_dropout.shared(pool, w, b, 3, 0.75, 9, bank, 256, some, rows=rows),
                        reference(xs, w, b, 3, 9, bank, 256, some))
+
+
+def banked_reference(xs, w, bias, n_passes, seed, bank):
+    """The per-point bank path one whole block of R rows at a time (before it ran in chunks)."""
+    n, d = xs.shape
+    r_bank = bank.shape[0] // 2
+    rows = min(n, r_bank)
+    base = np.random.default_rng([seed, n]).integers(0, r_bank, -(-n // rows))
+    step = max(1, r_bank // n_passes)
+    out = torch.empty((n_passes, n), dtype=torch.int64)
+    for blk, a in enumerate(range(0, n, rows)):
+        xb = xs[a:a + rows]
+        for t in range(n_passes):
+            o = int(base[blk] + t * step) % r_bank
+            z = torch.nn.functional.linear(xb * bank[o:o + xb.shape[0]], w, bias)
+            out[t, a:a + xb.shape[0]] = torch.nan_to_num(z, nan=0.0).argmax(1)
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("chunk_rows", [37, 500, 4096])  # several chunks per block (the last partial), one
+def test_banked_chunks_give_the_whole_blocks_result(digits, monkeypatch, workers, chunk_rows):
+    monkeypatch.setattr(_util, "pass_workers", lambda: workers)
+    xs = torch.from_numpy(digits[0].astype(np.float32))  # 1797 rows: 4 blocks of a 500-row bank, the last partial
+    d = xs.shape[1]
+    monkeypatch.setattr(_dropout, "_CHUNK_BYTES", 4 * d * chunk_rows)
+    w = torch.randn(10, d, generator=torch.Generator().manual_seed(2))
+    b = torch.randn(10, generator=torch.Generator().manual_seed(3))
+    m = (torch.rand(500, d, generator=torch.Generator().manual_seed(4)) >= 0.75).float() / 0.25
+    bank = torch.cat([m, m])
+    got = _dropout.banked(xs, w, b, 3, 0.75, 9, bank)
+    want = banked_reference(xs, w, b, 3, 9, bank)
+    assert got.shape == (3, 1797)
+    # The same products per row; a BLAS may round another row count differently (near ties only).
+    assert (got == want).float().mean() >= 0.999
+    assert torch.equal(got, _dropout.banked(xs, w, b, 3, 0.75, 9, bank))
+    assert not torch.equal(got, _dropout.banked(xs, w, b, 3, 0.75, 10, bank))  # the seed moves the offsets
 
 
 def test_ties_take_the_first_class_as_argmax():
