@@ -90,8 +90,9 @@ class RowsProbe:
     def predict_dropout(self, X=None, n_passes: int = 3, p: float = 0.75, seed: int = 0, rows=None, blocks=None):
         """(n_passes, rows) class ids under input dropout, as the wrapped probe's. On the CPU the
         masks are shared per block of ``DROPOUT_BLOCK`` of our rows (the probe's own path from
-        ``SHARED_MASKS_MIN`` rows): its fixed mask bank is reused, where the per-point path would
-        draw a bank of 4096 x D numbers for every new seed, every round (31 -> 6 ms at 8.4k rows).
+        ``SHARED_MASKS_MIN`` rows): one product per block with masked weights, where the per-point
+        path multiplies every row by its mask (31 -> 6 ms at 8.4k rows, when that path also drew a
+        new bank for every round's seed).
         The rows are read from the pool a block at a time (``_dropout.shared``'s ``rows``), not
         gathered first, unless :meth:`transform` gathered them already."""
         from .probe import DROPOUT_BLOCK

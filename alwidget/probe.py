@@ -398,10 +398,10 @@ class LinearProbe:
 
         Each pass drops every standardised input feature with probability ``p`` and scales the
         rest by ``1 / (1 - p)`` (inverted dropout): exactly Bernoulli per point and pass. On CUDA
-        masks are i.i.d. per point; on the CPU they come from a seeded bank, per point below
-        :data:`SHARED_MASKS_MIN` rows and shared by the rows of a :data:`DROPOUT_BLOCK` above
-        it (masked-weight products, 2x faster at 100k; see :mod:`alwidget._dropout`). Same seed
-        and device -> same output.
+        masks are i.i.d. per point; on the CPU they are rows of a fixed bank (drawn once per D and
+        p) read at offsets the seed picks, per point below :data:`SHARED_MASKS_MIN` rows and shared
+        by the rows of a :data:`DROPOUT_BLOCK` above it (masked-weight products, 2x faster at 100k;
+        see :mod:`alwidget._dropout`). Same seed and device -> same output.
         """
         import torch
 
@@ -428,25 +428,27 @@ class LinearProbe:
 
     def _dropout_banked(self, xs, w, bias, n_passes: int, p: float, seed: int):
         """(n_passes, N): a bank row per point and pass (small CPU pools; :func:`_dropout.banked`)."""
-        return _dropout.banked(xs, w, bias, n_passes, p, seed, self._dropout_bank(xs.shape[1], p, seed))
+        return _dropout.banked(xs, w, bias, n_passes, p, seed, self._dropout_bank(xs.shape[1], p))
 
     def _dropout_blocks(self, xs, w, bias, n_passes: int, p: float, seed: int, block_ids=None, *, rows=None,
                         clean=None):
         """(n_passes, rows): one shared mask per block and pass (:func:`_dropout.shared`, which
         says what ``rows`` and ``clean`` do). One fixed bank (drawn once per D and p); the seed
         picks its rows, so rounds with new seeds reuse it instead of drawing 4096 x D numbers again."""
-        bank = self._dropout_bank(xs.shape[1], p, 0)[:4096]
+        bank = self._dropout_bank(xs.shape[1], p)[:4096]
         return _dropout.shared(xs, w, bias, n_passes, p, seed, bank, DROPOUT_BLOCK, block_ids, rows=rows, clean=clean)
 
     _dropout_iid = staticmethod(_dropout.iid)
 
-    def _dropout_bank(self, d: int, p: float, seed: int):
-        """Seeded (2R, D) float mask bank with inverted scaling; cached for the last (d, p, seed)."""
+    def _dropout_bank(self, d: int, p: float):
+        """The (2R, D) float mask bank with inverted scaling, drawn once per (d, p) from a fixed seed
+        and cached: a round's seed only picks where its blocks read it. Drawing a new bank for every
+        round's seed took 73 ms of DropQuery's 10k x 1280 round (its passes 26 ms)."""
         import torch
 
-        key = (d, p, seed)
+        key = (d, p)
         if getattr(self, "_bank_key", None) != key:
-            g = torch.Generator(device="cpu").manual_seed(seed)
+            g = torch.Generator(device="cpu").manual_seed(0)
             m = (torch.rand((4096, d), generator=g) >= p).float().mul_(1.0 / (1.0 - p))
             self._bank = torch.cat([m, m]).to(self.device)
             self._bank_key = key

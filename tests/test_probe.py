@@ -176,9 +176,16 @@ def test_dropout_rate_controls_disagreement(digits):
     flips = [(probe.predict_dropout(n_passes=4, p=p, seed=1) != plain).mean() for p in (0.1, 0.5, 0.9)]
     assert flips[0] < flips[1] < flips[2]
     # The masks keep a (1 - p) share of the inputs and scale them by 1 / (1 - p).
-    bank = probe._dropout_bank(X.shape[1], 0.75, 3).numpy()
+    bank = probe._dropout_bank(X.shape[1], 0.75).numpy()
     assert abs((bank > 0).mean() - 0.25) < 0.01
     assert np.allclose(bank[bank > 0], 4.0)
+    # One bank per (D, p), whatever the round's seed: a new seed moves where the blocks read it
+    # (other masks per point) without drawing 4096 x D numbers again.
+    a = probe.predict_dropout(n_passes=3, p=0.75, seed=5)
+    drawn = probe._dropout_bank(X.shape[1], 0.75)
+    b = probe.predict_dropout(n_passes=3, p=0.75, seed=6)
+    assert probe._dropout_bank(X.shape[1], 0.75) is drawn
+    assert not np.array_equal(a, b) and np.array_equal(a, probe.predict_dropout(n_passes=3, p=0.75, seed=5))
 
 
 def test_bad_input_raises_clear_errors(digits):
@@ -222,7 +229,7 @@ def test_shared_block_masks_are_masked_weight_products(digits, monkeypatch):
     xs = probe.transform().numpy().astype(np.float64)
     cols = np.flatnonzero(probe.seen_classes)
     W, b = probe._W.numpy()[:, cols].astype(np.float64), probe._b.numpy()[cols]
-    bank = probe._dropout_bank(X.shape[1], 0.75, 0).numpy()[:4096]
+    bank = probe._dropout_bank(X.shape[1], 0.75).numpy()[:4096]
     pick = np.random.default_rng([4, len(y), 1]).integers(0, 4096, (-(-len(y) // 64), 3))
     for blk in (0, 7, len(pick) - 1):
         rows = slice(blk * 64, (blk + 1) * 64)
