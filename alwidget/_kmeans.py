@@ -1,6 +1,5 @@
 """Building blocks of alwidget.geometry: torch distance tiles, seeded Lloyd k-means, PCA coordinates
-(TypiClust's reduced k-means) and the typicality helpers; ``lloyd_small``, the k-means of DropQuery's
-few thousand candidates.
+(TypiClust's reduced k-means) and the typicality helpers.
 
 Split from :mod:`alwidget.geometry` (which re-exports these names) to keep modules small; the
 torch paths run row blocks of ``block x N`` distance tiles, never an ``N x N`` matrix.
@@ -141,6 +140,7 @@ def _mean_k_smallest(A: np.ndarray, B: np.ndarray, k: int, self_col=None) -> np.
         part = np.partition(d, k - 1, axis=1)[:, :k]
         out[a:a + step] = np.sqrt(part.astype(np.float64)).mean(1)
     return out
+
 
 
 def lloyd_small(X: np.ndarray, K: int, seed: int = 0, n_iter: int = 20) -> np.ndarray:
