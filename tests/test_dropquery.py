@@ -4,8 +4,7 @@ import pytest
 from strategy_data import check_batch, digits_sample
 
 from alwidget import strategies as S
-from alwidget._kmeans import lloyd_small
-from alwidget.geometry import Geometry
+from alwidget.geometry import Geometry, kmeans
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,7 @@ def test_dropquery_candidates_thresholds_and_centroids(digits):
     assert np.all((idx >= 10) & (idx < 140)) and info["n_candidates"] == 130 and info["min_flips"] == 1
     cand = np.arange(10, 140)
     Xc = Geometry.of(X).X[cand]
-    cent = lloyd_small(Xc, 3, seed=S.round_seed(2, labels))  # the round's seed drives DropQuery's k-means
+    _, cent = kmeans(Xc, 3, seed=S.round_seed(2, labels))  # the round's seed drives DropQuery's k-means
     nearest = cand[((Xc[None] - cent[:, None]) ** 2).sum(-1).argmin(1)]
     assert set(idx) == set(nearest)
     # B = 200 > 130 candidates: all of them plus a random fill.

@@ -85,33 +85,6 @@ def test_kmeans_more_clusters_than_distinct_rows(backend):
     assert kmeans(X, 50, seed=0, backend=backend)[1].shape[0] == 12  # K capped at N
 
 
-
-def test_lloyd_small_is_seeded_and_stops_at_a_fixed_point(blobs):
-    from alwidget._kmeans import lloyd_small
-
-    X = normalize(blobs)
-    c1 = lloyd_small(X, 6, seed=3)
-    np.testing.assert_array_equal(c1, lloyd_small(X, 6, seed=3))
-    assert c1.shape == (6, 8) and c1.dtype == np.float32
-    # A fixed point of Lloyd: every centroid is the mean of the rows nearest it, and each blob
-    # (well separated) is one cluster.
-    a = ((X[:, None, :] - c1[None]) ** 2).sum(-1).argmin(1)
-    for k in range(6):
-        np.testing.assert_allclose(c1[k], X[a == k].mean(0), atol=1e-5)
-    assert len(np.unique(a)) == 6
-
-
-def test_lloyd_small_with_fewer_distinct_rows_than_clusters():
-    from alwidget._kmeans import lloyd_small
-
-    X = np.repeat(np.eye(3, dtype=np.float32), 4, axis=0)  # 12 rows, 3 distinct
-    cent = lloyd_small(X, 8, seed=0)
-    assert cent.shape == (8, 3) and np.isfinite(cent).all()
-    # Every distinct row is a centroid (k-means++ seeds them first: the rest have weight 0).
-    for r in range(3):
-        assert np.any(np.all(np.isclose(cent, np.eye(3)[r]), 1))
-    assert lloyd_small(X[:1], 1, seed=0).shape == (1, 3)
-
 def test_threads_asking_for_a_new_geometry_at_once_share_one(blobs, monkeypatch):
     """A Session's first round and its background index build ask for the pool's Geometry at the
     same moment: one builds it, the other waits and gets the same object (each once cached its own

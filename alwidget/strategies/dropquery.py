@@ -8,8 +8,7 @@
    fewer than ``candidate_factor`` * B (25 B) of them, lower that bar one pass at a time,
    down to "flipped at least once".
 4. Fewer than B candidates: take them all and fill at random from the rest of the pool.
-   Otherwise k-means with K = B on the candidates' (normalised) features (seeded k-means++,
-   Lloyd until no candidate changes cluster, at most 20 iterations) and take the
+   Otherwise k-means with K = B on the candidates' (normalised) features and take the
    candidate nearest each centroid (the next nearest when two centroids share one).
    At large N the candidates can number hundreds of thousands; k-means is then fitted on a
    seeded uniform sample of ``kmeans_sample`` of them (default max(2000, 40 B)), which
@@ -32,8 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._kmeans import lloyd_small
-from ..geometry import _resolve, kmeans
+from ..geometry import kmeans
 from ._common import Context, model_cold_start, register
 
 REASON = "Asking about images the model is unsure of, spread over the map"
@@ -95,16 +93,6 @@ def _flips_of(ctx, probe, n_classes, unl, n_passes, p, subset, need):
     return _flips(probe, ctx.proba(n_classes), unl, n_passes, p, ctx.seed, subset, need)
 
 
-def _centroids(X, k: int, seed: int, backend) -> np.ndarray:
-    """(k, D) k-means centroids of the candidates X: :func:`alwidget._kmeans.lloyd_small` on the
-    CPU (faiss's per-iteration overhead was most of this step: 6 -> 4.5 ms on 500-1,000 candidates
-    x 512 at 1M, 70 -> 37 ms on 2,000 x 1280, one thread), the geometry's k-means on a GPU."""
-    kind, dev = _resolve(backend, None)
-    if kind == "torch" and dev.type != "cpu":
-        return kmeans(X, k, seed=seed, backend=backend, assign=False)[1]
-    return lloyd_small(X, min(int(k), X.shape[0]), seed=seed)
-
-
 @register("dropquery", needs_model=True, summary="dropout-disagreement candidates, k-means for diversity")
 def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candidate_factor: int = 25,
               n_classes=None, cold_start: str = "typiclust", kmeans_sample: int | None = None,
@@ -133,7 +121,7 @@ def dropquery(ctx: Context, k: int, *, n_passes: int = 3, p: float = 0.75, candi
     Xc = ctx.geometry.rows(cand)  # on an AnchorAL subpool: only these rows are gathered
     n_fit = max(2000, 40 * k) if kmeans_sample is None else int(kmeans_sample)
     fit = Xc if cand.size <= n_fit else Xc[np.sort(ctx.rng(11).choice(cand.size, size=n_fit, replace=False))]
-    cent = _centroids(fit, k, ctx.seed, ctx.backend)
+    _, cent = kmeans(fit, k, seed=ctx.seed, backend=ctx.backend, assign=False)  # centroids only
     idx = cand[nearest_distinct(Xc, cent)]
     info["kmeans_fitted_on"] = int(fit.shape[0])
     info["detail"] = (f"dropquery: {cand.size} points flip in >= {bar + 1} of {n_passes} dropout passes; "
