@@ -128,12 +128,14 @@ class RowsProbe:
         round on a subpool: 11k rows x 512 were gathered, then read twice (BENCHMARKS.md, section 7)."""
         import torch
 
+        from .probe import _finite_
+
         if self._proba is not None or getattr(self._probe, "_proba", None) is not None \
                 or not self._streams(n_passes, p):
             return self.predict_proba(), self.predict_dropout(None, n_passes=n_passes, p=p, seed=seed)
         z = torch.empty((self._rows.size, int(self._probe.seen_classes.sum())), dtype=torch.float32)
         drops = self._dropout(self._rows, int(n_passes), float(p), int(seed), clean=z)
-        z = torch.nan_to_num(z, nan=0.0, posinf=3e38, neginf=-3e38)  # as LinearProbe._logits
+        z = _finite_(z)  # as LinearProbe._logits
         self._proba, self._exact = self._to_proba(z), True
         return self._proba.copy(), drops
 
