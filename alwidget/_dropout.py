@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._matmul import blas_threads, linear_into, numpy_faster
+from . import _util
 from ._util import share_blocks
 
 
@@ -38,7 +40,8 @@ def banked(xs, w, bias, n_passes: int, p: float, seed: int, bank):
     ``bank``: (2R, D) inverted-scaled masks (a row window never wraps); the seed picks the offsets.
     Each block of R rows is run in chunks of about :data:`_CHUNK_BYTES` (masked rows that stay in
     cache for their product, each chunk's passes together), the chunks shared by two threads on two
-    CPUs (``_util.pass_workers``): 51 -> 26 ms at 10k x 1280 and 3 passes, the same output."""
+    CPUs (``_util.pass_workers``): 51 -> 26 ms at 10k x 1280 and 3 passes, the same output. The
+    products use numpy's BLAS where :func:`_matmul.numpy_faster` found it faster."""
     import torch
 
     n, d = xs.shape
@@ -50,6 +53,8 @@ def banked(xs, w, bias, n_passes: int, p: float, seed: int, bank):
     chunk = max(1, min(rows, _CHUNK_BYTES // (4 * d)))
     per_block = -(-rows // chunk)
     out = torch.empty((n_passes, n), dtype=torch.int64, device=xs.device)
+    use_np = numpy_faster(xs, w.shape[0], chunk)  # numpy's BLAS where it is faster (_matmul)
+    wt = w.T.contiguous() if use_np else None
 
     def task(i):
         blk, j = divmod(i, per_block)
@@ -58,14 +63,17 @@ def banked(xs, w, bias, n_passes: int, p: float, seed: int, bank):
         if r <= 0:
             return
         buf = torch.empty((r, d), dtype=torch.float32, device=xs.device)
+        z = torch.empty((r, w.shape[0]), dtype=torch.float32, device=xs.device) if use_np else None
         with torch.no_grad():
             for t in range(n_passes):
                 o = int(base[blk] + t * step) % r_bank + j * chunk
                 torch.mul(xs[a:a + r], bank[o:o + r], out=buf)
-                z = torch.nn.functional.linear(buf, w, bias)
-                out[t, a:a + r] = torch.nan_to_num(z, nan=0.0).argmax(1)
+                zt = linear_into(z, buf, wt, bias, True) if use_np else torch.nn.functional.linear(buf, w, bias)
+                out[t, a:a + r] = torch.nan_to_num(zt, nan=0.0).argmax(1)
 
-    share_blocks(n_blocks * per_block, task, workers=1 if xs.is_cuda else None)
+    workers = 1 if xs.is_cuda else _util.pass_workers()
+    with blas_threads(1 if use_np and workers > 1 else None):
+        share_blocks(n_blocks * per_block, task, workers=workers)
     return out
 
 

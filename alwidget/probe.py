@@ -15,6 +15,7 @@ import numpy as np
 from . import _dropout
 from ._dropout import mc_dropout_proba  # noqa: F401  (public here since issue 9)
 from ._lbfgs import lbfgs as _lbfgs
+from ._matmul import blas_threads, linear_into, numpy_faster
 from ._lowp import lowp_faster, product_error_coefficients, softmax_near_ties, top_two
 from ._pool import BLOCK_BYTES, _get_pool, _Pool, clear_pool_cache, remember_fingerprint  # noqa: F401 (re-exported)
 from ._trainrows import TrainingRows
@@ -332,13 +333,14 @@ class LinearProbe:
         wb = self._seen_weights()
         direct = every and not xs.is_cuda  # the product written into the output, no temporary:
         wt = wb[0].T.contiguous() if direct else None  # 4.2 -> 3.9 ms at 10k x 1280 (issue 9: margin's round)
+        use_np = direct and numpy_faster(xs, cols.size, rows)  # numpy's BLAS where it is faster (_matmul)
 
         def block(i):
             a = i * rows
             with torch.no_grad():
                 if direct:
                     z = dst[a:a + rows]
-                    _softmax_(_finite_(torch.addmm(wb[1], xs[a:a + rows], wt, out=z)))
+                    _softmax_(_finite_(linear_into(z, xs[a:a + rows], wt, wb[1], use_np)))
                     return
                 p = _softmax_(self._logits(xs[a:a + rows], wb))
             if every:  # written in place, no (rows, C) numpy temporary
@@ -346,7 +348,8 @@ class LinearProbe:
             else:
                 out[a:a + rows, cols] = p.cpu().numpy()
 
-        return out if share_blocks(-(-n // rows), block, should_stop, workers) else None
+        with blas_threads(1 if use_np and workers > 1 else None):
+            return out if share_blocks(-(-n // rows), block, should_stop, workers) else None
 
     def _score_lowp(self, should_stop=None) -> np.ndarray | None:
         """The pool's probabilities from the bfloat16 pass, near ties re-scored in float32.
