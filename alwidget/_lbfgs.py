@@ -36,9 +36,11 @@ def _loss_grad(x, xt, onehot_t, Wt, b, reg: float):
 #: the features. A 20-step fit measured here (AMD EPYC, one thread, 10 classes), span vs all D
 #: features: D = 1280 and 40-320 rows 1.6-1.8x faster (29.2 -> 16.0 ms at 160 rows), D = 768 and
 #: 160 rows 1.45x, D = 512 and 40-170 rows 1.15-1.4x; at D / 3 1.4-1.5x with the Gram matrix kept
-#: from the last fit (now _trainrows.TrainingRows; 91 -> 60 ms at 430 x 1280) and even without it; from D / 2 the
-#: Gram matrix and the (n, n) steps cost about what they save.
-SPAN_MAX_ROWS = 1 / 3
+#: from the last fit (now _trainrows.TrainingRows; 91 -> 60 ms at 430 x 1280) and even without it.
+#: With that kept Gram matrix the span also wins up to D / 2 (s25, an AVX2 AMD EPYC, warm 12-step
+#: refits at D = 1280 as labels arrive, 4 copies per label: 440-640 rows 16-26 -> 12-20 ms; a margin
+#: run's refits at 110-160 labels 21-37 -> 12-20 ms); beyond that the gain shrinks and varies.
+SPAN_MAX_ROWS = 1 / 2
 
 
 def lbfgs(x, y, W0, b0, reg: float, max_iter: int, history: int = 10, gtol: float = 1e-6,

@@ -49,11 +49,11 @@ def _objective(x, y, W, b, reg):
     return float(torch.nn.functional.cross_entropy(x @ W + b, y) + reg * W.square().sum())
 
 
-@pytest.mark.parametrize("duplicates", [False, True])
-def test_fit_in_the_rows_span_reaches_the_direct_optimum(monkeypatch, duplicates):
-    """Few rows (n <= D / 4) are fitted in their span; with duplicate rows (a singular Gram
+@pytest.mark.parametrize("duplicates,rows", [(False, 48), (True, 48), (False, 128)])
+def test_fit_in_the_rows_span_reaches_the_direct_optimum(monkeypatch, duplicates, rows):
+    """Few rows (n <= D / 2) are fitted in their span; with duplicate rows (a singular Gram
     matrix) too. Same optimum as the fit over all D features, from a warm start off the span."""
-    x, y = _few_rows()
+    x, y = _few_rows(n=rows)
     if duplicates:
         x, y = torch.cat([x, x[:10]]), torch.cat([y, y[:10]])
     n, d = x.shape
@@ -76,9 +76,11 @@ def test_the_span_fit_is_used_only_when_it_pays(monkeypatch):
     monkeypatch.setattr(_lbfgs, "_gram_factor", lambda K: calls.append(K.shape) or real(K))
     x, y = _few_rows(n=48, d=256)
     lbfgs(x, y, torch.zeros(256, 5), torch.zeros(5), 0.01, 5)
-    x2, y2 = _few_rows(n=128, d=256)
+    x2, y2 = _few_rows(n=128, d=256)  # D / 2: still the span
     lbfgs(x2, y2, torch.zeros(256, 5), torch.zeros(5), 0.01, 5)
-    assert calls == [(48, 48)]
+    x3, y3 = _few_rows(n=129, d=256)  # one row more: the fit over all D features
+    lbfgs(x3, y3, torch.zeros(256, 5), torch.zeros(5), 0.01, 5)
+    assert calls == [(48, 48), (128, 128)]
 
 
 def test_the_span_of_a_single_repeated_row_still_fits():

@@ -493,7 +493,7 @@ def test_a_new_pool_starts_its_training_rows_afresh():
     """The same labelled indices on another feature set: the kept rows are the new pool's, not the
     old one's (their keys coincide), and the fit matches a fresh probe's."""
     g = np.random.default_rng(1)
-    X1, X2 = (g.normal(size=(300, 256)).astype(np.float32) for _ in range(2))  # 48 rows <= D / 3: the span fit
+    X1, X2 = (g.normal(size=(300, 256)).astype(np.float32) for _ in range(2))  # 48 rows <= D / 2: the span fit
     labels = np.full(300, -1, np.int64)
     labels[:12] = np.arange(12) % 3
     probe = LinearProbe(seed=0, device="cpu")
