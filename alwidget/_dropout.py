@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._matmul import blas_threads, linear_into, numpy_faster
 from . import _util
+from ._matmul import blas_threads, linear_into, numpy_faster
 from ._util import share_blocks
 
 

@@ -15,8 +15,8 @@ import numpy as np
 from . import _dropout
 from ._dropout import mc_dropout_proba  # noqa: F401  (public here since issue 9)
 from ._lbfgs import lbfgs as _lbfgs
-from ._matmul import blas_threads, linear_into, numpy_faster
 from ._lowp import lowp_faster, product_error_coefficients, softmax_near_ties, top_two
+from ._matmul import blas_threads, linear_into, numpy_faster
 from ._pool import BLOCK_BYTES, _get_pool, _Pool, clear_pool_cache, remember_fingerprint  # noqa: F401 (re-exported)
 from ._trainrows import TrainingRows
 from ._util import check_features, check_labels, pass_workers, resolve_device, share_blocks
