@@ -15,6 +15,8 @@ import contextlib
 
 import numpy as np
 
+from ._lowp import _timed  # best of a few calls after a warm-up (the bf16 calibration's)
+
 __all__ = ["blas_threads", "linear_into", "numpy_faster"]
 
 #: numpy is used when its product takes at most this fraction of torch's: a coin flip between two
@@ -23,17 +25,6 @@ _GAIN = 0.8
 
 # (D, C, rows rounded down to a power of 2, torch threads) -> whether numpy won.
 _NUMPY_FASTER: dict = {}
-
-
-def _best_of(fn, reps: int = 5) -> float:
-    import time
-
-    best = float("inf")
-    for _ in range(reps + 1):  # the first call warms up the kernel and the cache
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def numpy_faster(x, c: int, rows: int) -> bool:
@@ -55,9 +46,9 @@ def numpy_faster(x, c: int, rows: int) -> bool:
         w = wt.T.contiguous()
         xn, wn, on = xb.numpy(), wt.numpy(), out.numpy()
         with torch.no_grad(), blas_threads(1 if torch.get_num_threads() == 1 else None):
-            t_torch = min(_best_of(lambda: torch.addmm(b, xb, wt, out=out)),  # the pool pass's product
-                          _best_of(lambda: torch.nn.functional.linear(xb, w, b)))  # the dropout passes'
-            t_numpy = _best_of(lambda: np.matmul(xn, wn, out=on))
+            t_torch = min(_timed(lambda: torch.addmm(b, xb, wt, out=out)),  # the pool pass's product
+                          _timed(lambda: torch.nn.functional.linear(xb, w, b)))  # the dropout passes'
+            t_numpy = _timed(lambda: np.matmul(xn, wn, out=on))
         _NUMPY_FASTER[key] = t_numpy <= _GAIN * t_torch
     return _NUMPY_FASTER[key]
 
