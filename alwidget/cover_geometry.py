@@ -196,36 +196,16 @@ def symmetric_pairs(n, indptr, indices, sq, rows):
     return m.indptr.astype(np.int64), m.indices[order].astype(np.int32), w[order]
 
 
-def _counts_below_rows(indptr, w, d2) -> np.ndarray:
-    """(N,) int64 entries below d2 in each row of a CSR whose rows are sorted by w (vectorised bisection)."""
-    lo = indptr[:-1].astype(np.int64)
-    hi = indptr[1:].astype(np.int64)
-    start = lo.copy()
-    if w.size == 0:
-        return hi - start
-    while True:  # invariant: w[:lo] < d2 <= w[hi:] within each row
-        open_ = lo < hi
-        if not open_.any():
-            return lo - start
-        mid = (lo + hi) >> 1
-        below = np.zeros(lo.size, bool)
-        below[open_] = w[mid[open_]] < d2
-        lo = np.where(below, mid + 1, lo)
-        hi = np.where(open_ & ~below, mid, hi)
-
-
 def ball_at(sym, d2):
     """:func:`ball_from_pairs` at squared radius d2 from :func:`symmetric_pairs`: the same rows as sets
-    (each row in distance order), a prefix of each row: counts by bisection, then the prefixes joined."""
+    (each row in distance order), a prefix of each row: a compiled bisection per row for its count,
+    then the prefixes joined (:func:`alwidget._cover_kernels.row_prefixes`)."""
+    from ._cover_kernels import row_prefixes
+
     ip, ind, w = sym
-    counts = _counts_below_rows(ip, w, d2)  # every row holds its self-loop (w = -inf)
-    out = np.zeros(ip.size, np.int64)
-    np.cumsum(counts, out=out[1:])
-    total = int(out[-1])
-    # Joining row slices copies runs of memory: twice as fast as one fancy-index gather here.
-    parts = [ind[a:a + k] for a, k in zip(ip[:-1].tolist(), counts.tolist())]
-    joined = np.concatenate(parts) if parts else ind[:0]
-    return out.astype(np.int32 if total < 2**31 else np.int64), joined
+    out, joined = row_prefixes(np.asarray(ip, np.int64), np.ascontiguousarray(ind, np.int32),
+                               np.ascontiguousarray(w, np.float32), np.float32(d2))
+    return out.astype(np.int32 if int(out[-1]) < 2**31 else np.int64), joined
 
 
 # --------------------------------------------------------------------------- the purity rule

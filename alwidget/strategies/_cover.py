@@ -5,7 +5,8 @@ greedy max-coverage balls cover ``target`` of the pool. It is found by bisection
 sample of :data:`COVER_SAMPLE` rows (coverage is a share of the pool, so a uniform sample
 estimates it; ``b`` is capped at sample / 8 so that a ball still holds several sample points).
 Each bisection step runs the greedy on the sample's distance rows sorted once (a ball is a row
-prefix), with incremental gains, in O(sizes of the covered balls) per step instead of O(S^2). Greedy
+prefix), with incremental gains, in O(sizes of the covered balls) per step instead of O(S^2), as
+compiled loops (:mod:`alwidget._cover_kernels`: several hundred greedy steps per round). Greedy
 picks depend on the balls alone (neither on the target nor on the budget), so each run is kept
 per ball sizes and resumed: it answers the same balls at another radius (the bisection's last
 steps), target or budget (the next rounds share the first radii), exactly.
@@ -18,7 +19,6 @@ outside it still cover the universe rows within delta of them. Picks come from t
 """
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,31 +84,17 @@ def sample_sorted(geo, seed: int = 0):
 
 
 def _counts_below(srt: np.ndarray, t, lo=None, hi=None) -> np.ndarray:
-    """(S,) int64 entries of each sorted row below t: one vectorised bisection over all rows.
+    """(S,) int64 entries of each sorted row below t: a compiled bisection per row.
 
     ``lo`` / ``hi``: per-row brackets (the counts at a smaller and at a larger radius; default: the
     whole row), so that late bisection steps only search the few rows whose count can still move."""
+    from .._cover_kernels import counts_below
+
     s, m = srt.shape
-    flat = srt.reshape(-1)
-    lo = np.zeros(s, np.int64) if lo is None else lo.copy()
-    hi = np.full(s, m, np.int64) if hi is None else hi.copy()
-    base = np.arange(s, dtype=np.int64) * m
-    rows = np.flatnonzero(lo < hi)
-    while rows.size:  # invariant: entries [0, lo) are below t, entries [hi, m) are not
-        mid = (lo[rows] + hi[rows]) >> 1
-        below = flat[base[rows] + mid] < t
-        lo[rows] = np.where(below, mid + 1, lo[rows])
-        hi[rows] = np.where(below, hi[rows], mid)
-        rows = rows[lo[rows] < hi[rows]]
-    return lo
-
-
-def _rows_of(order: np.ndarray, cnt: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Concatenated balls order[w, :cnt[w]] of the points ``pts``."""
-    lens = cnt[pts]
-    starts = pts.astype(np.int64) * order.shape[1]
-    offs = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-    return order.reshape(-1)[offs + np.arange(int(lens.sum()))]
+    out = np.zeros(s, np.int64) if lo is None else np.array(lo, np.int64)
+    hi = np.full(s, m, np.int64) if hi is None else np.asarray(hi, np.int64)
+    counts_below(np.ascontiguousarray(srt), np.float32(t), out, hi)
+    return out
 
 
 class _Run:
@@ -117,51 +103,38 @@ class _Run:
     alone (the target and the budget only decide where to stop), so one run answers every
     (need, b) at every radius with these ball sizes, and resumes when asked further."""
 
-    __slots__ = ("cnt", "counts", "covered", "done", "gain")
+    __slots__ = ("cnt", "counts", "covered", "done", "gain", "steps")
 
     def __init__(self, cnt: np.ndarray):
         self.cnt, self.covered, self.gain = cnt, np.zeros(cnt.size, bool), cnt.copy()
-        self.counts: list[int] = []  # covered rows after 1, 2, ... steps
+        self.counts = np.zeros(0, np.int64)  # covered rows after 1, 2, ... steps: counts[:steps]
+        self.steps = 0
         self.done = False  # no ball adds anything any more
 
-    def reaches(self, srt, order, need: int, b: int) -> bool:
+    def reaches(self, order, need: int, b: int) -> bool:
         """Whether b greedy balls cover ``need`` rows (the same answer as a dense greedy)."""
         if need <= 0:
             return True
-        j = bisect_left(self.counts, need)
-        if j < len(self.counts):
+        j = int(np.searchsorted(self.counts[:self.steps], need))  # the first step reaching need
+        if j < self.steps:
             return j + 1 <= b
-        if self.done or len(self.counts) >= b:
+        if self.done or self.steps >= b:
             return False
-        return self._extend(srt, order, need, b)
+        return self._extend(order, need, b)
 
-    def _extend(self, srt, order, need: int, b: int) -> bool:
+    def _extend(self, order, need: int, b: int) -> bool:
         """Greedy steps from the state reached so far until ``need`` rows are covered, or b balls are
-        placed, or it cannot get there: the same picks and counts as :func:`greedy_coverage` on
-        ``d2 < t``: a ball is a row's entries below t, the gains are decremented through the rows of
-        the newly covered points. Gains only shrink, so the r balls left can add at most the r largest
-        gains now: when even those fall short, b balls never reach ``need`` (checked every few steps)."""
-        covered, gain, cnt = self.covered, self.gain, self.cnt
-        steps = len(self.counts)
-        n_cov = self.counts[-1] if steps else 0
-        while n_cov < need:
-            left = b - steps
-            v = int(gain.argmax())
-            if gain[v] == 0:
-                self.done = True
-                return False
-            if left <= 0 or n_cov + left * int(gain[v]) < need:
-                return False
-            if steps % 4 == 0 and left < gain.size and n_cov + int(np.partition(gain, -left)[-left:].sum()) < need:
-                return False
-            ball = order[v, :cnt[v]]
-            new = ball[~covered[ball]]  # not empty: gain[v] > 0 counts them
-            covered[new] = True
-            n_cov += new.size
-            gain -= np.bincount(_rows_of(order, cnt, new), minlength=gain.size)
-            steps += 1
-            self.counts.append(n_cov)
-        return True
+        placed, or it cannot get there (:func:`alwidget._cover_kernels.greedy_extend`): the same picks and
+        counts as :func:`greedy_coverage` on ``d2 < t``, where a ball is a row's entries below t."""
+        from .._cover_kernels import greedy_extend
+
+        if self.counts.size < b:
+            self.counts = np.concatenate([self.counts[:self.steps], np.zeros(b - self.steps, np.int64)])
+        n_cov = int(self.counts[self.steps - 1]) if self.steps else 0
+        self.steps, _, state = greedy_extend(order, self.cnt, self.covered, self.gain, self.counts,
+                                             self.steps, n_cov, int(need), int(b))
+        self.done = state < 0
+        return state > 0
 
 
 def _need(target: float, s: int) -> int:
@@ -174,7 +147,7 @@ def _need(target: float, s: int) -> int:
     return need
 
 
-def _covers(runs, seed: int, srt, order, cnt: np.ndarray, need: int, b: int) -> bool:
+def _covers(runs, seed: int, order, cnt: np.ndarray, need: int, b: int) -> bool:
     """Whether b greedy balls of sizes ``cnt`` cover ``need`` sample rows, from the run of these
     balls when one is kept (any earlier radius, target or budget with the same balls), else afresh."""
     key = (int(seed), cnt.astype(np.int32).tobytes())
@@ -184,7 +157,7 @@ def _covers(runs, seed: int, srt, order, cnt: np.ndarray, need: int, b: int) -> 
         while len(runs) > _RUNS_KEPT:
             runs.popitem(last=False)
     runs.move_to_end(key)
-    return run.reaches(srt, order, need, b)
+    return run.reaches(order, need, b)
 
 
 def budget_delta(geo, budget: int, target: float, seed: int = 0) -> dict:
@@ -210,7 +183,7 @@ def budget_delta(geo, budget: int, target: float, seed: int = 0) -> dict:
         for _ in range(_BISECT_STEPS):
             mid = 0.5 * (lo + hi)
             c = _counts_below(srt, np.float32(mid * mid), c_lo, c_hi)
-            if _covers(runs, seed, srt, order, c, need, b):
+            if _covers(runs, seed, order, c, need, b):
                 hi, c_hi = mid, c
             else:
                 lo, c_lo = mid, c

@@ -1,0 +1,88 @@
+"""The compiled loops of ProbCover's delta search against plain numpy references."""
+import numpy as np
+import pytest
+
+from alwidget import _cover_kernels as K
+from alwidget.strategies._cover import greedy_coverage
+
+
+def sorted_sample(n=300, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    d2 = ((X[:, None] - X[None]) ** 2).sum(-1).astype(np.float32)
+    np.fill_diagonal(d2, 0.0)
+    order = np.argsort(d2, axis=1).astype(np.int16)
+    return d2, np.take_along_axis(d2, order, 1), order
+
+
+def run(order, cnt, need, b, covered=None, gain=None, counts=None, steps=0, n_cov=0):
+    covered = np.zeros(cnt.size, bool) if covered is None else covered
+    gain = cnt.copy() if gain is None else gain
+    counts = np.zeros(max(b, 1), np.int64) if counts is None else counts
+    return K.greedy_extend(order, cnt, covered, gain, counts, steps, n_cov, need, b), covered, gain, counts
+
+
+@pytest.mark.parametrize("t", [2.0, 6.0, 12.0])
+def test_greedy_extend_covers_as_the_dense_greedy(t):
+    d2, srt, order = sorted_sample()
+    cnt = (srt < np.float32(t)).sum(1).astype(np.int64)
+    A = d2 < np.float32(t)
+    for b in (1, 3, 10, 25):
+        want = round(greedy_coverage(A, b) * len(A))
+        (steps, n_cov, state), covered, _, counts = run(order, cnt, want, b)
+        assert state == 1 and n_cov == covered.sum() == want and steps <= b
+        assert list(counts[:steps]) == sorted(set(counts[:steps]))  # every step adds rows
+        if want < len(A):  # one row more is out of reach of b greedy balls
+            assert run(order, cnt, want + 1, b)[0][2] == 0
+
+
+def test_greedy_extend_resumes_to_the_same_counts():
+    # Stopped early at a small need, then resumed with a larger budget: the same counts as one run.
+    _, srt, order = sorted_sample(seed=1)
+    cnt = (srt < np.float32(6.0)).sum(1).astype(np.int64)
+    (s1, n1, st1), covered, gain, counts = run(order, cnt, 40, 30)
+    assert st1 == 1 and n1 >= 40
+    (s2, n2, _), _, _, counts = run(order, cnt, 250, 30, covered, gain, counts, s1, n1)
+    (s3, n3, _), _, _, whole = run(order, cnt, 250, 30)
+    assert (s2, n2) == (s3, n3) and s2 > s1
+    np.testing.assert_array_equal(counts[:s2], whole[:s3])
+
+
+def test_greedy_extend_states():
+    _, srt, order = sorted_sample(n=50)
+    ones = np.ones(50, np.int64)  # tiny radius: each ball is its own point
+    (steps, n_cov, state), *_ = run(order, ones, 10, 5)
+    assert (steps, n_cov, state) == (0, 0, 0)  # five balls of one can never cover ten: stops at once
+    (steps, n_cov, state), *_ = run(order, ones, 5, 5)
+    assert (steps, n_cov, state) == (5, 5, 1)
+    (steps, n_cov, state), *_ = run(order, ones, 50, 60)
+    assert (steps, n_cov, state) == (50, 50, 1)
+    full = np.full(50, 50, np.int64)
+    (steps, n_cov, state), covered, gain, counts = run(order, full, 50, 3)
+    assert (steps, n_cov, state) == (1, 50, 1)
+    assert run(order, full, 51, 3, covered, gain, counts, steps, n_cov)[0][2] == -1  # nothing left to add
+
+
+def test_counts_below_within_brackets():
+    _, srt, _ = sorted_sample(n=60)
+    for t in (0.0, 3.0, 8.0, 1e9):
+        want = (srt < np.float32(t)).sum(1)
+        lo = np.zeros(60, np.int64)
+        K.counts_below(srt, np.float32(t), lo, np.full(60, 60, np.int64))
+        np.testing.assert_array_equal(lo, want)
+        lo = (srt < np.float32(t / 2)).sum(1).astype(np.int64)
+        K.counts_below(srt, np.float32(t), lo, (srt < np.float32(t * 2 + 1)).sum(1).astype(np.int64))
+        np.testing.assert_array_equal(lo, want)
+
+
+def test_row_prefixes_keeps_each_rows_entries_below_the_radius():
+    rng = np.random.default_rng(2)
+    lens = rng.integers(0, 6, size=40)
+    indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    w = np.concatenate([np.sort(rng.random(k)) for k in lens]).astype(np.float32)
+    ind = rng.integers(0, 40, size=w.size).astype(np.int32)
+    for d2 in (0.0, 0.3, 0.5, 2.0):
+        ip, joined = K.row_prefixes(indptr, ind, w, np.float32(d2))
+        keep = w < np.float32(d2)
+        np.testing.assert_array_equal(joined, ind[keep])
+        np.testing.assert_array_equal(np.diff(ip), [keep[a:b].sum() for a, b in zip(indptr[:-1], indptr[1:])])
