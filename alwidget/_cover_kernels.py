@@ -14,7 +14,16 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+def _jit(fn):
+    """``njit`` with numba's on-disk cache, or without it where numba finds no writable cache directory
+    (it refuses to decorate then): the loops compile once per process instead (about 2 s)."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:
+        return numba.njit(nogil=True)(fn)
+
+
+@_jit
 def counts_below(srt, t, lo, hi):  # pragma: no cover - compiled; tested through _cover
     """In place: lo[r] becomes the entries of sorted row r below t, searched within [lo[r], hi[r])."""
     for r in range(srt.shape[0]):
@@ -28,7 +37,7 @@ def counts_below(srt, t, lo, hi):  # pragma: no cover - compiled; tested through
         lo[r] = a
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def greedy_extend(order, cnt, covered, gain, counts, steps, n_cov, need, b):  # pragma: no cover
     """Greedy max-coverage steps from (steps, n_cov) until ``need`` rows are covered or b balls are placed.
 
@@ -61,7 +70,7 @@ def greedy_extend(order, cnt, covered, gain, counts, steps, n_cov, need, b):  # 
 
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def row_prefixes(indptr, ind, w, d2):  # pragma: no cover - compiled; tested through cover_geometry
     """CSR (indptr int64, indices int32) of each row's entries with w < d2, rows sorted by w: a bisection
     per row for its count, then the prefixes copied in row order."""

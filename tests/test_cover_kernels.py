@@ -86,3 +86,20 @@ def test_row_prefixes_keeps_each_rows_entries_below_the_radius():
         keep = w < np.float32(d2)
         np.testing.assert_array_equal(joined, ind[keep])
         np.testing.assert_array_equal(np.diff(ip), [keep[a:b].sum() for a, b in zip(indptr[:-1], indptr[1:])])
+
+
+def test_kernels_work_where_no_cache_directory_is_writable():
+    # numba refuses cache=True when no locator can write; the module then compiles per process.
+    import subprocess
+    import sys
+
+    code = ("import numba.core.caching as c\n"
+            "(getattr(c, 'CacheImpl', None) or c._CacheImpl)._locator_classes = []  # nowhere to write\n"
+            "import numpy as np\n"
+            "from alwidget import _cover_kernels as K\n"
+            "lo = np.zeros(2, np.int64)\n"
+            "K.counts_below(np.array([[0.0, 1.0], [0.5, 2.0]], np.float32), np.float32(0.7), lo, np.full(2, 2, np.int64))\n"
+            "assert lo.tolist() == [1, 1], lo\n"
+            "assert K.counts_below._cache.__class__.__name__ == 'NullCache'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
