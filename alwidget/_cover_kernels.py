@@ -24,7 +24,7 @@ def _jit(fn):
 
 
 @_jit
-def counts_below(srt, t, lo, hi):  # pragma: no cover - compiled; tested through _cover
+def counts_below(srt, t, lo, hi):  # pragma: no cover - compiled (tests/test_cover_kernels.py)
     """In place: lo[r] becomes the entries of sorted row r below t, searched within [lo[r], hi[r])."""
     for r in range(srt.shape[0]):
         a, z = lo[r], hi[r]
@@ -38,7 +38,7 @@ def counts_below(srt, t, lo, hi):  # pragma: no cover - compiled; tested through
 
 
 @_jit
-def greedy_extend(order, cnt, covered, gain, counts, steps, n_cov, need, b):  # pragma: no cover
+def greedy_extend(order, cnt, covered, gain, counts, steps, n_cov, need, b):  # pragma: no cover - compiled
     """Greedy max-coverage steps from (steps, n_cov) until ``need`` rows are covered or b balls are placed.
 
     Row v's ball is ``order[v, :cnt[v]]``; ``gain[v]`` its uncovered rows. Each step takes the first
@@ -69,9 +69,8 @@ def greedy_extend(order, cnt, covered, gain, counts, steps, n_cov, need, b):  # 
     return steps, n_cov, 1
 
 
-
 @_jit
-def row_prefixes(indptr, ind, w, d2):  # pragma: no cover - compiled; tested through cover_geometry
+def row_prefixes(indptr, ind, w, d2):  # pragma: no cover - compiled (tests/test_cover_kernels.py)
     """CSR (indptr int64, indices int32) of each row's entries with w < d2, rows sorted by w: a bisection
     per row for its count, then the prefixes copied in row order."""
     n = indptr.size - 1

@@ -98,7 +98,8 @@ def test_kernels_work_where_no_cache_directory_is_writable():
             "import numpy as np\n"
             "from alwidget import _cover_kernels as K\n"
             "lo = np.zeros(2, np.int64)\n"
-            "K.counts_below(np.array([[0.0, 1.0], [0.5, 2.0]], np.float32), np.float32(0.7), lo, np.full(2, 2, np.int64))\n"
+            "srt = np.array([[0.0, 1.0], [0.5, 2.0]], np.float32)\n"
+            "K.counts_below(srt, np.float32(0.7), lo, np.full(2, 2, np.int64))\n"
             "assert lo.tolist() == [1, 1], lo\n"
             "assert K.counts_below._cache.__class__.__name__ == 'NullCache'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
