@@ -24,17 +24,22 @@ def _jit(fn):
 
 
 @_jit
+def _below(v, a, z, t):  # pragma: no cover - compiled (tests/test_cover_kernels.py)
+    """The first index in [a, z) of the ascending v whose entry is not below t (z when all are)."""
+    while a < z:  # entries before a are below t, entries from z on are not
+        mid = (a + z) >> 1
+        if v[mid] < t:
+            a = mid + 1
+        else:
+            z = mid
+    return a
+
+
+@_jit
 def counts_below(srt, t, lo, hi):  # pragma: no cover - compiled (tests/test_cover_kernels.py)
     """In place: lo[r] becomes the entries of sorted row r below t, searched within [lo[r], hi[r])."""
     for r in range(srt.shape[0]):
-        a, z = lo[r], hi[r]
-        while a < z:  # entries [0, a) are below t, entries [z, m) are not
-            mid = (a + z) >> 1
-            if srt[r, mid] < t:
-                a = mid + 1
-            else:
-                z = mid
-        lo[r] = a
+        lo[r] = _below(srt[r], lo[r], hi[r], t)
 
 
 @_jit
@@ -76,15 +81,7 @@ def row_prefixes(indptr, ind, w, d2):  # pragma: no cover - compiled (tests/test
     n = indptr.size - 1
     out = np.zeros(n + 1, np.int64)
     for r in range(n):
-        a, z = indptr[r], indptr[r + 1]
-        start = a
-        while a < z:
-            mid = (a + z) >> 1
-            if w[mid] < d2:
-                a = mid + 1
-            else:
-                z = mid
-        out[r + 1] = out[r] + (a - start)
+        out[r + 1] = out[r] + _below(w, indptr[r], indptr[r + 1], d2) - indptr[r]
     joined = np.empty(out[n], np.int32)
     for r in range(n):
         joined[out[r]:out[r + 1]] = ind[indptr[r]:indptr[r] + out[r + 1] - out[r]]

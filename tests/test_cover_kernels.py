@@ -104,3 +104,29 @@ def test_kernels_work_where_no_cache_directory_is_writable():
             "assert K.counts_below._cache.__class__.__name__ == 'NullCache'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_first_process_compiles_into_an_empty_cache_and_a_restart_loads_it(tmp_path):
+    # A new user's path: the first process compiles into an empty cache, a restarted kernel loads
+    # the compiled loops from it (no compile) and finds the same budget delta.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from alwidget.geometry import Geometry\n"
+            "from alwidget.strategies import _cover\n"
+            "from alwidget import _cover_kernels as K\n"
+            "X = np.random.default_rng(0).normal(size=(400, 16)).astype(np.float32)\n"
+            "d = _cover.budget_delta(Geometry.of(X), 20, 0.6)['delta']\n"
+            "hits = sum(sum(f.stats.cache_hits.values()) for f in (K.counts_below, K.greedy_extend))\n"
+            "misses = sum(sum(f.stats.cache_misses.values()) for f in (K.counts_below, K.greedy_extend))\n"
+            "print(repr(d), hits, misses)\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:] + runs[1].stderr[-2000:]
+    (d1, hits1, misses1), (d2, hits2, misses2) = (r.stdout.split() for r in runs)
+    assert int(misses1) > 0 and any(tmp_path.rglob("*.nbi"))  # compiled and written
+    assert int(hits2) > 0 and int(misses2) == 0  # loaded, nothing compiled again
+    assert d1 == d2
