@@ -124,6 +124,25 @@ def test_select_on_the_subpool_returns_subpool_candidates(digits, name):
     assert info["anchoral"]["subpool"] == sub.size and "nearest the labelled" in info["reason"]
 
 
+def test_auto_on_the_subpool_names_the_pools_cold_start_measured_once(digits, monkeypatch):
+    from alwidget.strategies import auto as auto_mod
+
+    X, y = digits
+    seen = []
+    real = auto_mod.neighbour_ratio
+    monkeypatch.setattr(auto_mod, "neighbour_ratio", lambda geo, seed=0: seen.append(geo.n_samples) or real(geo, seed))
+    start, _ = auto_mod.pool_cold_start(Geometry.of(X))
+    sp = dict(per_class=4, n_neighbors=15, size=200, tail=20)
+    for per in (6, 7):  # auto's last phase, two rounds on two different subpools
+        info = A.select("auto", X, labelled(y, per), 10, seed=1, return_info=True, min_pool=0, subpool_params=sp)[1]
+        assert info["anchoral"]["subpool"] < len(y) and info["strategy"] == "margin"
+        assert f"from {auto_mod._NAMES[start]} to margin" in info["reason"]
+    assert seen == [len(y)] * len(seen) and len(seen) == 3  # only the pool's, its ratio cached
+    forced = A.select("auto", X, labelled(y, 6), 10, seed=1, return_info=True, min_pool=0, subpool_params=sp,
+                      cold_start="typiclust" if start == "probcover" else "probcover")[1]
+    assert f"from {auto_mod._NAMES[start]} to" not in forced["reason"]  # a forced cold start is kept
+
+
 def test_cold_start_and_geometry_strategies_use_the_whole_pool(digits):
     X, y = digits
     one = labelled(y, 5, classes=[0])

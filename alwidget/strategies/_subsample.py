@@ -84,12 +84,12 @@ def applies(n: int) -> bool:
     return n >= min_pool and n > size
 
 
-def density_geometry(ctx) -> Geometry:
-    """The Geometry to measure the pool's density on (auto's neighbour ratio): the subsample's on
-    huge pools, the pool's otherwise."""
-    if not applies(ctx.n_samples):
-        return ctx.geometry
-    return subsample_geometry(ctx.geometry, SUBSAMPLE_SIZE, ctx.geometry_seed)[1]
+def density_geometry(geo: Geometry, seed: int) -> Geometry:
+    """The Geometry to measure the pool's density on (auto's neighbour ratio): the seeded
+    subsample's (``seed``: the geometry seed) on huge pools, the pool's ``geo`` otherwise."""
+    if not applies(geo.n_samples):
+        return geo
+    return subsample_geometry(geo, SUBSAMPLE_SIZE, seed)[1]
 
 
 def reason_words(entry) -> str:

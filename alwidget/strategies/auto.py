@@ -116,8 +116,14 @@ def pick_cold_start(ctx: Context, cold_start: str, tight_ratio: float):
     """(cold start strategy, the ratio or None): 'auto' picks ProbCover on tight pools, else TypiClust."""
     if cold_start != "auto":
         return cold_start, None
-    r = neighbour_ratio(_subsample.density_geometry(ctx), ctx.geometry_seed)  # huge pools: on the subsample
-    return ("probcover" if r < tight_ratio else "typiclust"), r
+    return pool_cold_start(ctx.geometry, ctx.geometry_seed, tight_ratio)
+
+
+def pool_cold_start(geo, geometry_seed: int = 0, tight_ratio: float = TIGHT_RATIO):
+    """(cold start, neighbour ratio) that ``cold_start="auto"`` picks on the pool of Geometry ``geo``
+    (on huge pools measured on the seeded subsample); cached with the ratio."""
+    r = neighbour_ratio(_subsample.density_geometry(geo, geometry_seed), geometry_seed)
+    return ("probcover" if r < float(tight_ratio) else "typiclust"), r
 
 
 def _check_threshold(name, v):
