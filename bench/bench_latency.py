@@ -55,9 +55,11 @@ def _check_worker(s, when: str) -> None:
         raise RuntimeError(f"the session's background worker failed during {when}: {err}")
 
 
-def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir) -> dict:
-    """Time label -> wait -> next_batch through a Session backed by an on-disk store."""
-    from alwidget import Session
+def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir, wait_index=False) -> dict:
+    """Time label -> wait -> next_batch through a Session backed by an on-disk store. ``wait_index``:
+    from anchoral.SUBPOOL_MIN rows, wait after the warm-up until the subpools' search index is built
+    (rounds before it run on the whole pool), and report when it was ready."""
+    from alwidget import Session, anchoral
     from alwidget.geometry import Geometry
     from alwidget.probe import clear_pool_cache
 
@@ -84,8 +86,13 @@ def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir)
     s.wait()
     t_warm = time.perf_counter() - t1
     _check_worker(s, "warm-up")
+    t_index = None
+    if len(X) >= anchoral.SUBPOOL_MIN:
+        while wait_index and not anchoral.index_ready(X):
+            time.sleep(0.1)
+        t_index = time.perf_counter() - t0 if anchoral.index_ready(X) else None
 
-    ack, total, scored, active, retrain, select = [], [], [], [], [], []
+    ack, total, scored, active, retrain, select, pending = [], [], [], [], [], [], 0
     batch_idx = list(s.next_batch())
     for _ in range(n_timed):
         i = int(batch_idx[0])
@@ -104,6 +111,7 @@ def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir)
         # huge pools: the fit before the batch, the pool's rescore after it; both count here
         retrain.append((st.get("last_retrain_ms") or np.nan) + (st.get("last_rescore_ms") or 0.0))
         select.append(st.get("last_select_ms") or np.nan)
+        pending += bool((st.get("strategy_info") or {}).get("index_pending"))
         _check_worker(s, "timed labels")
         if not batch_idx:
             break
@@ -117,10 +125,18 @@ def run_ours(X, y, *, strategy, device, batch, n_warmup, n_timed, seed, workdir)
     used = sorted(set(active), key=active.index)
     return {"tool": "ours", "strategy": strategy, "init_s": t_init, "setup_s": t_setup, "warmup_wait_s": t_warm,
             "ack": C.percentiles(ack), "total": C.percentiles(total), "scored": C.percentiles(scored),
-            "n_timed": len(total),
+            "n_timed": len(total), "index_ready_s": t_index, "index_pending_rounds": pending,
             "active": used, "retrain_ms_p50": float(np.nanmedian(retrain)), "select_ms_p50": float(np.nanmedian(select)),
             "n_threads": n_threads, "precision": precision, "status": {k: v for k, v in status.items() if isinstance(v, (str, int, float, bool))},
             "times_ms": [t * 1000 for t in total]}
+
+
+def _index_words(r) -> str:
+    """The AnchorAL search index's part of a result line ("" below anchoral.SUBPOOL_MIN rows)."""
+    if r.get("index_ready_s") is None and not r.get("index_pending_rounds"):
+        return ""
+    ready = "not built" if r.get("index_ready_s") is None else f"built {r['index_ready_s']:.0f} s after the start"
+    return f" | search index {ready}; {r['index_pending_rounds']} of {r['n_timed']} timed rounds on the whole pool"
 
 
 # --------------------------------------------------------------------------- peers
@@ -200,6 +216,8 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--wait-index", action="store_true",
+                   help="from 200k rows: start timing once the subpools' search index is built (the steady state)")
     p.add_argument("--no-peer", action="store_true", help="time ours only (e.g. N = 1M on a GPU)")
     p.add_argument("--quick", action="store_true", help="N = 10k, 10 warm-up + 8 timed labels: a smoke run")
     p.add_argument("--out", default="bench_latency", help="results name under bench/results/")
@@ -226,14 +244,14 @@ def main(argv=None) -> int:
         results = []
         for strat in args.strategies:
             r = run_ours(X, y, strategy=strat, device=args.device, batch=args.batch, n_warmup=args.warmup,
-                         n_timed=args.labels, seed=args.seed, workdir=workdir)
+                         n_timed=args.labels, seed=args.seed, workdir=workdir, wait_index=args.wait_index)
             results.append(r)
             print(f"  ours/{strat:<9} setup {r['setup_s']:.2f} s | label ack p50 {r['ack']['p50']:.1f} ms | "
                   f"label->next batch p50 {r['total']['p50']:.0f} ms, p95 {r['total']['p95']:.0f} ms "
                   f"(map scored p50 {r['scored']['p50']:.0f} ms) "
                   f"(retrain+rescore {r['retrain_ms_p50']:.0f} / select {r['select_ms_p50']:.0f} ms, "
                   f"{r['precision']} pool pass) "
-                  f"| active: {'/'.join(r['active'])}", flush=True)
+                  f"| active: {'/'.join(r['active'])}{_index_words(r)}", flush=True)
         if not args.no_peer:
             for fn in (run_skactiveml, run_sklearn):
                 r = fn(X, y, batch=args.batch, n_warmup=args.warmup, n_timed=args.labels, seed=args.seed)
@@ -256,6 +274,7 @@ def main(argv=None) -> int:
                          "split": (f"{r['retrain_ms_p50']:.0f} / {r['select_ms_p50']:.0f}"
                                    if r["tool"] == "ours" else None),
                          "precision": r.get("precision"),
+                         "index": _index_words(r)[len(" | search index "):] or "-",
                          "speed": speed})
         del X, y
         gc.collect()
@@ -264,12 +283,15 @@ def main(argv=None) -> int:
             ("setup", "setup (s)"), ("ack", "label ack p50 (ms)"),
             ("p50", "label→next batch p50 (ms)"), ("p95", "p95 (ms)"), ("scored", "label→map's scores p50 (ms)"),
             ("split", "retrain+rescore / select p50 (ms)"), ("precision", "pool pass")]
+    if any(r.get("index_ready_s") is not None or r.get("index_pending_rounds") for r in records):
+        cols.append(("index", "AnchorAL search index"))
     if not args.no_peer:
         cols.append(("speed", "speed-up vs scikit-activeml (p50)"))
     settings = (f"synthetic Gaussian-mixture embeddings (D = {args.dim}, C = {args.classes}, rows L2-normalised, "
                 f"seed {args.seed}); B = {args.batch}; {args.warmup} warm-up labels (random, class-stratified, "
                 f"not timed) then {args.labels} timed oracle labels, each the first point of the tool's own "
-                f"suggested batch; our device {args.device}" + ("; QUICK smoke run" if args.quick else ""))
+                f"suggested batch; our device {args.device}" + ("; QUICK smoke run" if args.quick else "")
+                + ("; timing starts once the AnchorAL search index is built (--wait-index)" if args.wait_index else ""))
     notes = ["ours: label() commits to an on-disk SQLite store before returning (label ack); then next_batch() "
              "waits for the session's worker thread (probe retrain + pool rescore + batch selection; from "
              "anchoral.SUBPOOL_MIN rows the batch is published before the pool's rescore) and wait() for the "
