@@ -45,6 +45,10 @@ SUBPOOL_MIN = 200_000
 IVF_MIN = 200_000
 #: The IVF index's codec (``ann.CODECS``); its candidates are re-ranked exactly either way.
 IVF_CODEC = "pq4"
+#: Keep the IVF index in alwidget's cache folder ("indexes"), keyed by the features' content: a
+#: Session opened again on the same pool (a kernel restart) loads it instead of rebuilding it
+#: (27-33 s at 1M on two cores, rounds meanwhile on the whole pool: BENCHMARKS.md, section 7).
+INDEX_CACHE = True
 PER_CLASS = 50
 N_NEIGHBORS = 50
 SIZE = 10_000
@@ -105,9 +109,21 @@ def _ivf(geo):
             # sqrt(N) cells: a one-off build of seconds at 1M (4 sqrt(N) took minutes). 4-bit
             # product codes: the scan of the probed cells was most of the search; with 8x the
             # candidates re-ranked about 3x cheaper than fp16 rows at the same recall (BENCHMARKS.md, 7).
-            memo["index"] = ann.IVFIndex(geo.X, metric="inner", nlist=int(np.sqrt(geo.n_samples)), seed=0,
-                                         codec=IVF_CODEC)
+            memo["index"] = ann.cached_ivf(geo.X, geo.fingerprint, metric="inner", nlist=int(np.sqrt(geo.n_samples)),
+                                           codec=IVF_CODEC, folder=_index_folder())
         return memo["index"]
+
+
+def _index_folder():
+    """Where the pools' indexes are kept (:data:`INDEX_CACHE`), or None."""
+    from ._util import cache_dir
+
+    if not INDEX_CACHE:
+        return None
+    try:
+        return cache_dir("indexes")
+    except OSError:  # no writable cache folder: build per process
+        return None
 
 
 def warm(features) -> bool:

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["APPROX_KNN_MIN", "CODECS", "EF_SEARCH", "NPROBE", "OVERSAMPLE", "IVFIndex", "available", "inner_products", "knn_graph", "recall"]
+__all__ = ["APPROX_KNN_MIN", "CODECS", "EF_SEARCH", "NPROBE", "OVERSAMPLE", "IVFIndex", "available", "cached_ivf",
+           "inner_products", "knn_graph", "recall"]
 
 #: From this many rows Geometry.knn builds the approximate graph (when faiss is installed and the
 #: search runs on the CPU). Below it the exact search is at most a few seconds (bench_search.md:
@@ -71,6 +72,8 @@ _PQ_LEVELS = 16  # 4-bit codes
 # candidates, so a query's result never depends on the queries searched with it (auto picks by
 # the batch's shape).
 _PQ_IMPLEM = 11
+# What IVFIndex.save writes: a file of another format (or another faiss) is rebuilt, never misread.
+_FILE_FORMAT = 1
 
 
 class IVFIndex:
@@ -121,11 +124,90 @@ class IVFIndex:
     def _padded(self, X):
         return np.pad(X, ((0, 0), (0, self._pad))) if self._pad else X
 
+    def _meta(self) -> dict:
+        import faiss
+
+        return {"format": _FILE_FORMAT, "faiss": faiss.__version__, "metric": self.metric, "codec": self.codec,
+                "nlist": self.nlist, "n_samples": self.n_samples, "n_features": self.index.d - self._pad}
+
+    def save(self, path) -> None:
+        """Write the built index to ``path`` (an .npz: faiss's serialised index and what it was built
+        with), atomically: a reader finds the old file, none, or the whole new one."""
+        import json
+
+        import faiss
+
+        from ._util import atomic_write
+
+        blob = faiss.serialize_index(self.index)
+        atomic_write(path, lambda f: np.savez(f, index=blob, meta=np.asarray(json.dumps(self._meta()))))
+
+    @classmethod
+    def load(cls, path, *, n_samples: int, n_features: int, metric: str, codec: str, nlist: int) -> "IVFIndex":
+        """The index :meth:`save` wrote to ``path``, checked to be the one asked for (rows, features,
+        metric, codec, cells, this faiss version and file format); ValueError when it is not, or
+        when the file cannot be read, so that the caller rebuilds it."""
+        import json
+
+        import faiss
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta, blob = json.loads(str(z["meta"])), z["index"]
+        except Exception as exc:  # truncated, garbage, not an npz
+            raise ValueError(f"unreadable index file: {exc}") from exc
+        want = {"format": _FILE_FORMAT, "faiss": faiss.__version__, "metric": metric, "codec": codec,
+                "nlist": int(nlist), "n_samples": int(n_samples), "n_features": int(n_features)}
+        if meta != want:
+            diff = sorted(k for k in set(want) | set(meta) if meta.get(k) != want.get(k))
+            raise ValueError(f"the index file was built for another setting ({', '.join(diff)})")
+        self = cls.__new__(cls)
+        self.metric, self.codec, self.nlist, self.n_samples = metric, codec, int(nlist), int(n_samples)
+        self.oversample, self._pad = OVERSAMPLE[codec], (-n_features) % _PQ_DSUB if codec == "pq4" else 0
+        self.index, self._quant = faiss.deserialize_index(blob), None  # the index owns its quantiser
+        if self.index.ntotal != n_samples or self.index.d != n_features + self._pad:
+            raise ValueError(f"the index file holds {self.index.ntotal} rows of {self.index.d} values")
+        if codec == "pq4":
+            self.index.implem = _PQ_IMPLEM
+        return self
+
     def search(self, Q, k: int, nprobe: int = NPROBE):
         Q = self._padded(np.ascontiguousarray(np.atleast_2d(Q), dtype=np.float32))
         self.index.nprobe = int(max(1, min(int(nprobe), self.nlist)))
         vals, idx = self.index.search(Q, int(k))
         return vals.astype(np.float32, copy=False), idx.astype(np.int64, copy=False)
+
+
+def cached_ivf(X, key: str, *, metric: str, nlist: int, codec: str, seed: int = 0, folder=None) -> IVFIndex:
+    """An :class:`IVFIndex` over X, read from ``folder`` when a file for ``key`` (the content
+    fingerprint of X) and these settings is there, else built and written there (``folder`` None:
+    built only). A file that cannot be used is reported and rebuilt; a folder that cannot be
+    written only costs the next process the build."""
+    import hashlib
+    import json
+    import warnings
+    from pathlib import Path
+
+    path = None
+    if folder is not None:
+        setting = json.dumps({"features": key, "metric": metric, "codec": codec, "nlist": int(nlist),
+                              "seed": int(seed)}, sort_keys=True)
+        path = Path(folder) / f"ivf-{hashlib.blake2b(setting.encode(), digest_size=16).hexdigest()}.npz"
+    if path is not None and path.exists():
+        try:
+            return IVFIndex.load(path, n_samples=X.shape[0], n_features=X.shape[1], metric=metric, codec=codec,
+                                 nlist=nlist)
+        except ValueError as exc:
+            warnings.warn(f"ignoring the search index file {path} ({exc}); rebuilding it", RuntimeWarning,
+                          stacklevel=2)
+    index = IVFIndex(X, metric=metric, nlist=nlist, seed=seed, codec=codec)
+    if path is not None:
+        try:
+            index.save(path)
+        except OSError as exc:
+            warnings.warn(f"could not keep the search index in {path.parent} ({exc}); the next process "
+                          "rebuilds it", RuntimeWarning, stacklevel=2)
+    return index
 
 
 def _make_ivf(faiss, d: int, nlist: int, metric: str, codec: str):

@@ -285,6 +285,7 @@ def test_same_seed_and_labels_give_the_same_picks_with_a_new_ivf_index(digits, m
     pytest.importorskip("faiss")
     X, y = digits
     monkeypatch.setattr(A, "IVF_MIN", 100)  # the approximate path on digits
+    monkeypatch.setattr(A, "INDEX_CACHE", False)  # rebuilt, not read back from the cache folder
     labels = labelled(y, 6)
     probe = LinearProbe(seed=0).fit(X, labels)
     sp = dict(per_class=4, n_neighbors=15, size=200, tail=20)
@@ -597,3 +598,39 @@ def test_best_first_is_the_stable_order_of_scores_with_ties():
         n = int(rng.integers(1, 400))
         score = rng.integers(0, 1 + trial % 9, n) / 8.0 if trial % 2 else rng.random(n)  # many ties, or none
         np.testing.assert_array_equal(A._best_first(score), np.lexsort((np.arange(n), -score)))
+
+
+def test_a_restarted_process_reads_the_pools_index_from_an_empty_cache_then_from_its_file(tmp_path):
+    # A user's path: the first session on a huge pool builds the index into an empty cache folder;
+    # after a kernel restart the same pool reads it back (no build) and the picks are the same.
+    pytest.importorskip("faiss")
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, numpy as np\n"
+            "from sklearn.datasets import load_digits\n"
+            "from alwidget import anchoral as A, ann\n"
+            "A.IVF_MIN = 100\n"
+            "X, y = load_digits(return_X_y=True)\n"
+            "X = X.astype(np.float32)\n"
+            "labels = np.full(len(y), -1)\n"
+            "for c in range(10):\n"
+            "    rows = np.flatnonzero(y == c)[:6]\n"
+            "    labels[rows] = c\n"
+            "built, real = [], ann.IVFIndex.__init__\n"
+            "ann.IVFIndex.__init__ = lambda self, *a, **k: built.append(1) or real(self, *a, **k)\n"
+            "sp = dict(per_class=4, n_neighbors=15, size=200, tail=20)\n"
+            "idx, info = A.select('margin', X, labels, 10, seed=1, min_pool=0, subpool_params=sp, return_info=True)\n"
+            "print(json.dumps({'built': len(built), 'approximate': info['anchoral']['approximate'], "
+            "'picks': idx.tolist()}))\n")
+    env = dict(os.environ, ALWIDGET_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:] + runs[1].stderr[-2000:]
+    import json
+
+    first, second = (json.loads(r.stdout.strip().splitlines()[-1]) for r in runs)
+    assert first["built"] == 1 and second["built"] == 0 and first["approximate"] and second["approximate"]
+    assert len(list((tmp_path / "indexes").glob("ivf-*.npz"))) == 1
+    assert first["picks"] == second["picks"]

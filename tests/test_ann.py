@@ -185,3 +185,51 @@ def test_geometry_knn_goes_approximate_from_the_threshold(fmnist_pixels, monkeyp
     assert not Geometry.of(X, backend="torch").knn_is_approximate()
     monkeypatch.setitem(sys.modules, "faiss", None)
     assert not ann.available() and not Geometry.of(X + 0).knn_is_approximate()
+
+
+@pytest.mark.parametrize("codec", ["pq4", "flat"])
+def test_ivf_index_saved_then_loaded_searches_the_same(digits, tmp_path, codec):
+    X = normalize(digits[0][:, 1:])  # 63 columns: "pq4" pads one
+    index = ann.IVFIndex(X, metric="inner", nlist=20, seed=0, codec=codec)
+    index.save(tmp_path / "ivf.npz")
+    got = ann.IVFIndex.load(tmp_path / "ivf.npz", n_samples=len(X), n_features=63, metric="inner", codec=codec,
+                            nlist=20)
+    for a, b in zip(index.search(X[:30], 12, nprobe=4), got.search(X[:30], 12, nprobe=4)):
+        np.testing.assert_array_equal(a, b)
+    assert got.oversample == index.oversample and got.nlist == 20
+    with pytest.raises(ValueError, match="another setting .*nlist"):
+        ann.IVFIndex.load(tmp_path / "ivf.npz", n_samples=len(X), n_features=63, metric="inner", codec=codec,
+                          nlist=21)
+    with pytest.raises(ValueError, match="another setting .*n_samples"):
+        ann.IVFIndex.load(tmp_path / "ivf.npz", n_samples=len(X) + 1, n_features=63, metric="inner",
+                          codec=codec, nlist=20)
+    (tmp_path / "bad.npz").write_bytes((tmp_path / "ivf.npz").read_bytes()[:1000])  # a write cut short
+    with pytest.raises(ValueError, match="unreadable"):
+        ann.IVFIndex.load(tmp_path / "bad.npz", n_samples=len(X), n_features=63, metric="inner", codec=codec,
+                          nlist=20)
+
+
+def test_cached_ivf_builds_once_then_reads_the_file_and_rebuilds_a_broken_one(digits, tmp_path, monkeypatch):
+    X = normalize(digits[0])
+    built = []
+    real = ann.IVFIndex.__init__
+    monkeypatch.setattr(ann.IVFIndex, "__init__", lambda self, *a, **kw: built.append(1) or real(self, *a, **kw))
+    kw = dict(metric="inner", nlist=20, codec="pq4", folder=tmp_path)
+    first = ann.cached_ivf(X, "content-a", **kw)
+    files = list(tmp_path.glob("ivf-*.npz"))
+    assert len(built) == 1 and len(files) == 1
+    again = ann.cached_ivf(X, "content-a", **kw)
+    assert len(built) == 1  # read from the file
+    np.testing.assert_array_equal(first.search(X[:20], 10)[1], again.search(X[:20], 10)[1])
+    ann.cached_ivf(X, "content-b", **kw)  # other features: their own file
+    assert len(built) == 2 and len(list(tmp_path.glob("ivf-*.npz"))) == 2
+    files[0].write_bytes(b"not an index")
+    with pytest.warns(RuntimeWarning, match="ignoring the search index file .*rebuilding"):
+        fixed = ann.cached_ivf(X, "content-a", **kw)
+    assert len(built) == 3
+    np.testing.assert_array_equal(first.search(X[:20], 10)[1], fixed.search(X[:20], 10)[1])
+    ann.cached_ivf(X, "content-a", **kw)
+    assert len(built) == 3  # the rebuilt file was written back
+    with pytest.warns(RuntimeWarning, match="could not keep the search index"):
+        kept = ann.cached_ivf(X, "content-a", **dict(kw, folder=tmp_path / "missing" / "folder"))
+    assert kept.search(X[:2], 3)[1].shape == (2, 3)

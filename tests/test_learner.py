@@ -204,6 +204,7 @@ def test_a_huge_pool_builds_its_search_index_ahead_without_blocking_rounds(digit
     pytest.importorskip("faiss")
     X, y = digits
     monkeypatch.setattr(A, "IVF_MIN", 1000)  # the IVF path on digits
+    monkeypatch.setattr(A, "INDEX_CACHE", False)  # built here, not read from an earlier test's file
     entered, release, real = threading.Event(), threading.Event(), A.ann.IVFIndex
 
     def held(*args, **kw):  # the build ahead waits until the test has run a round
