@@ -24,6 +24,9 @@ Shapes: ``X`` (N, D) float32.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy as np
 
 __all__ = ["APPROX_KNN_MIN", "CODECS", "EF_SEARCH", "NPROBE", "OVERSAMPLE", "IVFIndex", "available", "cached_ivf",
@@ -74,6 +77,8 @@ _PQ_LEVELS = 16  # 4-bit codes
 _PQ_IMPLEM = 11
 # What IVFIndex.save writes: a file of another format (or another faiss) is rebuilt, never misread.
 _FILE_FORMAT = 1
+#: Index files :func:`cached_ivf` keeps in its folder (the most recently used).
+INDEX_FILES_KEPT = 4
 
 
 class IVFIndex:
@@ -195,8 +200,11 @@ def cached_ivf(X, key: str, *, metric: str, nlist: int, codec: str, seed: int = 
         path = Path(folder) / f"ivf-{hashlib.blake2b(setting.encode(), digest_size=16).hexdigest()}.npz"
     if path is not None and path.exists():
         try:
-            return IVFIndex.load(path, n_samples=X.shape[0], n_features=X.shape[1], metric=metric, codec=codec,
-                                 nlist=nlist)
+            index = IVFIndex.load(path, n_samples=X.shape[0], n_features=X.shape[1], metric=metric, codec=codec,
+                                  nlist=nlist)
+            with contextlib.suppress(OSError):
+                os.utime(path)  # last used: what _prune keeps
+            return index
         except ValueError as exc:
             warnings.warn(f"ignoring the search index file {path} ({exc}); rebuilding it", RuntimeWarning,
                           stacklevel=2)
@@ -207,7 +215,25 @@ def cached_ivf(X, key: str, *, metric: str, nlist: int, codec: str, seed: int = 
         except OSError as exc:
             warnings.warn(f"could not keep the search index in {path.parent} ({exc}); the next process "
                           "rebuilds it", RuntimeWarning, stacklevel=2)
+        else:
+            _prune(path)
     return index
+
+
+def _prune(kept) -> None:
+    """Delete all but the :data:`INDEX_FILES_KEPT` most recently used index files beside ``kept``
+    (never ``kept`` itself): a pool that changes (a folder gaining images) gets a new file each
+    time, 134 MB at 1M rows, and the old ones would pile up."""
+    def used(f):
+        try:
+            return f.stat().st_mtime
+        except OSError:  # gone meanwhile (another process pruned it)
+            return float("-inf")
+
+    files = sorted((f for f in kept.parent.glob("ivf-*.npz") if f != kept), key=used, reverse=True)
+    for f in files[INDEX_FILES_KEPT - 1:]:
+        with contextlib.suppress(OSError):
+            f.unlink()
 
 
 def _make_ivf(faiss, d: int, nlist: int, metric: str, codec: str):

@@ -233,3 +233,28 @@ def test_cached_ivf_builds_once_then_reads_the_file_and_rebuilds_a_broken_one(di
     with pytest.warns(RuntimeWarning, match="could not keep the search index"):
         kept = ann.cached_ivf(X, "content-a", **dict(kw, folder=tmp_path / "missing" / "folder"))
     assert kept.search(X[:2], 3)[1].shape == (2, 3)
+
+
+def test_cached_ivf_keeps_the_most_recently_used_files(digits, tmp_path, monkeypatch):
+    import os
+
+    X = normalize(digits[0])
+    monkeypatch.setattr(ann, "INDEX_FILES_KEPT", 2)
+    kw = dict(metric="inner", nlist=10, codec="flat", folder=tmp_path)
+    files = []
+    for i, key in enumerate(("a", "b")):
+        ann.cached_ivf(X, key, **kw)
+        new = next(f for f in tmp_path.glob("ivf-*.npz") if f.name not in files)
+        os.utime(new, (1000 + i, 1000 + i))  # "a" older than "b", whatever the clock's grain
+        files.append(new.name)
+    files = set(files)
+    ann.cached_ivf(X, "a", **kw)  # read: "a" becomes the most recently used
+    ann.cached_ivf(X, "c", **kw)  # a third pool: the least recently used ("b") goes
+    left = {f.name for f in tmp_path.glob("ivf-*.npz")}
+    assert len(left) == 2 and len(left & files) == 1
+    built = []
+    real = ann.IVFIndex.__init__
+    monkeypatch.setattr(ann.IVFIndex, "__init__", lambda self, *a, **k: built.append(1) or real(self, *a, **k))
+    ann.cached_ivf(X, "a", **kw)
+    ann.cached_ivf(X, "c", **kw)
+    assert built == []  # both kept files still read
