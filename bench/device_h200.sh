@@ -2,7 +2,8 @@
 # Issue 12's GPU figure in one prepared run on a lent H200 (the `device` tool's `run`, repo root):
 #
 #   bash bench/device_h200.sh          # about 5 minutes; results under $OUT (or bench/results)
-#   DEVICE=cpu N_BIG=250000 N_SMALL=20000 bash bench/device_h200.sh   # a smoke run of the script here
+#   DEVICE=cpu N_BIG=250000 N_SMALL=20000 PREFIX=smoke_h200 bash bench/device_h200.sh   # a smoke run here
+#   (PREFIX names the result files: without it a smoke run overwrites the H200's in bench/results)
 #
 # That machine has torch, numpy, scikit-learn and psutil but none of faiss, anywidget, umap-learn,
 # open_clip or scikit-activeml, and no network: nothing is installed, the package runs from the
@@ -30,14 +31,15 @@ PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
 mkdir -p "$OUT"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "no nvidia-smi"; } \
-    | tee "$OUT/device_h200_gpu.txt"
+    | tee "$OUT/${PREFIX:-device_h200}_gpu.txt"
 "$PY" -c "import torch, alwidget.session, alwidget.ann as a; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'faiss', a.available())" \
-    2>&1 | tee -a "$OUT/device_h200_gpu.txt"
+    2>&1 | tee -a "$OUT/${PREFIX:-device_h200}_gpu.txt"
 run() {  # name, args...: one bench_latency run, its tables copied to $OUT
     local name=$1; shift
-    timeout 240 "$PY" bench/bench_latency.py --device "$DEVICE" --no-peer --warmup 50 --labels 30 --out "$name" "$@" 2>&1 \
+    timeout 240 "$PY" bench/bench_latency.py --device "$DEVICE" --no-peer --warmup 50 --labels 30 --wait-index --out "$name" "$@" 2>&1 \
         | tr '\r' '\n' | grep -v 'it/s' | tee "$OUT/$name.log"
     [ "$OUT" -ef bench/results ] || cp -f "bench/results/$name.md" "bench/results/$name.json" "$OUT/"
 }
-run device_h200_1m --n "${N_BIG:-1000000}" --strategies margin,dropquery,auto
-run device_h200_100k --n "${N_SMALL:-100000}" --strategies margin,dropquery
+P="${PREFIX:-device_h200}"
+run "${P}_1m" --n "${N_BIG:-1000000}" --strategies margin,dropquery,auto
+run "${P}_100k" --n "${N_SMALL:-100000}" --strategies margin,dropquery
