@@ -444,13 +444,11 @@ def _pool_cold_start(features, params: dict) -> dict:
     and could name a cold start that never ran; the pool's ratio is measured once and cached."""
     if params.get("cold_start", "auto") != "auto":
         return params
-    from .strategies import auto as auto_mod
+    from .strategies import _check_seed, auto as auto_mod
 
     geo = Geometry.of(features, backend=params.get("backend"))
-    seed = params.get("geometry_seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        return params  # strategies.select reports the bad seed
-    start, _ = auto_mod.pool_cold_start(geo, int(seed), params.get("tight_ratio", auto_mod.TIGHT_RATIO))
+    seed = _check_seed("geometry_seed", params.get("geometry_seed", 0))  # the error select would give
+    start, _ = auto_mod.pool_cold_start(geo, seed, params.get("tight_ratio", auto_mod.TIGHT_RATIO))
     return dict(params, cold_start=start)
 
 

@@ -130,10 +130,7 @@ class IVFIndex:
         return np.pad(X, ((0, 0), (0, self._pad))) if self._pad else X
 
     def _meta(self) -> dict:
-        import faiss
-
-        return {"format": _FILE_FORMAT, "faiss": faiss.__version__, "metric": self.metric, "codec": self.codec,
-                "nlist": self.nlist, "n_samples": self.n_samples, "n_features": self.index.d - self._pad}
+        return _file_meta(self.metric, self.codec, self.nlist, self.n_samples, self.index.d - self._pad)
 
     def save(self, path) -> None:
         """Write the built index to ``path`` (an .npz: faiss's serialised index and what it was built
@@ -161,8 +158,7 @@ class IVFIndex:
                 meta, blob = json.loads(str(z["meta"])), z["index"]
         except Exception as exc:  # truncated, garbage, not an npz
             raise ValueError(f"unreadable index file: {exc}") from exc
-        want = {"format": _FILE_FORMAT, "faiss": faiss.__version__, "metric": metric, "codec": codec,
-                "nlist": int(nlist), "n_samples": int(n_samples), "n_features": int(n_features)}
+        want = _file_meta(metric, codec, nlist, n_samples, n_features)
         if meta != want:
             diff = sorted(k for k in set(want) | set(meta) if meta.get(k) != want.get(k))
             raise ValueError(f"the index file was built for another setting ({', '.join(diff)})")
@@ -181,6 +177,14 @@ class IVFIndex:
         self.index.nprobe = int(max(1, min(int(nprobe), self.nlist)))
         vals, idx = self.index.search(Q, int(k))
         return vals.astype(np.float32, copy=False), idx.astype(np.int64, copy=False)
+
+
+def _file_meta(metric: str, codec: str, nlist: int, n_samples: int, n_features: int) -> dict:
+    """What an index file records of its index, and what a load must find there."""
+    import faiss
+
+    return {"format": _FILE_FORMAT, "faiss": faiss.__version__, "metric": metric, "codec": codec,
+            "nlist": int(nlist), "n_samples": int(n_samples), "n_features": int(n_features)}
 
 
 def cached_ivf(X, key: str, *, metric: str, nlist: int, codec: str, seed: int = 0, folder=None) -> IVFIndex:
